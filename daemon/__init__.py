@@ -1,0 +1,1 @@
+"""gwstream.daemon: processes, sockets, CLI, configuration and supervision."""

@@ -1,0 +1,361 @@
+"""gwstream configuration: TOML files in ``configs/`` loaded into frozen, validated objects.
+
+Each TOML table maps onto one frozen section dataclass below; unknown keys and
+impossible values raise :class:`~gwstream.daemon.errors.ConfigError` naming the
+dotted key, the value and what was expected. Seconds are the unit at this
+edge; sample counts are derived once here (``*_samples`` properties).
+
+Examples
+--------
+>>> from gwstream.daemon.config import load_config
+>>> cfg = load_config("configs/online.toml")
+>>> cfg.windows.stride_s
+0.0625
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .settings import build_section, section_to_dict, setting
+
+__all__ = [
+    "Config",
+    "EndpointsConfig",
+    "DataConfig",
+    "IngestConfig",
+    "PsdConfig",
+    "WhitenConfig",
+    "WindowsConfig",
+    "SimulateConfig",
+    "InjectionConfig",
+    "SourceConfig",
+    "load_config",
+    "config_from_dict",
+    "IFO_NAMES",
+    "PSD_ANALYTIC_DEFAULT",
+]
+
+#: Detectors gwstream knows the geometry of (pycbc.detector names).
+IFO_NAMES = ("H1", "L1", "V1", "K1")
+PSD_ANALYTIC_DEFAULT = "aLIGOZeroDetHighPower"
+
+
+def _is_integer(x: float, tol: float = 1e-9) -> bool:
+    return abs(x - round(x)) <= tol * max(1.0, abs(x))
+
+
+def _need_integer_samples(key: str, seconds: float, rate_hz: int) -> int:
+    n = seconds * rate_hz
+    if not _is_integer(n):
+        raise ConfigError(
+            key, seconds, f"a duration that is a whole number of samples at {rate_hz} Hz (got {n:g} samples)"
+        )
+    return int(round(n))
+
+
+def _check_endpoint(key: str, value: str) -> None:
+    if not value.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ConfigError(key, value, "a ZeroMQ endpoint such as 'tcp://127.0.0.1:5555' or 'ipc:///path'")
+
+
+@dataclass(frozen=True)
+class EndpointsConfig:
+    """Where the processes talk. The daemon binds all of these."""
+
+    frames: str = setting("tcp://127.0.0.1:5555", doc="frames in (sources connect here)")
+    alerts: str = setting("tcp://127.0.0.1:5556", doc="alerts out (subscribers connect here)")
+    blocks: str = setting("tcp://127.0.0.1:5557", doc="ingest -> search aligned blocks")
+    metrics: str = setting("127.0.0.1:9108", doc="Prometheus host:port")
+    allow_remote: bool = setting(False, doc="permit non-loopback endpoints")
+
+    def check(self, prefix: str) -> None:
+        for name in ("frames", "alerts", "blocks"):
+            value = getattr(self, name)
+            _check_endpoint(f"{prefix}{name}", value)
+            if not self.allow_remote and value.startswith("tcp://"):
+                host = value[len("tcp://"):].rsplit(":", 1)[0]
+                if host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
+                    raise ConfigError(
+                        f"{prefix}{name}", value,
+                        "a loopback address (127.0.0.1, localhost, [::1]) unless endpoints.allow_remote = true",
+                    )
+        host, _, port = self.metrics.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{prefix}metrics", self.metrics, "'host:port', e.g. '127.0.0.1:9108'")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Detectors, channels, sample rates and the analysis-ready state-vector mask."""
+
+    ifos: tuple[str, ...] = setting(("H1", "L1"), doc="detectors analysed, in order")
+    strain_channel: str = setting("GDS-CALIB_STRAIN", doc="channel name after '<IFO>:'")
+    state_channel: str = setting("GDS-CALIB_STATE_VECTOR", doc="state vector channel after '<IFO>:'")
+    state_mask: int = setting(3, ge=0, lt=2**32, doc="bits required for analysis-ready (0 and 1)")
+    input_rate_hz: int = setting(16384, ge=0, doc="native frame rate; 0 = learn from the first frame")
+    analysis_rate_hz: int = setting(2048, gt=0, doc="rate the search analyses at")
+
+    def check(self, prefix: str) -> None:
+        if not self.ifos:
+            raise ConfigError(f"{prefix}ifos", list(self.ifos), "at least one detector")
+        for ifo in self.ifos:
+            if ifo not in IFO_NAMES:
+                raise ConfigError(f"{prefix}ifos", list(self.ifos), "detectors among " + ", ".join(IFO_NAMES))
+        if len(set(self.ifos)) != len(self.ifos):
+            raise ConfigError(f"{prefix}ifos", list(self.ifos), "each detector once")
+        if self.input_rate_hz and self.input_rate_hz % self.analysis_rate_hz:
+            raise ConfigError(
+                f"{prefix}input_rate_hz", self.input_rate_hz,
+                f"an integer multiple of analysis_rate_hz = {self.analysis_rate_hz} Hz "
+                f"(resample factor {self.input_rate_hz / self.analysis_rate_hz:g} is not an integer)",
+            )
+
+    @property
+    def resample_factor(self) -> int | None:
+        """Decimation factor input -> analysis, or None when learnt from the data."""
+        return self.input_rate_hz // self.analysis_rate_hz if self.input_rate_hz else None
+
+    def channel(self, ifo: str) -> str:
+        return f"{ifo}:{self.strain_channel}"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Ring buffers, alignment and the late-frame policy of the ingest process."""
+
+    block_s: float = setting(1.0, gt=0, unit="s", doc="duration of each aligned block handed to search")
+    buffer_s: float = setting(64.0, gt=0, unit="s", doc="ring buffer length per detector")
+    late_timeout_s: float = setting(2.0, ge=0, unit="s", doc="wait for a late detector, then mark a gap")
+    max_message_bytes: int = setting(8 * 2**20, gt=0, unit="bytes", doc="hard cap on one frame message")
+    status_interval_s: float = setting(10.0, gt=0, unit="s", doc="period of the status log line")
+    high_water_mark: int = setting(64, gt=0, doc="ZeroMQ queue length (messages) before back-pressure")
+
+    def check(self, prefix: str) -> None:
+        if self.buffer_s < 2 * self.block_s:
+            raise ConfigError(f"{prefix}buffer_s", self.buffer_s, f">= 2 x block_s = {2 * self.block_s} s")
+        if not _is_integer(self.block_s * 1e9):
+            raise ConfigError(f"{prefix}block_s", self.block_s, "a whole number of nanoseconds")
+
+    @property
+    def block_ns(self) -> int:
+        return int(round(self.block_s * 1e9))
+
+
+@dataclass(frozen=True)
+class PsdConfig:
+    """Welch PSD estimated over the trailing ``psd_length_s`` of valid data."""
+
+    fftlength_s: float = setting(4.0, gt=0, unit="s")
+    overlap: float = setting(0.5, ge=0, lt=1, doc="fraction of fftlength")
+    average: str = setting("median", choices=("median", "mean"))
+    psd_length_s: float = setting(64.0, gt=0, unit="s")
+    refresh_s: float = setting(8.0, gt=0, unit="s", doc="cadence of PSD re-estimation")
+    max_change: float = setting(0.2, gt=0, doc="reject a PSD whose broadband sensitivity jumps by more")
+
+    def check(self, prefix: str) -> None:
+        if self.psd_length_s < self.fftlength_s:
+            raise ConfigError(
+                f"{prefix}psd_length_s", self.psd_length_s,
+                f">= fftlength_s = {self.fftlength_s} s (the PSD needs at least one FFT segment)",
+            )
+
+
+@dataclass(frozen=True)
+class WhitenConfig:
+    """Truncated inverse-ASD FIR whitening."""
+
+    fduration_s: float = setting(1.0, gt=0, unit="s", doc="FIR length")
+    highpass_hz: float = setting(20.0, ge=0, unit="Hz")
+    phase: str = setting("linear", choices=("linear", "minimum"))
+
+
+@dataclass(frozen=True)
+class WindowsConfig:
+    """Sliding windows cut from the whitened stream."""
+
+    window_s: float = setting(1.0, gt=0, unit="s")
+    stride_s: float = setting(0.0625, gt=0, unit="s")
+
+    def check(self, prefix: str) -> None:
+        if self.stride_s > self.window_s:
+            raise ConfigError(
+                f"{prefix}stride_s", self.stride_s, f"<= window_s = {self.window_s} s (stride longer than window)"
+            )
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    """Distributions binary-black-hole injections are drawn from."""
+
+    approximant: str = setting("IMRPhenomXPHM", choices=("IMRPhenomXPHM", "IMRPhenomD"))
+    f_lower_hz: float = setting(20.0, gt=0, unit="Hz", doc="waveform start frequency")
+    mass1_msun: tuple[float, float] = setting((7.0, 50.0), gt=0, unit="Msun", doc="uniform range")
+    mass2_msun: tuple[float, float] = setting((7.0, 50.0), gt=0, unit="Msun", doc="uniform range; m2 <= m1")
+    spin: str = setting("aligned", choices=("zero", "aligned", "isotropic"))
+    spin_max: float = setting(0.99, ge=0, lt=1, doc="largest dimensionless spin magnitude")
+    distance: str = setting(
+        "uniform_volume", choices=("uniform", "uniform_volume", "chirp_uniform_volume"),
+        doc="how luminosity (or chirp) distance is drawn from distance_mpc",
+    )
+    distance_mpc: tuple[float, float] = setting((100.0, 1000.0), gt=0, unit="Mpc")
+    snr: tuple[float, ...] = setting((), gt=0, doc="[lo, hi]: target network optimal SNR instead of distance")
+    spacing_s: float = setting(24.0, gt=0, unit="s", doc="grid step between merger times")
+    jitter_s: float = setting(2.0, ge=0, unit="s", doc="uniform +- jitter on each grid time")
+
+    def check(self, prefix: str) -> None:
+        for name in ("mass1_msun", "mass2_msun", "distance_mpc"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(f"{prefix}{name}", [lo, hi], "[low, high] with low <= high")
+        if self.snr and (len(self.snr) != 2 or self.snr[0] > self.snr[1]):
+            raise ConfigError(f"{prefix}snr", list(self.snr), "empty, or [low, high] with low <= high")
+        if 2 * self.jitter_s >= self.spacing_s:
+            raise ConfigError(f"{prefix}jitter_s", self.jitter_s, f"< spacing_s / 2 = {self.spacing_s / 2} s")
+        if self.approximant == "IMRPhenomD" and self.spin == "isotropic":
+            raise ConfigError(f"{prefix}spin", self.spin, "'zero' or 'aligned' (IMRPhenomD has no precession)")
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """Simulated two-detector data: coloured Gaussian noise plus injections."""
+
+    ifos: tuple[str, ...] = setting(("H1", "L1"))
+    psd: str = setting(PSD_ANALYTIC_DEFAULT, doc="pycbc analytic PSD name")
+    psd_file: str = setting("", doc="two-column text file (Hz, PSD); overrides psd")
+    psd_file_is_asd: bool = setting(False)
+    low_frequency_hz: float = setting(10.0, gt=0, unit="Hz", doc="noise has no power below this")
+    sample_rate_hz: int = setting(2048, choices=(1024, 2048, 4096, 8192, 16384), unit="Hz")
+    start_gps: int = setting(1_000_000_000, ge=0, unit="s")
+    chunk_s: int = setting(64, gt=0, unit="s", doc="generation chunk (bounds memory)")
+    frame_type: str = setting("SIM", doc="GWF file name tag: H-H1_<frame_type>-<gps>-1.gwf")
+    strain_channel: str = setting("GDS-CALIB_STRAIN")
+    state_channel: str = setting("GDS-CALIB_STATE_VECTOR")
+    state_word: int = setting(0b111111111111111, ge=0, lt=2**32, doc="state vector of simulated data")
+    injections: InjectionConfig = dataclasses.field(default_factory=InjectionConfig)
+
+    def check(self, prefix: str) -> None:
+        for ifo in self.ifos:
+            if ifo not in IFO_NAMES:
+                raise ConfigError(f"{prefix}ifos", list(self.ifos), "detectors among " + ", ".join(IFO_NAMES))
+        if self.injections.f_lower_hz >= self.sample_rate_hz / 2:
+            raise ConfigError(
+                f"{prefix}injections.f_lower_hz", self.injections.f_lower_hz,
+                f"< Nyquist = {self.sample_rate_hz / 2} Hz",
+            )
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Frame sources: pacing and how a live GWF directory is followed."""
+
+    speed: str = setting("max", doc="'real', 'max' or a factor such as '10'")
+    poll_s: float = setting(0.1, gt=0, unit="s", doc="directory poll period")
+    read_retries: int = setting(5, ge=0, doc="retries of a half-written file")
+    retry_wait_s: float = setting(0.2, ge=0, unit="s")
+    file_timeout_s: float = setting(30.0, gt=0, unit="s", doc="give up on an expected file and move on")
+
+    def check(self, prefix: str) -> None:
+        parse_speed(self.speed, f"{prefix}speed")
+
+
+def parse_speed(value: str, key: str = "speed") -> float:
+    """'real' -> 1.0, 'max' -> inf, '<factor>' -> factor (> 0)."""
+    if value == "real":
+        return 1.0
+    if value == "max":
+        return float("inf")
+    try:
+        factor = float(value)
+    except ValueError:
+        raise ConfigError(key, value, "'real', 'max' or a positive number") from None
+    if not factor > 0 or factor != factor:
+        raise ConfigError(key, value, "'real', 'max' or a positive number")
+    return factor
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: one section per TOML table."""
+
+    endpoints: EndpointsConfig = dataclasses.field(default_factory=EndpointsConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    psd: PsdConfig = dataclasses.field(default_factory=PsdConfig)
+    whiten: WhitenConfig = dataclasses.field(default_factory=WhitenConfig)
+    windows: WindowsConfig = dataclasses.field(default_factory=WindowsConfig)
+    simulate: SimulateConfig = dataclasses.field(default_factory=SimulateConfig)
+    source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+
+    def check(self, prefix: str) -> None:
+        rate = self.data.analysis_rate_hz
+        _need_integer_samples("windows.window_s", self.windows.window_s, rate)
+        _need_integer_samples("windows.stride_s", self.windows.stride_s, rate)
+        _need_integer_samples("psd.fftlength_s", self.psd.fftlength_s, rate)
+        _need_integer_samples("whiten.fduration_s", self.whiten.fduration_s, rate)
+        _need_integer_samples("ingest.block_s", self.ingest.block_s, rate)
+        if self.whiten.highpass_hz >= rate / 2:
+            raise ConfigError("whiten.highpass_hz", self.whiten.highpass_hz, f"< Nyquist = {rate / 2} Hz")
+        if self.psd.fftlength_s < self.whiten.fduration_s:
+            raise ConfigError(
+                "psd.fftlength_s", self.psd.fftlength_s,
+                f">= whiten.fduration_s = {self.whiten.fduration_s} s (the FIR cannot resolve finer than the PSD)",
+            )
+
+    def to_dict(self) -> dict:
+        return section_to_dict(self)
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build a :class:`Config` from parsed TOML plus dotted-key overrides.
+
+    Parameters
+    ----------
+    data : mapping
+        Parsed TOML.
+    overrides : mapping, optional
+        ``{"endpoints.frames": "tcp://127.0.0.1:6000", ...}`` applied on top
+        (command-line flags of the same name); ``None`` values are ignored.
+    """
+    merged: dict = _deep_copy(data)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(dotted, value, f"[{p}] to be a table")
+        node[leaf] = value
+    return build_section(Config, merged)
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load and validate a TOML configuration file (defaults when ``path`` is None).
+
+    Raises
+    ------
+    ConfigError
+        Unknown key or impossible value (the message names the key).
+    FileNotFoundError
+        ``path`` does not exist.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), "<file>", f"valid TOML ({exc})") from None
+    return config_from_dict(data, overrides)

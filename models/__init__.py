@@ -1,0 +1,1 @@
+"""gwstream.models: torch networks, the batched scorer, training and shipped weights."""

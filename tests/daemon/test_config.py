@@ -1,0 +1,86 @@
+"""Configuration: TOML -> frozen, validated sections; bad keys and values named in errors."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gwstream.daemon.config import Config, config_from_dict, load_config
+from gwstream.daemon.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_defaults_and_derived_values():
+    cfg = load_config()
+    assert cfg.data.ifos == ("H1", "L1")
+    assert cfg.data.resample_factor == 8
+    assert cfg.ingest.block_ns == 1_000_000_000
+    assert cfg.data.channel("L1") == "L1:GDS-CALIB_STRAIN"
+
+
+def test_sections_are_frozen():
+    cfg = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.psd.fftlength_s = 8.0
+
+
+def test_override_by_dotted_key():
+    cfg = config_from_dict({}, {"endpoints.frames": "tcp://127.0.0.1:6000", "ingest.block_s": 2})
+    assert cfg.endpoints.frames == "tcp://127.0.0.1:6000"
+    assert cfg.ingest.block_s == 2.0
+
+
+@pytest.mark.parametrize(
+    "data, key, words",
+    [
+        ({"psd": {"fft_length": 4}}, "psd.fft_length", "known keys"),
+        ({"bogus": {}}, "bogus", "known keys"),
+        ({"windows": {"window_s": 1.0, "stride_s": 2.0}}, "windows.stride_s", "stride longer than window"),
+        ({"psd": {"fftlength_s": 8.0, "psd_length_s": 4.0}}, "psd.psd_length_s", "fftlength_s"),
+        ({"data": {"input_rate_hz": 16384, "analysis_rate_hz": 3000}}, "data.input_rate_hz", "not an integer"),
+        ({"data": {"ifos": ["H1", "X9"]}}, "data.ifos", "detectors among"),
+        ({"psd": {"average": "mode"}}, "psd.average", "one of"),
+        ({"psd": {"overlap": 1.0}}, "psd.overlap", "< 1"),
+        ({"ingest": {"block_s": "one"}}, "ingest.block_s", "a number"),
+        ({"ingest": {"high_water_mark": 1.5}}, "ingest.high_water_mark", "an integer"),
+        ({"ingest": {"high_water_mark": True}}, "ingest.high_water_mark", "an integer"),
+        ({"windows": {"stride_s": 0.0001}}, "windows.stride_s", "whole number of samples"),
+        ({"endpoints": {"frames": "tcp://0.0.0.0:5555"}}, "endpoints.frames", "loopback"),
+        ({"endpoints": {"frames": "http://x"}}, "endpoints.frames", "ZeroMQ endpoint"),
+        ({"simulate": {"injections": {"mass1_msun": [50, 10]}}}, "simulate.injections.mass1_msun", "low <= high"),
+        ({"simulate": {"injections": {"approximant": "IMRPhenomD", "spin": "isotropic"}}},
+         "simulate.injections.spin", "precession"),
+        ({"source": {"speed": "fast"}}, "source.speed", "'real', 'max'"),
+        ({"psd": 3}, "psd", "a table"),
+    ],
+)
+def test_rejections_name_key_value_and_expectation(data, key, words):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert info.value.key == key
+    assert words in str(info.value)
+    assert repr(info.value.value) in str(info.value) or str(info.value.value) in str(info.value)
+
+
+def test_remote_endpoint_allowed_when_configured():
+    cfg = config_from_dict({"endpoints": {"frames": "tcp://10.0.0.1:5555", "allow_remote": True}})
+    assert cfg.endpoints.frames.startswith("tcp://10.")
+
+
+def test_bad_toml_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[psd\nfftlength_s = 4")
+    with pytest.raises(ConfigError, match="valid TOML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "nope.toml")

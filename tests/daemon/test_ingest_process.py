@@ -1,0 +1,77 @@
+"""The ingest process between real sockets: scripted messy stream, and nothing lost at max speed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
+from gwstream.daemon.wire import decode_block_message
+from tests.daemon.streams import NS, T0, ingest_config_dict, write_toml
+
+
+@pytest.fixture
+def endpoints():
+    return {"frames": free_tcp_endpoint(), "blocks": free_tcp_endpoint()}
+
+
+def start_ingest(tmp_path, endpoints, extra=None):
+    cfg = ingest_config_dict(**endpoints)
+    for section, values in (extra or {}).items():
+        cfg.setdefault(section, {}).update(values)
+    write_toml(tmp_path / "ingest.toml", cfg)
+    return spawn(["ingest", "--config", str(tmp_path / "ingest.toml"), "--exit-on-eos",
+                  "--stats", str(tmp_path / "stats.json")], log_path=tmp_path / "ingest.log")
+
+
+def collect_blocks(pull: zmq.Socket, timeout_s: float = 60.0):
+    blocks, eos = [], None
+    deadline = time.monotonic() + timeout_s
+    while eos is None:
+        assert pull.poll(int(max(0, deadline - time.monotonic()) * 1000)), "no end of stream from ingest"
+        kind, msg = decode_block_message(pull.recv_multipart())
+        if kind == "block":
+            blocks.append(msg)
+        elif kind == "eos":
+            eos = msg
+    return blocks, eos
+
+
+def test_messy_stream_over_sockets(tmp_path, endpoints, messy_script):
+    proc = start_ingest(tmp_path, endpoints)
+    ctx = zmq.Context()
+    try:
+        pull = ctx.socket(zmq.PULL)
+        pull.connect(endpoints["blocks"])
+        pub = ctx.socket(zmq.XPUB)
+        pub.setsockopt(zmq.XPUB_NODROP, 1)
+        pub.connect(endpoints["frames"])
+        assert pub.poll(20_000), "ingest never subscribed"
+        pub.recv()
+        for msg in messy_script.messages:
+            if isinstance(msg, tuple):
+                time.sleep(msg[1])
+            else:
+                pub.send_multipart(msg)
+        blocks, eos = collect_blocks(pull)
+        assert proc.wait(20) == 0
+    finally:
+        stop(proc)
+        ctx.destroy(linger=0)
+    assert [b.gps_ns for b in blocks] == [(T0 + t) * NS for t in range(messy_script.n_blocks)]
+    for b in blocks:
+        t = b.gps_ns // NS - T0
+        for ifo, data, valid in zip(b.ifos, b.data, b.valid):
+            np.testing.assert_array_equal(valid, messy_script.expected_valid[ifo, t])
+            np.testing.assert_array_equal(data, messy_script.expected_data[ifo, t])
+    counters = {k: v for k, v in eos["counters"].items() if k in messy_script.expected_counters}
+    assert counters == messy_script.expected_counters
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["blocks_sent"] == messy_script.n_blocks
+    log = (tmp_path / "ingest.log").read_text()
+    for reason in ("bad_json", "bad_length", "unknown_ifo", "duplicate", "late", "gps_backwards"):
+        assert f"reason={reason}" in log
