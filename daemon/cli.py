@@ -1,0 +1,179 @@
+"""``gwstream`` command line (contract in ``shared/DESIGN.md``, "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+
+from .config import Config, load_config, parse_speed
+from .errors import GwstreamError
+
+log = logging.getLogger("gwstream")
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s %(message)s")
+    formatter.converter = time.gmtime  # UTC, whatever TZ a library sets at import
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML configuration (configs/*.toml); defaults when omitted")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def _endpoints(p: argparse.ArgumentParser, *names: str) -> None:
+    for name in names:
+        p.add_argument(f"--{name}-endpoint", dest=f"{name}_endpoint", default=None,
+                       help=f"override endpoints.{name}")
+
+
+def _load(args, **extra) -> Config:
+    overrides = {}
+    for name in ("frames", "alerts", "blocks"):
+        value = getattr(args, f"{name}_endpoint", None)
+        if value is not None:
+            overrides[f"endpoints.{name}"] = value
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    return load_config(args.config, overrides)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_simulate(args) -> int:
+    from .simulate import run_simulate
+
+    cfg = _load(args, **{"simulate.sample_rate_hz": args.sample_rate, "simulate.start_gps": args.start})
+    summary = run_simulate(
+        cfg.simulate, duration_s=args.duration, seed=args.seed, out=args.out, fmt=args.format,
+        injections_path=args.injections, dtype=args.dtype, progress=not args.no_progress,
+    )
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_source(args) -> int:
+    from . import sources
+
+    cfg = _load(args, **{"source.speed": args.speed})
+    speed = parse_speed(cfg.source.speed, "--speed")
+    ifos = cfg.data.ifos
+    stats: Counter = Counter()
+    if args.kind == "synthetic":
+        from .simulate import Simulator
+
+        sim_cfg = _load(args, **{"simulate.sample_rate_hz": args.sample_rate,
+                                 "simulate.start_gps": args.start}).simulate
+        sim = Simulator(sim_cfg, seed=args.seed, duration_s=args.duration or None,
+                        injections=not args.no_injections)
+        frames = sources.synthetic_frames(sim, strain_channel=cfg.data.strain_channel)
+    elif args.kind == "hdf5":
+        frames = sources.hdf5_frames(args.input, ifos, strain_channel=cfg.data.strain_channel,
+                                     state_word=cfg.data.state_mask)
+    else:
+        kw = dict(strain_channel=cfg.data.strain_channel, state_channel=cfg.data.state_channel, stats=stats)
+        if args.follow:
+            frames = sources.gwf_follow_frames(
+                args.input, ifos, start_gps=args.start, poll_s=cfg.source.poll_s,
+                read_retries=cfg.source.read_retries, retry_wait_s=cfg.source.retry_wait_s,
+                file_timeout_s=cfg.source.file_timeout_s, **kw)
+        else:
+            frames = sources.gwf_archive_frames(args.input, ifos, start_gps=args.start,
+                                                read_retries=cfg.source.read_retries,
+                                                retry_wait_s=cfg.source.retry_wait_s, **kw)
+    t0 = time.monotonic()
+    sent = sources.publish(frames, cfg.endpoints.frames, speed=speed, ifos=ifos,
+                           high_water_mark=cfg.ingest.high_water_mark)
+    stats.update(sent)
+    stats["wall_s"] = round(time.monotonic() - t0, 3)
+    log.info("source done %s", " ".join(f"{k}={v}" for k, v in stats.items()))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import run_ingest
+
+    cfg = _load(args)
+    run_ingest(cfg, exit_on_eos=args.exit_on_eos, stats_path=args.stats)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gwstream", description="Streaming ML search for binary black-hole mergers in H1/L1 strain.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="write simulated H1/L1 noise (+ injections) as HDF5 or GWF")
+    _common(p)
+    p.add_argument("--duration", type=int, required=True, help="seconds of data")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True, help="HDF5 file, or directory of GWF frames")
+    p.add_argument("--format", choices=("hdf5", "gwf"), default="hdf5")
+    p.add_argument("--injections", default=None, metavar="PATH",
+                   help="add injections ([simulate.injections]) and write their parameters to PATH")
+    p.add_argument("--sample-rate", type=int, default=None, help="override simulate.sample_rate_hz")
+    p.add_argument("--start", type=int, default=None, help="GPS start (override simulate.start_gps)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="HDF5 sample type")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("source", help="publish frames on the frames endpoint")
+    p.add_argument("kind", choices=("synthetic", "gwf", "hdf5"))
+    p.add_argument("input", nargs="?", help="GWF directory or HDF5 file (gwf, hdf5)")
+    _common(p)
+    _endpoints(p, "frames")
+    p.add_argument("--speed", default=None, help="real | max | <factor> (default source.speed)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: noise/injection seed")
+    p.add_argument("--duration", type=int, default=0, help="synthetic: seconds (0 = endless)")
+    p.add_argument("--sample-rate", type=int, default=None, help="synthetic: override simulate.sample_rate_hz")
+    p.add_argument("--start", type=int, default=None, help="GPS start")
+    p.add_argument("--no-injections", action="store_true", help="synthetic: noise only")
+    p.add_argument("--follow", action="store_true", help="gwf: follow a live directory for new files")
+    p.set_defaults(func=cmd_source)
+
+    p = sub.add_parser("ingest", help="run the ingest process alone (frames in, aligned blocks out)")
+    _common(p)
+    _endpoints(p, "frames", "blocks")
+    p.add_argument("--exit-on-eos", action="store_true", help="exit when every detector's stream ended")
+    p.add_argument("--stats", default=None, help="write final counters to this JSON file")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("demo", help="the embedded default end to end (what `make demo` runs)")
+    _common(p)
+    p.add_argument("--duration", type=int, default=120, help="seconds of simulated data")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="out/demo", help="directory for the demo's files")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "log_level", "info"))
+    if args.command == "source" and args.kind in ("gwf", "hdf5") and not args.input:
+        parser.error(f"source {args.kind} needs an INPUT path")
+    try:
+        return args.func(args)
+    except GwstreamError as exc:
+        print(f"gwstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
