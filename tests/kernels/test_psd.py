@@ -1,0 +1,153 @@
+"""PSD kernels against scipy.signal.welch and gwpy TimeSeries.psd; the streaming estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from gwstream.kernels import psd as kpsd
+
+FS = 2048
+
+
+@pytest.mark.parametrize("average", ["median", "mean"])
+@pytest.mark.parametrize("overlap", [0.5, 0.0, 0.75])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_welch_matches_scipy(average, overlap, dtype, tol):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, FS * 33 + 17)).astype(dtype) * 3.0 + 0.5
+    freqs, psd = kpsd.welch(x, FS, 2.0, overlap=overlap, average=average)
+    nper = 2 * FS
+    f_ref, p_ref = scipy.signal.welch(
+        x.astype(np.float64), fs=FS, window="hann", nperseg=nper, noverlap=int(round(overlap * nper)),
+        detrend="constant", scaling="density", average=average, axis=-1,
+    )
+    np.testing.assert_allclose(freqs, f_ref, rtol=0, atol=0)
+    np.testing.assert_allclose(psd, p_ref, rtol=tol.PSD_VS_SCIPY_RTOL)
+
+
+def test_welch_matches_gwpy(coloured_noise, tol):
+    from gwpy.timeseries import TimeSeries
+
+    rng = np.random.default_rng(2)
+    x, _, _ = coloured_noise(rng, FS * 64, FS)
+    freqs, psd = kpsd.welch(x, FS, 4.0, overlap=0.5, average="median")
+    ref = TimeSeries(x, sample_rate=FS).psd(4, 2, method="median")
+    np.testing.assert_allclose(freqs, ref.frequencies.value)
+    np.testing.assert_allclose(psd, ref.value, rtol=tol.PSD_VS_GWPY_RTOL)
+    ref_mean = TimeSeries(x, sample_rate=FS).psd(4, 2, method="welch")
+    np.testing.assert_allclose(kpsd.welch(x, FS, 4.0, average="mean")[1], ref_mean.value, rtol=tol.PSD_VS_GWPY_RTOL)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 10, 31, 32])
+def test_median_bias_matches_scipy(n):
+    from scipy.signal._spectral_py import _median_bias
+
+    assert kpsd.median_bias(n) == pytest.approx(_median_bias(n), rel=1e-14)
+
+
+def test_welch_errors_name_the_value():
+    x = np.zeros(100)
+    with pytest.raises(ValueError, match="100 samples"):
+        kpsd.welch(x, FS, 1.0)
+    with pytest.raises(ValueError, match="average = 'max'"):
+        kpsd.welch(np.zeros(FS * 4), FS, 1.0, average="max")
+    with pytest.raises(ValueError, match="fftlength_s = 0.0001"):
+        kpsd.welch(np.zeros(FS * 4), FS, 0.0001)
+    with pytest.raises(ValueError, match="overlap = 1"):
+        kpsd.welch(np.zeros(FS * 4), FS, 1.0, overlap=1)
+
+
+def _stream(est, x, valid, start, chunks):
+    i = 0
+    results = []
+    for n in chunks:
+        results.append(est.update(x[:, i:i + n], valid[i:i + n], start + i))
+        i += n
+    if i < x.shape[1]:
+        results.append(est.update(x[:, i:], valid[i:], start + i))
+    return results
+
+
+def test_streaming_estimate_equals_welch_on_the_same_segments():
+    rng = np.random.default_rng(3)
+    n = FS * 20
+    x = rng.standard_normal((2, n))
+    est = kpsd.StreamingWelch(2, FS, 2.0, psd_length_s=20.0, refresh_s=1.0, min_valid_s=20.0)
+    start = 10 * FS * 1000  # on the 1-s segment grid
+    _stream(est, x, np.ones(n, bool), start, [1000, 3, 5000, 777, FS * 3])
+    assert est.psd is not None
+    np.testing.assert_allclose(est.psd, kpsd.welch(x, FS, 2.0)[1], rtol=1e-12)
+
+
+def test_streaming_skips_invalid_segments():
+    rng = np.random.default_rng(4)
+    n = FS * 24
+    x = rng.standard_normal((1, n))
+    valid = np.ones(n, bool)
+    valid[FS * 10 + 5] = False
+    x[0, FS * 10 + 5] = 1e6  # a glitch that must not reach the estimate
+    est = kpsd.StreamingWelch(1, FS, 2.0, psd_length_s=24.0, refresh_s=1.0, min_valid_s=10.0)
+    _stream(est, x, valid, 0, [FS] * 24)
+    assert est.psd is not None and est.psd.max() < 1.0
+    # segments [9,11), [10,12) (1-s step) touch the bad sample: 23 - 2 = 21 used
+    assert est.n_segments_available() == 21
+
+
+def test_streaming_needs_warmup_after_long_gap():
+    rng = np.random.default_rng(5)
+    est = kpsd.StreamingWelch(1, FS, 1.0, psd_length_s=8.0, refresh_s=1.0)
+    x = rng.standard_normal((1, FS * 8))
+    up = _stream(est, x, np.ones(FS * 8, bool), 0, [FS] * 8)
+    assert up[-1].accepted and sum(u.accepted for u in up) == 1
+    est.drop_psd()
+    # after a gap of 100 s, old segments are out of the trailing span: no estimate for 7 s
+    up = _stream(est, x[:, : FS * 7], np.ones(FS * 7, bool), FS * 108, [FS] * 7)
+    assert not any(u.estimated for u in up) and est.psd is None
+    up = est.update(x[:, :FS], np.ones(FS, bool), FS * 115)
+    assert up.accepted and est.psd is not None
+
+
+def test_streaming_rejects_implausible_jump_and_keeps_last_psd():
+    rng = np.random.default_rng(6)
+    est = kpsd.StreamingWelch(
+        1, FS, 1.0, psd_length_s=4.0, refresh_s=1.0, max_change=0.2, accept_after_rejections=3
+    )
+    _stream(est, rng.standard_normal((1, FS * 4)), np.ones(FS * 4, bool), 0, [FS] * 4)
+    loud = 3.0 * rng.standard_normal((1, FS * 8))  # sensitivity drops to 1/3: change 0.67
+    outcomes = []
+    for k in range(8):
+        before = est.psd.copy()
+        u = est.update(loud[:, k * FS:(k + 1) * FS], np.ones(FS, bool), FS * (4 + k))
+        outcomes.append(u)
+        if u.rejected:
+            assert u.change > 0.2
+            np.testing.assert_array_equal(est.psd, before)  # the last good PSD is kept
+    n_rej = sum(u.rejected for u in outcomes)
+    assert n_rej == 3  # three in a row, then the detector has really changed: accepted
+    last_rej = max(i for i, u in enumerate(outcomes) if u.rejected)
+    assert outcomes[last_rej + 1].accepted
+    assert kpsd.sensitivity_proxy(est.freqs, est.psd)[0] == pytest.approx(
+        kpsd.sensitivity_proxy(est.freqs, kpsd.welch(loud[:, 4 * FS:], FS, 1.0)[1])[0], rel=0.05
+    )
+
+
+def test_streaming_snapshot_restore_roundtrip():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, FS * 12))
+    a = kpsd.StreamingWelch(2, FS, 1.0, psd_length_s=4.0, refresh_s=1.0)
+    _stream(a, x[:, : FS * 6], np.ones(FS * 6, bool), 0, [FS] * 6)
+    snap = a.snapshot()
+    b = kpsd.StreamingWelch(2, FS, 1.0, psd_length_s=4.0, refresh_s=1.0)
+    b.restore(snap)
+    _stream(a, x[:, FS * 6:], np.ones(FS * 6, bool), FS * 6, [FS] * 6)
+    _stream(b, x[:, FS * 6:], np.ones(FS * 6, bool), FS * 6, [FS] * 6)
+    np.testing.assert_array_equal(a.psd, b.psd)
+
+
+def test_sensitivity_proxy_scales_as_inverse_asd():
+    f = np.linspace(0, 1024, 4097)
+    p = np.ones(f.size) * 1e-46
+    s1 = kpsd.sensitivity_proxy(f, p)
+    assert kpsd.sensitivity_proxy(f, 4 * p) == pytest.approx(s1 / 2)
