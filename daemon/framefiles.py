@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -40,6 +40,8 @@ __all__ = [
     "read_gwf_frame",
     "iter_hdf5_segments",
     "write_hdf5_layout_attrs",
+    "write_injection_file",
+    "read_injection_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -390,3 +392,72 @@ def _find_segments(fh: h5py.File, path: str, ifos: Sequence[str] | None, ifo: st
         raise FrameFileError(f"HDF5 file {path!r}: no strain segments found for {list(ifos or [])}")
     segments.sort(key=lambda s: (s.gps_start_ns, s.ifo))
     return segments
+
+
+# ----------------------------------------------------------- injection tables
+def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> None:
+    """Write an injection table to HDF5 atomically (temporary file + ``os.replace``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination ``.hdf`` file.
+    table : mapping of str to numpy.ndarray
+        One column per key, equal lengths (:meth:`InjectionProjector.table`).
+
+    Notes
+    -----
+    One dataset per column; root attributes ``approximant``, ``ifos`` (from
+    the ``optimal_snr_<IFO>`` columns) and ``n_injections``.
+    """
+    path = Path(path)
+    lengths = {k: len(v) for k, v in table.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"injection table columns differ in length: {lengths}")
+    ifos = [k[len("optimal_snr_"):] for k in table if k.startswith("optimal_snr_")]
+    approximants = sorted({str(a) for a in table.get("approximant", [])})
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with h5py.File(tmp, "w") as fh:
+            for key, values in table.items():
+                values = np.asarray(values)
+                if values.dtype.kind in "UO":
+                    values = values.astype("S")
+                fh.create_dataset(key, data=values)
+            fh.attrs["approximant"] = ",".join(approximants)
+            fh.attrs["ifos"] = ",".join(ifos)
+            fh.attrs["n_injections"] = next(iter(lengths.values()), 0)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_injection_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read an injection table written by :func:`write_injection_file`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One array per column; string columns decoded to ``str``.
+
+    Raises
+    ------
+    FrameFileError
+        Missing or unreadable file, or no ``tc`` column.
+    """
+    try:
+        with h5py.File(path, "r") as fh:
+            table = {}
+            for key, dset in fh.items():
+                if not isinstance(dset, h5py.Dataset):
+                    continue
+                values = dset[()]
+                if values.dtype.kind == "S":
+                    values = values.astype(str)
+                table[key] = values
+    except OSError as exc:
+        raise FrameFileError(f"injection file {str(path)!r}: cannot read ({exc})") from None
+    if "tc" not in table:
+        raise FrameFileError(f"injection file {str(path)!r}: found columns {sorted(table)}, expected 'tc' among them")
+    return table

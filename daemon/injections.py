@@ -22,18 +22,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import h5py
 import numpy as np
 import scipy.fft
 
 from .config import InjectionConfig
-from .errors import FrameFileError
 
 __all__ = [
     "MCHIRP_REF_MSUN",
@@ -42,8 +38,6 @@ __all__ = [
     "draw_parameters",
     "injection_columns",
     "InjectionProjector",
-    "write_injection_file",
-    "read_injection_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -438,71 +432,3 @@ class InjectionProjector:
             else:
                 table[col] = np.array([r[col] for r in rows], dtype=np.float64)
         return table
-
-
-def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> None:
-    """Write an injection table to HDF5 atomically (temporary file + ``os.replace``).
-
-    Parameters
-    ----------
-    path : str or path-like
-        Destination ``.hdf`` file.
-    table : mapping of str to numpy.ndarray
-        One column per key, equal lengths (:meth:`InjectionProjector.table`).
-
-    Notes
-    -----
-    One dataset per column; root attributes ``approximant``, ``ifos`` (from
-    the ``optimal_snr_<IFO>`` columns) and ``n_injections``.
-    """
-    path = Path(path)
-    lengths = {k: len(v) for k, v in table.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"injection table columns differ in length: {lengths}")
-    ifos = [k[len("optimal_snr_"):] for k in table if k.startswith("optimal_snr_")]
-    approximants = sorted({str(a) for a in table.get("approximant", [])})
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as fh:
-            for key, values in table.items():
-                values = np.asarray(values)
-                if values.dtype.kind in "UO":
-                    values = values.astype("S")
-                fh.create_dataset(key, data=values)
-            fh.attrs["approximant"] = ",".join(approximants)
-            fh.attrs["ifos"] = ",".join(ifos)
-            fh.attrs["n_injections"] = next(iter(lengths.values()), 0)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def read_injection_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an injection table written by :func:`write_injection_file`.
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        One array per column; string columns decoded to ``str``.
-
-    Raises
-    ------
-    FrameFileError
-        Missing or unreadable file, or no ``tc`` column.
-    """
-    try:
-        with h5py.File(path, "r") as fh:
-            table = {}
-            for key, dset in fh.items():
-                if not isinstance(dset, h5py.Dataset):
-                    continue
-                values = dset[()]
-                if values.dtype.kind == "S":
-                    values = values.astype(str)
-                table[key] = values
-    except OSError as exc:
-        raise FrameFileError(f"injection file {str(path)!r}: cannot read ({exc})") from None
-    if "tc" not in table:
-        raise FrameFileError(f"injection file {str(path)!r}: found columns {sorted(table)}, expected 'tc' among them")
-    return table

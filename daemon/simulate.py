@@ -28,7 +28,8 @@ import numpy as np
 from .config import IFO_NAMES, SimulateConfig
 from .errors import ConfigError
 from .framefiles import gwf_name, write_gwf_frame, write_hdf5_layout_attrs
-from .injections import InjectionProjector, write_injection_file
+from .framefiles import write_injection_file
+from .injections import InjectionProjector
 from .noise import ColoredNoise, load_psd
 
 __all__ = ["Simulator", "run_simulate", "STATE_RATE_HZ", "NOISE_FIR_S"]

@@ -16,14 +16,13 @@ from scipy.signal import welch
 
 from gwstream.daemon.config import config_from_dict
 from gwstream.daemon.errors import ConfigError, FrameFileError
-from gwstream.daemon.framefiles import iter_hdf5_segments, read_gwf_frame
-from gwstream.daemon.injections import (
-    MCHIRP_REF_MSUN,
-    chirp_mass,
-    draw_parameters,
+from gwstream.daemon.framefiles import (
+    iter_hdf5_segments,
+    read_gwf_frame,
     read_injection_file,
     write_injection_file,
 )
+from gwstream.daemon.injections import MCHIRP_REF_MSUN, chirp_mass, draw_parameters
 from gwstream.daemon.noise import ColoredNoise, load_psd
 from gwstream.daemon.simulate import NOISE_FIR_S, STATE_RATE_HZ, Simulator, run_simulate
 
