@@ -55,6 +55,9 @@ def cmd_simulate(args) -> int:
         cfg.simulate, duration_s=args.duration, seed=args.seed, out=args.out, fmt=args.format,
         injections_path=args.injections, dtype=args.dtype, progress=not args.no_progress,
     )
+    files = summary.get("files", [])
+    if len(files) > 6:  # a day of GWF frames is 172800 names: show the shape of it
+        summary = {**summary, "files": files[:2] + ["..."] + files[-2:], "n_files": len(files)}
     print(json.dumps(summary, default=str))
     return 0
 

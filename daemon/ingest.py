@@ -79,6 +79,15 @@ def _encode_output(out, counters: dict) -> list[bytes]:
     raise TypeError(f"unexpected aligner output {out!r}")
 
 
+def _send(sock: zmq.Socket, parts: list[bytes], stop: threading.Event) -> bool:
+    """Send, waiting while search's queue is full (back-pressure); False if told to stop first."""
+    while not stop.is_set():
+        if sock.poll(200, zmq.POLLOUT):
+            sock.send_multipart(parts, copy=False)
+            return True
+    return False
+
+
 def run_ingest(
     cfg,
     *,
@@ -149,7 +158,9 @@ def run_ingest(
             outputs.extend(stage.poll(clock()))
             ended = False
             for out in outputs:
-                push.send_multipart(_encode_output(out, stage.status()))
+                if not _send(push, _encode_output(out, stage.status()), stop):
+                    log.warning("stopping with unsent output gps=%s", getattr(out, "gps_ns", None))
+                    break
                 if isinstance(out, Block):
                     stage.counters["blocks_sent"] += 1
                 elif isinstance(out, EndOfStream):
