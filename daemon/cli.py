@@ -156,10 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the embedded default end to end (what `make demo` runs)")
     _common(p)
-    p.add_argument("--duration", type=int, default=120, help="seconds of simulated data")
+    p.add_argument("--duration", type=int, default=180, help="seconds of simulated data")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="out/demo", help="directory for the demo's files")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, log_level="warning")
     return parser
 
 

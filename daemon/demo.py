@@ -1,10 +1,12 @@
 """``gwstream demo``: the embedded default, end to end, over real processes and sockets.
 
-Until the search, ranking and alert stages exist (issues 3-6) this runs the
+Until the scoring, ranking and alert stages exist (issues 4-6) this runs the
 best end-to-end path there is, and says so: a synthetic H1/L1 source with
 loud injections publishes frames at max speed to the real ingest process,
-whose aligned blocks are received here over ZeroMQ and checked sample for
-sample against the simulation; a summary table shows what arrived.
+whose aligned blocks are received here over ZeroMQ, checked sample for sample
+against the simulation, and conditioned (resample, PSD, whitening, 1-s
+windows) by the streaming stage the search will use; a summary table shows
+what arrived and how loud each injection is in the whitened windows.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from .conditioning import Conditioner, Status
 from .config import load_config
 from .procs import free_tcp_endpoint, spawn, stop
 from .simulate import Simulator
@@ -35,9 +38,10 @@ def run_demo(args) -> int:
     cfg = load_config(args.config, overrides)
     sim_cfg = cfg.simulate
     say = lambda *a: print(*a, flush=True)  # noqa: E731  (the CLI's own output)
-    say("gwstream demo: the search, ranking and alert stages are not built yet (issues 3-6);")
-    say("this demo runs what exists end to end: synthetic H1/L1 source -> ingest process -> aligned")
-    say(f"blocks, over real ZeroMQ sockets between real processes. {args.duration} s of data at "
+    say("gwstream demo: the CNN, ranking and alert stages are not built yet (issues 4-6); this demo")
+    say("runs what exists end to end: synthetic H1/L1 source -> ingest process -> aligned blocks over")
+    say("real ZeroMQ sockets between real processes -> streaming resample/PSD/whiten/windows.")
+    say(f"{args.duration} s of data at "
         f"{sim_cfg.sample_rate_hz} Hz, seed {args.seed}. Logs in {out}/.\n")
 
     common = ["--config", args.config] if args.config else []
@@ -53,6 +57,10 @@ def run_demo(args) -> int:
         source = spawn(["source", "synthetic", *common, "--frames-endpoint", endpoints["frames"],
                         "--duration", str(args.duration), "--seed", str(args.seed), "--speed", "max"],
                        log_path=out / "source.log")
+        cond = Conditioner.from_config(cfg, input_rate_hz=sim_cfg.sample_rate_hz)
+        tcs = Simulator(sim_cfg, seed=args.seed, duration_s=args.duration, injections=True).injection_table()["tc"]
+        peaks = np.zeros((len(tcs), len(sim_cfg.ifos)))
+        sumsq, nsq, first_ok = np.zeros(len(sim_cfg.ifos)), 0, None
         blocks, eos, digests, valid = 0, None, {}, {}
         while eos is None:
             if not pull.poll(120_000):
@@ -64,8 +72,25 @@ def run_demo(args) -> int:
                 for ifo, data, ok in zip(msg.ifos, msg.data, msg.valid):
                     digests.setdefault(ifo, hashlib.sha256()).update(data.tobytes())
                     valid.setdefault(ifo, []).append(float(ok.mean()))
+                res = cond.process(msg)
+                good = ~res.invalid
+                if res.status is Status.OK and good.any():
+                    first_ok = first_ok or msg.gps_ns
+                    w = res.windows[good]
+                    tail = w[:, :, -cond.stride:].astype(np.float64)  # each sample once
+                    sumsq += (tail ** 2).sum(axis=(0, 2))
+                    nsq += tail.shape[0] * tail.shape[2]
+                    starts = res.gps_ns[good]
+                    for k, tc in enumerate(tcs):
+                        rel = (tc * NS - starts) / NS  # tc's offset inside each window (s)
+                        inside = (rel > 0.1) & (rel < cond.window_s - 0.1)
+                        for j in np.flatnonzero(inside):
+                            i0 = int(rel[j] * cond.rate)
+                            seg = np.abs(w[j, :, max(0, i0 - 40):i0 + 10])
+                            peaks[k] = np.maximum(peaks[k], seg.max(axis=1))
                 if blocks % 30 == 0:
-                    say(f"  block gps={msg.gps_ns / NS:.0f} received ({blocks} so far)")
+                    say(f"  block gps={msg.gps_ns / NS:.0f} received ({blocks} so far), "
+                        f"conditioning {res.status.value}")
             elif kind == "eos":
                 eos = msg
         wall = time.monotonic() - t0
@@ -85,12 +110,14 @@ def run_demo(args) -> int:
     table = sim.injection_table()
     say("\ninjections (network optimal SNR):")
     say(f"  {'tc (GPS)':>14} {'m1':>6} {'m2':>6} {'dist/Mpc':>9} " +
-        " ".join(f"{'snr_' + i:>8}" for i in sim_cfg.ifos) + f" {'network':>8}")
+        " ".join(f"{'snr_' + i:>8}" for i in sim_cfg.ifos) + f" {'network':>8}  whitened peak |x| (sigma)")
     for k in range(len(table["tc"])):
         say(f"  {table['tc'][k]:14.3f} {table['mass1'][k]:6.1f} {table['mass2'][k]:6.1f} "
             f"{table['distance'][k]:9.1f} " +
             " ".join(f"{table['optimal_snr_' + i][k]:8.2f}" for i in sim_cfg.ifos) +
-            f" {table['network_snr'][k]:8.2f}")
+            f" {table['network_snr'][k]:8.2f}  " +
+            (" ".join(f"{i} {p:4.1f}" for i, p in zip(sim_cfg.ifos, peaks[k])) if peaks[k].any()
+             else "(during PSD warm-up)"))
     say("\nsummary:")
     ok = True
     for ifo in sim_cfg.ifos:
@@ -98,6 +125,10 @@ def run_demo(args) -> int:
         ok &= same
         say(f"  {ifo}: {len(valid.get(ifo, []))} blocks, valid fraction {np.mean(valid.get(ifo, [0])):.3f}, "
             f"samples identical to the simulation: {'yes' if same else 'NO'}")
+    std = np.sqrt(sumsq / max(nsq, 1))
+    say(f"  conditioning: first whitened window at GPS {first_ok / NS if first_ok else float('nan'):.0f} "
+        f"(warm-up bound {cond.warmup_s:.1f} s, look-ahead {cond.lookahead_s:.3f} s); whitened std " +
+        ", ".join(f"{i} {s_:.3f}" for i, s_ in zip(sim_cfg.ifos, std)) + " (expect 1)")
     counters = eos.get("counters", {})
     rejected = {k: v for k, v in counters.items() if k.startswith("rejected.")}
     say(f"  ingest: {counters.get('blocks', 0)} blocks, rejected {rejected or 'none'}")
