@@ -1,0 +1,345 @@
+"""Factorized detector: a per-detector encoder and a light H1-L1 coincidence head.
+
+The encoder turns one detector's whitened strain into a time-resolved feature
+sequence; the head pairs H1 features at step ``t`` with L1 features at
+``t + lag`` for ``|lag| <= lag_steps`` and pools them into one logit per
+window. Because the encoder sees one detector at a time and uses only
+unpadded ("valid") convolutions, it can run once over a long contiguous
+stream (:meth:`FactorizedNet.encode_stream`) and every window, and every time
+slide of L1 against H1, is scored from the cached features by the head alone
+(:meth:`FactorizedNet.head_windows`).
+
+Alignment
+---------
+Feature ``j`` of a sequence depends exactly on input samples
+``[j * stride_samples, j * stride_samples + receptive_field_samples)``.
+A window that starts at stream sample ``s`` with ``s % stride_samples == 0``
+therefore has features equal to stream features
+``s // stride_samples + arange(n_features(window_samples))``, up to float
+rounding (convolution of a longer input may sum in a different order). The
+default stride is 8 samples, which divides the 1/16-s window stride (128
+samples at 2048 Hz).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gwstream.models.networks import GWNet
+
+__all__ = ["FactorizedNet"]
+
+_STEM_STRIDE = 4
+_STEM_KERNEL = 32
+_CONV_KERNEL = 8
+_POOL = 2
+
+
+class _DilatedValidBlock(nn.Module):
+    """Residual block: ELU(BN(conv k=3, dilation d, no padding)) + centre-cropped input."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.dilation = int(dilation)
+        self.conv = nn.Conv1d(channels, channels, 3, dilation=self.dilation, bias=False)
+        self.bn = nn.BatchNorm1d(channels)
+        self.act = nn.ELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.dilation
+        return x[..., d : x.shape[-1] - d] + self.act(self.bn(self.conv(x)))
+
+
+class FactorizedNet(GWNet):
+    """Per-detector encoder with a coincidence head over relative lags.
+
+    Parameters
+    ----------
+    sample_rate_hz, window_samples : int
+        Input geometry (2048 Hz, 2048 samples = 1 s).
+    stem_channels : int
+        Channels of the stride-4 stem convolution (2048 → 512 Hz).
+    channels : int
+        Feature channels ``C`` of the encoder output, one vector per
+        ``stride_samples`` (8 samples, 3.9 ms at 2048 Hz).
+    dilations : list of int
+        Dilations of the residual ``k = 3`` blocks at the feature rate; they
+        set the receptive field (default 1112 samples, 0.54 s).
+    hidden : int
+        Width ``H`` of the coincidence layer.
+    max_lag_ms : float
+        Largest |H1 − L1| arrival-time difference the head searches, ms
+        (10 ms, the light travel time between the sites).
+
+    Attributes
+    ----------
+    stride_samples : int
+        Input samples per feature step (8).
+    receptive_field_samples : int
+        Input samples one feature depends on.
+    lag_steps : int
+        Head searches lags ``-lag_steps .. +lag_steps`` feature steps:
+        ``ceil(max_lag_ms * 1e-3 * sample_rate_hz / stride_samples)``, 3 by
+        default (±24 samples = ±11.7 ms; ±10 ms is ±20.5 samples).
+    window_steps : int
+        Feature steps per window, ``n_features(window_samples)`` (118).
+
+    Notes
+    -----
+    The head is ``u[t] = relu(A f_H1[t] + max_{|l|<=k} B f_L1[t+l] + c)``
+    (``A``, ``B``: ``H x C``; the max is per hidden unit, which is the same as
+    ``max_l relu(A f_H1[t] + B f_L1[t+l] + c)`` because relu is monotonic),
+    over the ``window_steps - 2 k`` steps whose lags stay inside the window,
+    then max and mean over ``t`` into a 2-layer MLP that outputs the logit.
+    Its cost per window is ``O(H T)``, independent of the number of lags,
+    and the per-step projections are shared by all windows and all slides.
+    """
+
+    name = "factorized"
+    joint = False
+
+    def __init__(
+        self,
+        sample_rate_hz: int = 2048,
+        window_samples: int = 2048,
+        stem_channels: int = 16,
+        channels: int = 64,
+        dilations: Sequence[int] = (2, 4, 8, 16, 32),
+        hidden: int = 32,
+        max_lag_ms: float = 10.0,
+    ) -> None:
+        super().__init__(sample_rate_hz, window_samples)
+        c0, c = int(stem_channels), int(channels)
+        dil = [int(d) for d in dilations]
+        if min(c0, c, int(hidden)) < 1 or any(d < 1 for d in dil):
+            raise ValueError(
+                f"stem_channels={stem_channels}, channels={channels}, hidden={hidden}, "
+                f"dilations={list(dilations)}: expected positive integers"
+            )
+        if not max_lag_ms >= 0:
+            raise ValueError(f"max_lag_ms = {max_lag_ms!r}, expected >= 0 ms")
+        self.encoder = nn.Sequential(
+            nn.Conv1d(1, c0, _STEM_KERNEL, stride=_STEM_STRIDE, bias=False),
+            nn.BatchNorm1d(c0),
+            nn.ELU(),
+            nn.Conv1d(c0, c, _CONV_KERNEL, bias=False),
+            nn.BatchNorm1d(c),
+            nn.ELU(),
+            nn.MaxPool1d(_POOL),
+            nn.Conv1d(c, c, _CONV_KERNEL, bias=False),
+            nn.BatchNorm1d(c),
+            nn.ELU(),
+            *[_DilatedValidBlock(c, d) for d in dil],
+        )
+        self.stride_samples = _STEM_STRIDE * _POOL
+        rf = _STEM_KERNEL + (_CONV_KERNEL - 1) * _STEM_STRIDE + (_POOL - 1) * _STEM_STRIDE
+        rf += (_CONV_KERNEL - 1) * self.stride_samples + sum(2 * d for d in dil) * self.stride_samples
+        self.receptive_field_samples = rf
+        self.lag_steps = math.ceil(float(max_lag_ms) * 1e-3 * self.sample_rate_hz / self.stride_samples)
+        self.window_steps = self.n_features(self.window_samples)
+        if self.window_steps <= 2 * self.lag_steps:
+            raise ValueError(
+                f"window_samples = {window_samples} gives {self.window_steps} feature steps, expected more than "
+                f"2 * lag_steps = {2 * self.lag_steps} (receptive field {rf} samples)"
+            )
+        h = int(hidden)
+        self.proj_h1 = nn.Conv1d(c, h, 1)
+        self.proj_l1 = nn.Conv1d(c, h, 1, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * h, h), nn.ELU(), nn.Linear(h, 1))
+        self.hparams.update(
+            stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
+        )
+
+    def n_features(self, n_samples: int) -> int:
+        """Feature steps the encoder yields for ``n_samples`` input samples (0 if shorter than the receptive field)."""
+        if n_samples < self.receptive_field_samples:
+            return 0
+        return (int(n_samples) - self.receptive_field_samples) // self.stride_samples + 1
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of single-detector strain.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, N)
+            Whitened strain of one detector (H1 and L1 share the encoder),
+            ``N >= receptive_field_samples``.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, C, n_features(N))
+            Feature ``j`` depends on samples ``[j * stride_samples, j * stride_samples + receptive_field_samples)``.
+        """
+        if x.dim() != 2 or x.shape[1] < self.receptive_field_samples:
+            raise ValueError(
+                f"encoder input has shape {tuple(x.shape)}, expected [batch, n_samples] with "
+                f"n_samples >= {self.receptive_field_samples}"
+            )
+        return self.encoder(x.unsqueeze(1))
+
+    def encode_stream(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of a long contiguous whitened stretch, one row per detector.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n_ifos, L)
+            Whitened H1 and L1 strain over the same samples.
+
+        Returns
+        -------
+        torch.Tensor, shape (n_ifos, C, n_features(L))
+            The window starting at sample ``s`` (``s % stride_samples == 0``)
+            owns features ``s // stride_samples + arange(window_steps)``.
+        """
+        if x.dim() != 2 or x.shape[0] != self.n_ifos:
+            raise ValueError(f"stream has shape {tuple(x.shape)}, expected [{self.n_ifos}, n_samples]")
+        return self.encode(x)
+
+    # --------------------------------------------------------------------- head
+    def _pool_mlp(self, u: torch.Tensor) -> torch.Tensor:
+        # u: [..., H, T'] -> logits [...]
+        return self.mlp(torch.cat([u.amax(dim=-1), u.mean(dim=-1)], dim=-1)).squeeze(-1)
+
+    def head(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> torch.Tensor:
+        """Coincidence logit of one window's H1 and L1 features.
+
+        Parameters
+        ----------
+        f_h1, f_l1 : torch.Tensor, shape (B, C, T)
+            Encoder features of the same window in H1 and L1 (``T >= window_steps``
+            is not required, but ``T > 2 * lag_steps`` is).
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            Unbounded logits.
+        """
+        k = self.lag_steps
+        if f_h1.shape != f_l1.shape or f_h1.dim() != 3 or f_h1.shape[-1] <= 2 * k:
+            raise ValueError(
+                f"head inputs have shapes {tuple(f_h1.shape)} and {tuple(f_l1.shape)}, expected equal "
+                f"[batch, channels, T] with T > {2 * k}"
+            )
+        a = self.proj_h1(f_h1)[..., k : f_h1.shape[-1] - k]
+        b = F.max_pool1d(self.proj_l1(f_l1), 2 * k + 1, stride=1)
+        return self._pool_mlp(torch.relu(a + b))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B]`` of whitened windows ``[B, 2, N]``: ``head(encode(H1), encode(L1))``."""
+        self._check_windows(windows)
+        b = windows.shape[0]
+        f = self.encode(windows.reshape(b * self.n_ifos, windows.shape[-1]))
+        f = f.reshape(b, self.n_ifos, f.shape[1], f.shape[2])
+        return self.head(f[:, 0], f[:, 1])
+
+    def head_windows(
+        self,
+        feats: torch.Tensor,
+        starts: Sequence[int] | np.ndarray | torch.Tensor,
+        slide_steps: int | Sequence[int] | np.ndarray | torch.Tensor = 0,
+        *,
+        wrap: bool = False,
+        max_elements: int = 1 << 22,
+    ) -> torch.Tensor:
+        """Score windows, and time slides of them, from cached stream features.
+
+        Parameters
+        ----------
+        feats : torch.Tensor, shape (2, C, T_total)
+            Output of :meth:`encode_stream` (row 0 H1, row 1 L1).
+        starts : array of int, shape (n_windows,)
+            First feature step of each window (stream sample ``s`` ↔ step
+            ``s // stride_samples``). H1 uses steps ``start .. start + window_steps``.
+        slide_steps : int or array of int, shape (K,)
+            L1 shift in feature steps: the window pairs H1 steps ``start + j``
+            with L1 steps ``start + slide + j``. Zero is the zero-lag search.
+        wrap : bool
+            Slide L1 circularly over the cached span instead of requiring the
+            slid window inside it: the lag-pooled L1 sequence (steps
+            ``lag_steps .. T_total - lag_steps``) is indexed modulo its length
+            ``T_total - 2 * lag_steps``, so that slide is a full turn.
+        max_elements : int
+            Bound on the size of intermediate tensors (memory, not results).
+
+        Returns
+        -------
+        torch.Tensor, shape (n_windows,) for an int ``slide_steps``, (K, n_windows) for an array
+            Logits; equal to ``forward`` on the windows cut from the stream
+            (L1 cut ``slide * stride_samples`` samples later), to float rounding.
+
+        Raises
+        ------
+        ValueError
+            When a window (or, without ``wrap``, its slid L1 part) leaves the stream.
+
+        Notes
+        -----
+        Cost is ``O(K H span)`` with ``span`` the steps from the first window's
+        start to the last window's end: overlapping windows share the
+        coincidence layer, so scoring 16 windows/s costs about as much as one.
+        """
+        if feats.dim() != 3 or feats.shape[0] != self.n_ifos:
+            raise ValueError(f"feats have shape {tuple(feats.shape)}, expected [{self.n_ifos}, channels, T_total]")
+        dev = feats.device
+        st = torch.as_tensor(np.asarray(starts, dtype=np.int64) if not torch.is_tensor(starts) else starts,
+                             dtype=torch.long, device=dev).reshape(-1)
+        scalar = np.ndim(slide_steps) == 0 if not torch.is_tensor(slide_steps) else slide_steps.dim() == 0
+        sl = torch.as_tensor(np.asarray(slide_steps, dtype=np.int64) if not torch.is_tensor(slide_steps)
+                             else slide_steps, dtype=torch.long, device=dev).reshape(-1)
+        k, tw, total = self.lag_steps, self.window_steps, feats.shape[-1]
+        tp = tw - 2 * k
+        n_w, n_s = st.numel(), sl.numel()
+        if n_w == 0 or n_s == 0:
+            out = feats.new_empty((n_s, n_w))
+            return out[0] if scalar else out
+        if int(st.min()) < 0 or int(st.max()) + tw > total:
+            raise ValueError(
+                f"window starts span steps [{int(st.min())}, {int(st.max())}], expected within "
+                f"[0, {total - tw}] for {total} cached feature steps and {tw} steps per window"
+            )
+        if not wrap:
+            lo, hi = int(st.min()) + int(sl.min()), int(st.max()) + int(sl.max())
+            if lo < 0 or hi + tw > total:
+                raise ValueError(
+                    f"slid L1 windows span steps [{lo}, {hi + tw}), expected within [0, {total}]; "
+                    "shorten the slides, extend the cached stream or pass wrap=True"
+                )
+        a = self.proj_h1(feats[0:1])[0]  # [H, total], with bias c
+        bm = F.max_pool1d(self.proj_l1(feats[1:2]), 2 * k + 1, stride=1)[0]  # [H, total-2k], centre j+k
+        n_bm = bm.shape[-1]
+        # Windows share steps: compute u once per slide over the span the windows
+        # cover, reduce it in blocks of g steps (g divides tp and every start
+        # offset), then pool whole windows from the blocks.
+        s0 = int(st.min())
+        rel = (st - s0).cpu().numpy()
+        g = math.gcd(tp, *[int(v) for v in np.unique(rel)])
+        span = int(rel.max()) + tp
+        nbw = tp // g  # blocks per window
+        bidx = torch.as_tensor(rel // g, dtype=torch.long, device=dev)
+        a_span = a[:, s0 + k : s0 + k + span]  # [H, span] H1 centre steps
+        j = torch.arange(span, device=dev)
+        hdim = a.shape[0]
+        chunk = max(1, int(max_elements) // max(1, hdim * span))
+        outs = []
+        for i0 in range(0, n_s, chunk):
+            il = s0 + sl[i0 : i0 + chunk, None] + j  # [Kc, span] index into bm
+            if wrap:
+                il = torch.remainder(il, n_bm)
+            u = torch.relu(a_span[:, None] + bm[:, il])  # [H, Kc, span]
+            u = u.reshape(hdim, -1, span // g, g)
+            bmax = u.amax(dim=-1).transpose(0, 1)  # [Kc, H, nb]
+            bsum = u.sum(dim=-1).transpose(0, 1)
+            if nbw > 1:
+                bmax = F.max_pool1d(bmax, nbw, stride=1)
+                bsum = F.avg_pool1d(bsum, nbw, stride=1) * nbw
+            pooled = torch.cat([bmax[..., bidx], bsum[..., bidx] / tp], dim=1)  # [Kc, 2H, n_w]
+            outs.append(self.mlp(pooled.transpose(1, 2)).squeeze(-1))
+        out = torch.cat(outs, dim=0)
+        return out[0] if scalar else out

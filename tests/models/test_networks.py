@@ -1,0 +1,218 @@
+"""The three networks: interface, metadata, budgets, and the factorized stream path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from gwstream.models.factorized import FactorizedNet
+from gwstream.models.networks import MODEL_NAMES, build_model, count_parameters
+
+# Stream features vs per-window features: the same float32 convolutions over a
+# longer input can sum in another order (oneDNN blocking); logits ~0.1-1, so
+# 1e-5 absolute is ~100 ulps and far below any indexing error (~0.01 or more).
+STREAM_ATOL = 1e-5
+# Parameter budget of the brief: small enough to ship (< 2 MB of float32).
+MIN_PARAMS, MAX_PARAMS = 10_000, 500_000
+N = 2048
+
+
+def _model(name: str, seed: int = 0, **kwargs) -> nn.Module:
+    """A seeded network in eval mode, with non-trivial batch-norm statistics."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        m = build_model(name, **kwargs)
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.uniform_(-0.1, 0.1)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def fnet() -> FactorizedNet:
+    return _model("factorized", seed=3)
+
+
+@pytest.fixture(scope="module")
+def stream() -> torch.Tensor:
+    """Four seconds of unit-variance noise in two detectors (stands in for whitened strain)."""
+    rng = np.random.default_rng(11)
+    return torch.from_numpy(rng.standard_normal((2, 4 * N)).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def feats(fnet, stream) -> torch.Tensor:
+    with torch.inference_mode():
+        return fnet.encode_stream(stream)
+
+
+def _cut(stream: torch.Tensor, step: int, starts, slide: int = 0) -> torch.Tensor:
+    """Windows [B, 2, N] cut from the stream at feature steps ``starts``; L1 ``slide`` steps later."""
+    h = [stream[0, s * step : s * step + N] for s in starts]
+    l1 = [stream[1, (s + slide) * step : (s + slide) * step + N] for s in starts]
+    return torch.stack([torch.stack(p) for p in zip(h, l1)])
+
+
+def test_unknown_name_lists_allowed():
+    with pytest.raises(ValueError, match="baseline.*factorized.*resnet"):
+        build_model("transformer")
+
+
+def test_bad_hyperparameter_is_value_error():
+    with pytest.raises(ValueError, match="resnet"):
+        build_model("resnet", depth=50)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shape_dtype_and_metadata(name):
+    m = _model(name)
+    assert (m.name, m.sample_rate_hz, m.window_samples, m.n_ifos) == (name, 2048, 2048, 2)
+    assert m.joint is (name != "factorized")
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 2, N)).astype(np.float32))
+    with torch.inference_mode():
+        y = m(x)
+        y1 = m(x[:1])
+    assert y.shape == (3,) and y.dtype == torch.float32 and y1.shape == (1,)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_hparams_rebuild_same_architecture(name):
+    m = build_model(name)
+    again = build_model(name, **m.hparams)
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in again.state_dict().items()}
+    assert again.hparams == m.hparams
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_parameter_budget(name):
+    assert MIN_PARAMS <= count_parameters(build_model(name)) <= MAX_PARAMS
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_wrong_window_shape_rejected(name):
+    m = _model(name)
+    with pytest.raises(ValueError, match=r"\[batch, 2, 2048\]"):
+        m(torch.zeros(2, 2, N - 1))
+    with pytest.raises(ValueError, match=r"\[batch, 2, 2048\]"):
+        m(torch.zeros(2, 3, N))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_output_is_unbounded_logit(name):
+    m = _model(name)
+    squashers = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Tanh, nn.Hardtanh)
+    assert not any(isinstance(mod, squashers) for mod in m.modules())
+    # The last layer is linear: scaling it scales the logit without saturating.
+    last = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((8, 2, N)).astype(np.float32))
+    with torch.inference_mode():
+        y0 = m(x) - last.bias
+        last.weight.mul_(1e4)
+        y1 = m(x) - last.bias
+    assert y1.abs().max() > 20
+    torch.testing.assert_close(y1, y0 * 1e4, rtol=1e-4, atol=1e-3)
+
+
+def test_factorized_geometry(fnet):
+    assert fnet.stride_samples == 8
+    assert fnet.lag_steps == 3  # ceil(10 ms * 2048 Hz / 8) = ceil(2.56)
+    for n in (fnet.receptive_field_samples, N, N + 5, 3 * N + 8):
+        with torch.inference_mode():
+            f = fnet.encode(torch.zeros(1, n))
+        assert f.shape == (1, fnet.hparams["channels"], fnet.n_features(n))
+    assert fnet.n_features(N) == fnet.window_steps
+    with pytest.raises(ValueError, match="n_samples >="):
+        fnet.encode(torch.zeros(1, fnet.receptive_field_samples - 1))
+
+
+def test_receptive_field_is_exact(fnet):
+    """Feature j depends on samples [j*8, j*8 + rf) and on nothing else."""
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.standard_normal((1, N)).astype(np.float32))
+    j, rf, s = 40, fnet.receptive_field_samples, fnet.stride_samples
+    with torch.inference_mode():
+        base = fnet.encode(x)[0, :, j]
+        for i, changes in ((j * s - 1, False), (j * s, True), (j * s + rf - 1, True), (j * s + rf, False)):
+            y = x.clone()
+            y[0, i] += 10.0
+            moved = (fnet.encode(y)[0, :, j] - base).abs().max() > 1e-4
+            assert bool(moved) is changes, f"sample {i}"
+
+
+def test_forward_is_head_of_encodings(fnet):
+    x = torch.from_numpy(np.random.default_rng(6).standard_normal((4, 2, N)).astype(np.float32))
+    with torch.inference_mode():
+        split = fnet.head(fnet.encode(x[:, 0]), fnet.encode(x[:, 1]))
+        torch.testing.assert_close(fnet(x), split, rtol=0, atol=1e-6)
+
+
+def test_head_rejects_mismatched_features(fnet):
+    with pytest.raises(ValueError, match="expected equal"):
+        fnet.head(torch.zeros(1, 64, 50), torch.zeros(1, 64, 49))
+
+
+def test_stream_windows_equal_forward(fnet, stream, feats):
+    """16 windows/s cut from the stream score the same from cached features."""
+    with torch.inference_mode():
+        starts = np.arange(0, feats.shape[-1] - fnet.window_steps + 1, 16)  # 128-sample stride
+        got = fnet.head_windows(feats, starts)
+        want = fnet(_cut(stream, fnet.stride_samples, starts))
+    assert got.shape == (len(starts),)
+    torch.testing.assert_close(got, want, rtol=0, atol=STREAM_ATOL)
+
+
+def test_slides_equal_forward_on_shifted_l1(fnet, stream, feats):
+    slides = [-48, -16, 0, 3, 16, 112]
+    with torch.inference_mode():
+        starts = np.arange(48, feats.shape[-1] - fnet.window_steps - 112 + 1, 48)
+        got = fnet.head_windows(feats, starts, slides)
+        assert got.shape == (len(slides), len(starts))
+        for i, s in enumerate(slides):
+            want = fnet(_cut(stream, fnet.stride_samples, starts, slide=s))
+            torch.testing.assert_close(got[i], want, rtol=0, atol=STREAM_ATOL)
+        # A scalar slide gives the matching row.
+        torch.testing.assert_close(fnet.head_windows(feats, starts, 16), got[slides.index(16)], rtol=0, atol=1e-6)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_irregular_starts_and_slides(fnet, stream, feats, data):
+    """Any starts (not only a regular 16-step grid) and slides match explicit cuts."""
+    with torch.inference_mode():
+        last = feats.shape[-1] - fnet.window_steps
+        slide = data.draw(st.integers(-20, 20))
+        lo, hi = max(0, -slide), last - max(0, slide)
+        starts = data.draw(st.lists(st.integers(lo, hi), min_size=1, max_size=3))
+        got = fnet.head_windows(feats, starts, slide)
+        want = fnet(_cut(stream, fnet.stride_samples, starts, slide=slide))
+    torch.testing.assert_close(got, want, rtol=0, atol=STREAM_ATOL)
+
+
+def test_wrap_is_circular_and_bounds_checked(fnet, feats):
+    with torch.inference_mode():
+        last = feats.shape[-1] - fnet.window_steps
+        starts = [0, 16, 32]
+        with pytest.raises(ValueError, match="wrap=True"):
+            fnet.head_windows(feats, starts, last)
+        with pytest.raises(ValueError, match="window starts"):
+            fnet.head_windows(feats, [last + 1])
+        # Inside the stream, wrap changes nothing; a slide by the whole
+        # (max-pooled) L1 length comes back to zero lag.
+        inside = fnet.head_windows(feats, starts, 5)
+        torch.testing.assert_close(fnet.head_windows(feats, starts, 5, wrap=True), inside, rtol=0, atol=1e-6)
+        period = feats.shape[-1] - 2 * fnet.lag_steps
+        torch.testing.assert_close(
+            fnet.head_windows(feats, starts, [period], wrap=True)[0],
+            fnet.head_windows(feats, starts, 0),
+            rtol=0,
+            atol=1e-6,
+        )
+        assert fnet.head_windows(feats, starts, last, wrap=True).shape == (3,)
