@@ -108,6 +108,17 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .training import run_train
+
+    cfg = _load(args, **{"train.epochs": args.epochs, "train.weights": args.weights,
+                         "train.out_dir": args.out_dir, "train.model": args.model})
+    meta = run_train(cfg, progress=not args.no_progress)
+    print(json.dumps({k: meta[k] for k in ("selected_epoch", "wall_s", "n_parameters")} |
+                     {"weights": cfg.train.weights, "validation": meta["validation"]}))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -153,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-on-eos", action="store_true", help="exit when every detector's stream ended")
     p.add_argument("--stats", default=None, help="write final counters to this JSON file")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("train", help="train a network on simulated, whitened windows ([train])")
+    _common(p)
+    p.add_argument("--model", default=None, choices=("baseline", "resnet", "factorized"), help="override train.model")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--weights", default=None, help="override train.weights (output checkpoint)")
+    p.add_argument("--out-dir", default=None, help="override train.out_dir (checkpoints, resume)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="the embedded default end to end (what `make demo` runs)")
     _common(p)

@@ -35,6 +35,7 @@ __all__ = [
     "SimulateConfig",
     "InjectionConfig",
     "SourceConfig",
+    "TrainConfig",
     "load_config",
     "config_from_dict",
     "IFO_NAMES",
@@ -264,6 +265,52 @@ class SourceConfig:
         parse_speed(self.speed, f"{prefix}speed")
 
 
+def _training_injections() -> InjectionConfig:
+    return InjectionConfig(approximant="IMRPhenomXPHM", mass1_msun=(7.0, 50.0), mass2_msun=(7.0, 50.0),
+                           spin="isotropic", spin_max=0.99)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``gwstream train``: simulated, whitened windows and the optimiser."""
+
+    model: str = setting("factorized", choices=("baseline", "resnet", "factorized"))
+    epochs: int = setting(20, gt=0)
+    windows_per_epoch: int = setting(16384, gt=0, doc="fresh noise (and signals) every epoch")
+    batch_size: int = setting(64, gt=0)
+    lr: float = setting(1e-3, gt=0)
+    weight_decay: float = setting(1e-4, ge=0)
+    signal_fraction: float = setting(0.5, gt=0, lt=1)
+    snr_start: tuple[float, float] = setting((12.0, 30.0), gt=0, doc="network SNR range, first epoch")
+    snr_end: tuple[float, float] = setting((5.0, 20.0), gt=0, doc="network SNR range after the curriculum")
+    curriculum_epochs: int = setting(8, ge=0, doc="epochs to move from snr_start to snr_end")
+    merger_span_s: tuple[float, float] = setting((0.5, 0.9), ge=0, unit="s", doc="merger position in the window")
+    n_waveforms: int = setting(2000, gt=0, doc="training waveform bank")
+    n_val_waveforms: int = setting(400, gt=0, doc="validation bank (other seed)")
+    psd: str = setting(PSD_ANALYTIC_DEFAULT)
+    psd_variants: int = setting(8, gt=0, doc="design PSD + perturbed variants")
+    psd_scale: float = setting(2.0, ge=1, doc="variants scaled by up to this factor either way")
+    psd_tilt: float = setting(0.3, ge=0, doc="variants tilted by (f/100 Hz)^U(-tilt, tilt)")
+    stretch_s: int = setting(128, gt=8, unit="s", doc="noise stretch the PSD is estimated over")
+    val_noise_windows: int = setting(10000, gt=0)
+    val_snrs: tuple[float, ...] = setting((6.0, 8.0, 10.0, 12.0), gt=0)
+    val_windows_per_snr: int = setting(1000, gt=0)
+    seed: int = setting(0, ge=0)
+    threads: int = setting(2, gt=0)
+    workers: int = setting(2, gt=0, doc="processes generating the waveform bank")
+    out_dir: str = setting("out/train", doc="checkpoints, cached banks, history")
+    weights: str = setting("models/default.pt", doc="where the selected model is written")
+    injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
+
+    def check(self, prefix: str) -> None:
+        for name in ("snr_start", "snr_end", "merger_span_s"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(f"{prefix}{name}", [lo, hi], "[low, high] with low <= high")
+        if self.merger_span_s[1] >= 1.0:
+            raise ConfigError(f"{prefix}merger_span_s", list(self.merger_span_s), "inside the 1-s window (< 1 s)")
+
+
 def parse_speed(value: str, key: str = "speed") -> float:
     """'real' -> 1.0, 'max' -> inf, '<factor>' -> factor (> 0)."""
     if value == "real":
@@ -291,6 +338,7 @@ class Config:
     windows: WindowsConfig = dataclasses.field(default_factory=WindowsConfig)
     simulate: SimulateConfig = dataclasses.field(default_factory=SimulateConfig)
     source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def check(self, prefix: str) -> None:
         rate = self.data.analysis_rate_hz

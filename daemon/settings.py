@@ -148,6 +148,10 @@ def build_section(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -
             sub = data.get(name, {})
             if not isinstance(sub, Mapping):
                 raise ConfigError(key, sub, f"a table [{key}]")
+            if f.default_factory is not dataclasses.MISSING:
+                # a section whose default differs from its class defaults: the file
+                # overrides that default key by key
+                sub = {**section_to_dict(f.default_factory()), **sub}
             kwargs[name] = build_section(tp, sub, f"{key}.")
             continue
         if name not in data:

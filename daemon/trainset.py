@@ -1,0 +1,331 @@
+"""Training and validation windows, whitened exactly as the daemon whitens its stream.
+
+Noise: stationary coloured Gaussian noise (coloured in the frequency domain) from a set of PSDs, the design PSD plus perturbed variants (broadband scale and
+spectral tilt), generated afresh for every epoch. Each detector's stretch is
+whitened by our own kernels with a PSD **estimated** from that stretch (median
+Welch, as the daemon does), never with the true one.
+
+Signals: a bank of pycbc time-domain waveforms (plus and cross polarisations,
+intrinsic parameters from ``[simulate.injections]``-style distributions),
+projected per window onto H1 and L1 with antenna patterns and light-travel
+delays for an isotropic sky, delayed by an exact Fourier phase, whitened with
+the *same* FIR as the noise they are added to (whitening is linear), scaled to
+a target network SNR measured against that estimated PSD, and placed with the
+merger at a random point of ``merger_span_s`` inside the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+
+from gwstream.kernels import psd as kpsd
+from gwstream.kernels import whiten as kwh
+
+from .config import InjectionConfig
+from .injections import draw_parameters
+from .noise import load_psd
+
+__all__ = ["WaveformBank", "NoisePool", "WindowMaker", "make_validation_set"]
+
+log = logging.getLogger(__name__)
+
+_SKY_GPS = 1_000_000_000.0  # antenna patterns vary with GMST: a uniform ra covers it
+
+
+def _one_waveform(args) -> tuple[np.ndarray, np.ndarray]:
+    """Plus/cross of one bank entry, cut to [-before_s, after_s] around the merger, start tapered."""
+    from pycbc.waveform import get_td_waveform
+
+    p, approximant, f_lower, rate, before_s, after_s = args
+    hp, hc = get_td_waveform(
+        approximant=approximant, mass1=p["mass1"], mass2=p["mass2"],
+        spin1x=p["spin1x"], spin1y=p["spin1y"], spin1z=p["spin1z"],
+        spin2x=p["spin2x"], spin2y=p["spin2y"], spin2z=p["spin2z"],
+        distance=1.0, inclination=p["inclination"], coa_phase=p["coa_phase"],
+        delta_t=1.0 / rate, f_lower=f_lower,
+    )
+    n_before, n_after = int(round(before_s * rate)), int(round(after_s * rate))
+    out = np.zeros((2, n_before + n_after))
+    i_merger = int(round(-float(hp.start_time) * rate))  # t = 0 is the merger in pycbc's convention
+    for row, h in enumerate((hp.numpy(), hc.numpy())):
+        lo = max(0, i_merger - n_before)
+        hi = min(h.size, i_merger + n_after)
+        out[row, n_before - (i_merger - lo):n_before + (hi - i_merger)] = h[lo:hi]
+    # the cut starts mid-inspiral: a half-Hann taper over 0.25 s keeps it from ringing
+    n_taper = int(0.25 * rate)
+    first = int(np.flatnonzero(out[0] != 0)[0]) if np.any(out[0]) else 0
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n_taper) / n_taper)
+    out[:, first:first + n_taper] *= ramp[: out[:, first:first + n_taper].shape[1]]
+    return out[0], out[1]
+
+
+@dataclass
+class WaveformBank:
+    """Plus/cross polarisations, merger at sample ``merger_index``, unit distance scale.
+
+    Attributes
+    ----------
+    hp, hc : numpy.ndarray
+        float32, shape ``(n, length)``.
+    params : dict of numpy.ndarray
+        Intrinsic parameters of each entry (masses, spins, inclination, phase).
+    merger_index : int
+        Sample of the geocentric merger in every row.
+    """
+
+    hp: np.ndarray
+    hc: np.ndarray
+    params: dict
+    merger_index: int
+    sample_rate_hz: int
+
+    @classmethod
+    def generate(cls, cfg: InjectionConfig, n: int, seed: int, sample_rate_hz: int = 2048,
+                 before_s: float = 2.5, after_s: float = 0.5, workers: int = 2,
+                 cache: str | Path | None = None) -> "WaveformBank":
+        """Draw ``n`` waveforms (parameters from ``cfg`` with ``seed``), optionally cached as .npz."""
+        key = (f"{cfg.approximant}-{cfg.f_lower_hz}-{cfg.mass1_msun}-{cfg.mass2_msun}-{cfg.spin}-"
+               f"{cfg.spin_max}-{n}-{seed}-{sample_rate_hz}-{before_s}-{after_s}")
+        path = None
+        if cache is not None:
+            path = Path(cache) / f"bank-{_stable_hash(key)}.npz"
+            if path.exists():
+                with np.load(path, allow_pickle=False) as z:
+                    params = {k[2:]: z[k] for k in z.files if k.startswith("p_")}
+                    return cls(z["hp"], z["hc"], params, int(z["merger_index"]), sample_rate_hz)
+        draws = [draw_parameters(cfg, seed, k) for k in range(n)]
+        jobs = [(p, cfg.approximant, cfg.f_lower_hz, sample_rate_hz, before_s, after_s) for p in draws]
+        log.info("generating waveform bank n=%d approximant=%s workers=%d", n, cfg.approximant, workers)
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                waves = list(pool.map(_one_waveform, jobs, chunksize=8))
+        else:
+            waves = [_one_waveform(j) for j in jobs]
+        hp = np.stack([w[0] for w in waves]).astype(np.float32)
+        hc = np.stack([w[1] for w in waves]).astype(np.float32)
+        names = ("mass1", "mass2", "mchirp", "spin1x", "spin1y", "spin1z", "spin2x", "spin2y", "spin2z",
+                 "inclination", "coa_phase")
+        params = {k: np.array([p[k] for p in draws]) for k in names}
+        bank = cls(hp, hc, params, int(round(before_s * sample_rate_hz)), sample_rate_hz)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, hp=hp, hc=hc, merger_index=bank.merger_index, **{f"p_{k}": v for k, v in params.items()})
+            tmp.replace(path)
+        return bank
+
+    def __len__(self) -> int:
+        return self.hp.shape[0]
+
+
+def _stable_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class NoisePool:
+    """Whitened two-detector noise stretches from a family of PSDs.
+
+    Parameters
+    ----------
+    ifos : sequence of str
+    sample_rate_hz : int
+    psd_name : str
+        pycbc analytic PSD of the design curve.
+    n_variants : int
+        PSDs used: the design one plus ``n_variants - 1`` perturbed ones
+        (scale ``10**U(-log10 s, log10 s)``, tilt ``(f / 100 Hz)**U(-t, t)``).
+    scale, tilt : float
+    fftlength_s, overlap, average, fduration_s, highpass_hz :
+        The daemon's PSD estimate and whitening filter (config sections psd, whiten).
+    seed : int
+    """
+
+    def __init__(self, ifos=("H1", "L1"), sample_rate_hz: int = 2048, *, psd_name="aLIGOZeroDetHighPower",
+                 n_variants: int = 8, scale: float = 2.0, tilt: float = 0.3, low_frequency_hz: float = 10.0,
+                 fftlength_s: float = 4.0, overlap: float = 0.5, average: str = "median",
+                 fduration_s: float = 1.0, highpass_hz: float = 20.0, seed: int = 0):
+        self.ifos = tuple(ifos)
+        self.rate = int(sample_rate_hz)
+        self.fftlength_s, self.overlap, self.average = fftlength_s, overlap, average
+        self.fduration_s, self.highpass_hz = fduration_s, highpass_hz
+        freqs, design = load_psd(psd_name, sample_rate_hz=self.rate, delta_f_hz=1.0 / 16,
+                                 low_frequency_hz=low_frequency_hz)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+        self.freqs = freqs
+        self.psds = [design]
+        f_ref = np.where(freqs > 0, freqs, 1.0) / 100.0
+        for _ in range(n_variants - 1):
+            s = 10 ** rng.uniform(-math.log10(scale), math.log10(scale))
+            t = rng.uniform(-tilt, tilt)
+            self.psds.append(design * s * f_ref ** t)
+        self.n_taps = int(round(fduration_s * self.rate))
+        self.lookahead = kwh.lookahead_samples(self.n_taps, "linear")
+
+    def _noise(self, psd: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Stationary Gaussian noise with one-sided ``psd``, coloured in the frequency domain.
+
+        ``E|X_k|^2 = S(f_k) n fs / 2`` so that ``var(x) = integral of S df``; a
+        stretch is its own period, which is harmless for training windows cut
+        well inside it (the long-stream generator is :class:`ColoredNoise`).
+        """
+        f = np.fft.rfftfreq(n, 1.0 / self.rate)
+        amp = np.sqrt(np.interp(f, self.freqs, psd) * n * self.rate / 4.0)
+        spec = amp * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size))
+        spec[0] = spec[-1] = 0.0
+        return scipy.fft.irfft(spec, n)
+
+    def stretch(self, seed_words: tuple[int, ...], duration_s: int, rng: np.random.Generator):
+        """One whitened stretch per detector.
+
+        Returns
+        -------
+        white : numpy.ndarray
+            float32 ``(n_ifo, n)`` whitened noise, the corrupted edges cut off.
+        taps : numpy.ndarray
+            float64 ``(n_ifo, n_taps)`` whitening filter designed from the estimated PSD.
+        """
+        n = int(duration_s * self.rate)
+        head, tail = kwh.edge_samples(self.n_taps, "linear")
+        white, taps = [], []
+        for i in range(len(self.ifos)):
+            psd = self.psds[rng.integers(len(self.psds))]
+            x = self._noise(psd, n, np.random.default_rng(np.random.SeedSequence([*seed_words, i])))
+            f_est, p_est = kpsd.welch(x, self.rate, self.fftlength_s, self.overlap, self.average)
+            args = (self.rate, f_est, p_est, self.fduration_s, self.highpass_hz, "linear")
+            white.append(kwh.whiten(x, *args)[head:n - tail])
+            taps.append(kwh.design_fir(*args))
+        return np.stack(white).astype(np.float32), np.stack(taps)
+
+
+class WindowMaker:
+    """Cut labelled, whitened two-detector windows: noise, or noise plus a scaled signal.
+
+    Parameters
+    ----------
+    bank : WaveformBank
+    pool : NoisePool
+    window_s : float
+        Window length (s).
+    merger_span_s : (float, float)
+        The merger is placed uniformly in this span of the window (s from its start).
+    stretch_s : int
+        Length of each noise stretch (s): its PSD is estimated over it.
+    """
+
+    def __init__(self, bank: WaveformBank, pool: NoisePool, *, window_s: float = 1.0,
+                 merger_span_s: tuple[float, float] = (0.5, 0.9), stretch_s: int = 128):
+        if bank.sample_rate_hz != pool.rate:
+            raise ValueError(f"bank at {bank.sample_rate_hz} Hz, noise at {pool.rate} Hz: expected equal rates")
+        self.bank, self.pool = bank, pool
+        self.rate = pool.rate
+        self.window = int(round(window_s * self.rate))
+        self.span = (int(merger_span_s[0] * self.rate), int(merger_span_s[1] * self.rate))
+        if self.span[0] > self.bank.merger_index or \
+                self.window - self.span[0] > self.bank.hp.shape[1] - self.bank.merger_index:
+            raise ValueError(f"merger_span_s {merger_span_s} does not fit the bank's waveforms")
+        self.stretch_s = int(stretch_s)
+        from pycbc.detector import Detector
+
+        self._detectors = [Detector(ifo) for ifo in pool.ifos]
+
+    def whitened_signals(self, idx: np.ndarray, taps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Project bank entries ``idx`` for random sky positions and whiten them with ``taps``.
+
+        Returns float64 ``(k, n_ifo, length)``, geocentric merger at ``bank.merger_index``.
+        """
+        k = idx.size
+        ra = rng.uniform(0, 2 * np.pi, k)
+        dec = np.arcsin(rng.uniform(-1, 1, k))
+        pol = rng.uniform(0, 2 * np.pi, k)
+        hp, hc = self.bank.hp[idx].astype(np.float64), self.bank.hc[idx].astype(np.float64)
+        length = hp.shape[1]
+        n_taps = taps.shape[-1]
+        la = kwh.lookahead_samples(n_taps, "linear")
+        nfft = scipy.fft.next_fast_len(length + n_taps, real=True)
+        freqs = np.fft.rfftfreq(nfft, 1.0 / self.rate)
+        out = np.empty((k, len(self._detectors), length))
+        for i, det in enumerate(self._detectors):
+            fp, fc = det.antenna_pattern(ra, dec, pol, _SKY_GPS)
+            delay = det.time_delay_from_earth_center(ra, dec, _SKY_GPS)
+            h = np.asarray(fp)[:, None] * hp + np.asarray(fc)[:, None] * hc
+            spec = scipy.fft.rfft(h, nfft, axis=1) * scipy.fft.rfft(taps[i], nfft)[None, :]
+            spec *= np.exp(-2j * np.pi * freqs[None, :] * np.asarray(delay)[:, None])
+            out[:, i] = scipy.fft.irfft(spec, nfft, axis=1)[:, la:la + length]
+        return out
+
+    def from_stretch(self, white: np.ndarray, taps: np.ndarray, rng: np.random.Generator, n_windows: int,
+                     n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None):
+        """``n_windows`` windows from one whitened stretch, the first ``n_signals`` with signals.
+
+        Returns ``(x float32 (n, n_ifo, window), label float32 (n,), snr float32 (n,))``.
+        """
+        n = white.shape[1]
+        starts = np.sort(rng.choice(np.arange(0, n - self.window, self.window), n_windows, replace=False))
+        x = np.stack([white[:, s:s + self.window] for s in starts]).astype(np.float32)
+        label = np.zeros(n_windows, np.float32)
+        snr = np.zeros(n_windows, np.float32)
+        if n_signals:
+            idx = rng.integers(len(self.bank), size=n_signals)
+            sig = self.whitened_signals(idx, taps, rng)
+            if snrs is None:
+                snrs = rng.uniform(*snr_range, n_signals)
+            rho = np.sqrt((sig ** 2).sum(axis=(1, 2)))
+            sig *= (snrs / rho)[:, None, None]
+            pos = rng.integers(self.span[0], self.span[1] + 1, n_signals)
+            m = self.bank.merger_index
+            for j in range(n_signals):
+                x[j] += sig[j, :, m - pos[j]:m - pos[j] + self.window].astype(np.float32)
+            label[:n_signals] = 1.0
+            snr[:n_signals] = snrs
+        return x, label, snr
+
+    def epoch(self, seed_words: tuple[int, ...], n: int, snr_range: tuple[float, float],
+              signal_fraction: float = 0.5, windows_per_stretch: int = 64):
+        """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``."""
+        rng = np.random.default_rng(np.random.SeedSequence([*seed_words, 11]))
+        xs, ys, ss = [], [], []
+        made, s = 0, 0
+        while made < n:
+            m = min(windows_per_stretch, n - made)
+            white, taps = self.pool.stretch((*seed_words, s), self.stretch_s, rng)
+            x, y, snr = self.from_stretch(white, taps, rng, m, int(round(m * signal_fraction)), snr_range)
+            xs.append(x), ys.append(y), ss.append(snr)
+            made += m
+            s += 1
+        order = rng.permutation(n)
+        return np.concatenate(xs)[order], np.concatenate(ys)[order], np.concatenate(ss)[order]
+
+
+def make_validation_set(maker: WindowMaker, seed: int, n_noise: int, snrs=(6.0, 8.0, 10.0, 12.0),
+                        n_per_snr: int = 1000):
+    """Held-out windows: ``n_noise`` noise-only, and ``n_per_snr`` signals at each network SNR.
+
+    Non-overlapping noise windows from fresh stretches (seed disjoint from
+    training's), signals from the bank given to ``maker`` (use a bank drawn
+    with another seed). Returns ``(x, label, snr)`` like :meth:`WindowMaker.epoch`.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
+    per = (maker.stretch_s - 2) // 1
+    xs, ys, ss = [], [], []
+    todo = [(0.0, n_noise)] + [(float(r), n_per_snr) for r in snrs]
+    s = 0
+    for rho, count in todo:
+        made = 0
+        while made < count:
+            m = min(per, count - made, 64 if rho else per)
+            white, taps = maker.pool.stretch((seed, 99, s), maker.stretch_s, rng)
+            k = m if rho else 0
+            x, y, snr = maker.from_stretch(white, taps, rng, m, k, snrs=np.full(k, rho) if k else None)
+            xs.append(x), ys.append(y), ss.append(snr)
+            made += m
+            s += 1
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ss)
