@@ -9,8 +9,9 @@ high-pass, each in two forms:
   which is what ``TimeSeries.whiten(fftlength, overlap)`` does;
 - *filter*: whiten with a given ASD (the daemon's steady state).
 
-Our kernels also run as the daemon does, in 1-s chunks through
-``convolve_stream``. Numba compilation is timed separately (first call)
+Our kernels run in float32 (``precision="single"``: Welch segments, FFTs
+and convolution; PSD scaling and filter design in float64) and in float64,
+and as the daemon does, in 1-s chunks through ``convolve_stream``. Numba compilation is timed separately (first call)
 and excluded from throughput (best of ``--repeat``). The outputs are
 compared with gwpy's (rms of the difference in units of the unit-variance
 whitened noise, 2 s from the edges) so the speed-up is at equal accuracy.
@@ -88,6 +89,8 @@ def main() -> None:
     t0 = time.perf_counter()
     kres.decimate_stream(np.zeros((2, 4096)), 8, kres.new_state(8, 2))
     kwin.slide(np.zeros((2, 4096)), 2048, 128)
+    for precision in ("double", "single"):  # Welch's numba kernels, one signature per precision
+        kpsd.welch(np.ones((2, 4 * FS)), FS, 1.0, precision=precision)
     compile_s = time.perf_counter() - t0
 
     # ---- one ASD for the "filter" rows (ours; gwpy's agrees to 1e-14, see tests)
@@ -120,18 +123,13 @@ def main() -> None:
         return pycbc_filter_with(ps)
 
     # ours -----------------------------------------------------------------
-    def ours_filter(design_length_s=256.0):
-        taps = kwh.design_fir(FS, freqs, psd, FDURATION_S, HIGHPASS_HZ, design_length_s=design_length_s)
-        la = kwh.lookahead_samples(n_taps)
-        y, _ = kwh.convolve_stream(np.concatenate([x, np.zeros((2, la))], axis=1), taps, kwh.new_history(n_taps, 2))
-        return y[:, la:]
+    # design on a 256-s grid, Richardson-extrapolated (the daemon's kind of design, finer grid)
+    def ours_full(precision="single"):
+        f, p = kpsd.welch(x, FS, FFTLENGTH_S, 0.5, "median", precision=precision)
+        return kwh.whiten(x, FS, f, p, FDURATION_S, HIGHPASS_HZ, design_length_s=256.0, precision=precision)
 
-    def ours_full():
-        f, p = kpsd.welch(x, FS, FFTLENGTH_S, 0.5, "median")
-        taps = kwh.design_fir(FS, f, p, FDURATION_S, HIGHPASS_HZ, design_length_s=256.0)
-        la = kwh.lookahead_samples(n_taps)
-        y, _ = kwh.convolve_stream(np.concatenate([x, np.zeros((2, la))], axis=1), taps, kwh.new_history(n_taps, 2))
-        return y[:, la:]
+    def ours_filter(precision="single"):
+        return kwh.whiten(x, FS, freqs, psd, FDURATION_S, HIGHPASS_HZ, design_length_s=256.0, precision=precision)
 
     def ours_stream_1s():
         taps = kwh.design_fir(FS, freqs, psd, FDURATION_S, HIGHPASS_HZ)  # daemon default design (64 s)
@@ -143,10 +141,7 @@ def main() -> None:
         return np.concatenate([out[:, la:], np.zeros((2, la))], axis=1)  # aligned, last la samples unknown
 
     def ours_gwpy_exact():
-        taps = kwh.design_fir(FS, freqs, psd, FDURATION_S, HIGHPASS_HZ, design_length_s=n / FS, extrapolate=False)
-        la = kwh.lookahead_samples(n_taps)
-        y, _ = kwh.convolve_stream(np.concatenate([x, np.zeros((2, la))], axis=1), taps, kwh.new_history(n_taps, 2))
-        return y[:, la:]
+        return kwh.whiten(x, FS, freqs, psd, FDURATION_S, HIGHPASS_HZ, design_length_s=n / FS, extrapolate=False)
 
     rows = {}
     cases = [
@@ -154,9 +149,11 @@ def main() -> None:
         ("gwpy TimeSeries.whiten(asd=...)", "filter", gwpy_filter),
         ("pycbc psd + inverse_spectrum_truncation + FFT", "full", pycbc_full),
         ("pycbc inverse_spectrum_truncation + FFT (given PSD)", "filter", lambda: pycbc_filter_with(psd)),
-        ("gwstream welch + whiten (estimate ASD + whiten)", "full", ours_full),
-        ("gwstream whiten (given PSD, 256-s design)", "filter", ours_filter),
-        ("gwstream whiten, gwpy-identical design", "filter", ours_gwpy_exact),
+        ("gwstream welch + whiten, float32 (estimate ASD + whiten)", "full", ours_full),
+        ("gwstream welch + whiten, float64 (estimate ASD + whiten)", "full", lambda: ours_full("double")),
+        ("gwstream whiten, float32 (given PSD, 256-s design)", "filter", ours_filter),
+        ("gwstream whiten, float64 (given PSD, 256-s design)", "filter", lambda: ours_filter("double")),
+        ("gwstream whiten, float64, gwpy-identical design", "filter", ours_gwpy_exact),
         ("gwstream streaming whiten, 1-s chunks (daemon)", "filter", ours_stream_1s),
     ]
     outputs = {}
@@ -164,7 +161,7 @@ def main() -> None:
         fn()  # warm-up call (imports, FFT plans, allocator)
         t, out = best_of(fn, args.repeat)
         rows[name] = {"kind": kind, "seconds": t, "x_real_time": 2 * args.duration / t}
-        outputs[name] = out
+        outputs[name] = np.asarray(out, dtype=np.float64)
     edge = 2 * FS
     ref_full = outputs[cases[0][0]][:, edge:-edge]
     ref_filter = outputs[cases[1][0]][:, edge:-edge]
@@ -180,11 +177,11 @@ def main() -> None:
     print(f"whitening benchmark: {args.duration:g} s x {len(ifos)} detectors at {FS} Hz, fduration {FDURATION_S} s, "
           f"highpass {HIGHPASS_HZ} Hz, best of {args.repeat}; {os.cpu_count()} cores")
     print(f"numba compile / first call (excluded below): {compile_s:.2f} s")
-    hdr = f"{'path':52s} {'kind':6s} {'time s':>8s} {'x real':>8s} {'vs gwpy':>8s} {'rms diff':>9s} {'max diff':>9s} {'std':>6s}"
+    hdr = f"{'path':58s} {'kind':6s} {'time s':>8s} {'x real':>8s} {'vs gwpy':>8s} {'rms diff':>9s} {'max diff':>9s} {'std':>6s}"
     print(hdr)
     print("-" * len(hdr))
     for name, r in rows.items():
-        print(f"{name:52s} {r['kind']:6s} {r['seconds']:8.3f} {r['x_real_time']:8.0f} {r['speedup_vs_gwpy']:7.1f}x "
+        print(f"{name:58s} {r['kind']:6s} {r['seconds']:8.3f} {r['x_real_time']:8.0f} {r['speedup_vs_gwpy']:7.1f}x "
               f"{r['rms_diff_vs_gwpy']:9.2e} {r['max_abs_diff_vs_gwpy']:9.2e} {r['std_whitened']:6.3f}")
     result = {
         "benchmark": "whiten",

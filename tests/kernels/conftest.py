@@ -46,6 +46,15 @@ TOLERANCES = SimpleNamespace(
     # estimate's own bias (median of 63+ segments, ~1 %). 0.03 ~ 5 sigma at
     # N = 2**17.
     UNIT_STD_ATOL=0.03,
+    # Welch in single precision (float32 segments, FFTs, periodograms) vs
+    # scipy in float64, coloured aLIGO noise: float32 FFT rounding relative to
+    # a segment's total power, which the low frequencies dominate; measured
+    # <= 5e-6 at the worst bin of an hour (median 3e-7), 1e-4 flags a real error
+    # (a wrong scale or missed prescale is O(1)).
+    PSD_SINGLE_VS_SCIPY_RTOL=1e-4,
+    # Single-precision whitening vs double precision, unit-variance output:
+    # float32 rounding of the block FFTs, measured 4e-7 rms / 2e-6 max.
+    WHITEN_SINGLE_VS_DOUBLE_ATOL=2e-5,
     # Stage windows (float32) vs the offline kernels in float64: float32
     # rounding of unit-variance samples (6e-8 relative, max over 1e6 values).
     STAGE_VS_OFFLINE_ATOL=1e-5,

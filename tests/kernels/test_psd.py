@@ -151,3 +151,43 @@ def test_sensitivity_proxy_scales_as_inverse_asd():
     p = np.ones(f.size) * 1e-46
     s1 = kpsd.sensitivity_proxy(f, p)
     assert kpsd.sensitivity_proxy(f, 4 * p) == pytest.approx(s1 / 2)
+
+
+def test_welch_single_precision_matches_scipy(coloured_noise, tol):
+    rng = np.random.default_rng(8)
+    x, _, _ = coloured_noise(rng, FS * 64, FS, channels=2)  # strain ~1e-21: float32 powers need the prescale
+    for average in ("median", "mean"):
+        freqs, psd = kpsd.welch(x, FS, 4.0, average=average, precision="single")
+        f_ref, p_ref = scipy.signal.welch(x, fs=FS, nperseg=4 * FS, average=average, axis=-1)
+        np.testing.assert_array_equal(freqs, f_ref)
+        assert psd.dtype == np.float64
+        np.testing.assert_allclose(psd[:, 1:], p_ref[:, 1:], rtol=tol.PSD_SINGLE_VS_SCIPY_RTOL)
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+def test_welch_is_independent_of_thread_count(precision):
+    # each thread handles whole segments and whole frequency rows: bit-identical
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, FS * 40 + 3))
+    one = kpsd.welch(x, FS, 1.0, precision=precision, workers=1)[1]
+    for workers in (2, 3, -1):
+        np.testing.assert_array_equal(kpsd.welch(x, FS, 1.0, precision=precision, workers=workers)[1], one)
+
+
+@pytest.mark.parametrize("overlap", [0.5, 0.3])
+def test_welch_one_dimensional_and_uneven_step(overlap, tol):
+    # a step that does not divide the segment takes the general segment-mean path
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(FS * 20 + 11) + 2.0
+    freqs, psd = kpsd.welch(x, FS, 1.0, overlap=overlap)
+    nper = FS
+    ref = scipy.signal.welch(x, fs=FS, nperseg=nper, noverlap=int(round(overlap * nper)), average="median")[1]
+    assert psd.shape == freqs.shape
+    np.testing.assert_allclose(psd, ref, rtol=tol.PSD_VS_SCIPY_RTOL)
+
+
+def test_welch_rejects_bad_precision_and_workers():
+    with pytest.raises(ValueError, match="precision = 'half'"):
+        kpsd.welch(np.zeros(FS * 4), FS, 1.0, precision="half")
+    with pytest.raises(ValueError, match="workers = 0"):
+        kpsd.welch(np.zeros(FS * 4), FS, 1.0, workers=0)

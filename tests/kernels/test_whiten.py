@@ -179,3 +179,56 @@ def test_errors_name_the_value(noise_256s):
         kwh.design_fir(FS, freqs[:100], psd[:100])
     with pytest.raises(ValueError, match="history has shape"):
         kwh.convolve_stream(np.zeros(10), np.ones(8), np.zeros(3))
+
+
+def test_single_precision_whitening_matches_double(noise_256s, tol):
+    x, freqs, psd = noise_256s
+    x2 = np.stack([x, x[::-1].copy()])
+    y64 = kwh.whiten(x2, FS, freqs, psd, 1.0, 20.0)
+    y32 = kwh.whiten(x2, FS, freqs, psd, 1.0, 20.0, precision="single")
+    assert y32.dtype == np.float32 and y64.dtype == np.float64
+    np.testing.assert_allclose(y32, y64, rtol=0, atol=tol.WHITEN_SINGLE_VS_DOUBLE_ATOL)
+    # float32 input is not upcast on the single-precision path and gives the same output to float32 rounding
+    y32_in = kwh.whiten(x2.astype(np.float32), FS, freqs, psd, 1.0, 20.0, precision="single")
+    np.testing.assert_allclose(y32_in, y64, rtol=0, atol=tol.WHITEN_SINGLE_VS_DOUBLE_ATOL)
+
+
+@SETTINGS
+@given(chunks=st.lists(st.integers(1, 40000), min_size=1, max_size=6), workers=st.sampled_from([1, 2, 3]))
+def test_single_precision_streaming_is_chunk_size_invariant(noise_256s, chunks, workers, tol):
+    x, freqs, psd = noise_256s
+    x = np.stack([x[: FS * 40], x[FS * 40: FS * 80]])
+    taps = kwh.design_fir(FS, freqs, np.stack([psd, psd]))
+    whole, _ = kwh.convolve_stream(x, taps, kwh.new_history(FS, 2))
+    hist = kwh.new_history(FS, 2)
+    out, i = [], 0
+    for n in chunks + [x.shape[1]]:
+        y, hist = kwh.convolve_stream(x[:, i:i + n], taps, hist, precision="single", workers=workers)
+        assert y.dtype == np.float32
+        out.append(y)
+        i += n
+        if i >= x.shape[1]:
+            break
+    np.testing.assert_allclose(np.concatenate(out, axis=1), whole, rtol=0, atol=tol.WHITEN_SINGLE_VS_DOUBLE_ATOL)
+
+
+def test_threads_give_identical_output(noise_256s):
+    # each thread filters whole blocks with the same arithmetic: bit-identical
+    x, freqs, psd = noise_256s
+    for precision in ("double", "single"):
+        one = kwh.whiten(x, FS, freqs, psd, precision=precision, workers=1)
+        np.testing.assert_array_equal(kwh.whiten(x, FS, freqs, psd, precision=precision, workers=2), one)
+
+
+def test_single_block_equals_many_blocks(tol):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 5 * 2**13 + 7))
+    taps = rng.standard_normal((2, 256))
+    hist = rng.standard_normal((2, 255))
+    ref = np.stack([np.convolve(np.concatenate([hist[c], x[c]]), taps[c])[255:255 + x.shape[1]] for c in range(2)])
+    for block_nfft in (2**10, 2**13, 2**17):
+        y, new_hist = kwh.convolve_stream(x, taps, hist, block_nfft=block_nfft)
+        np.testing.assert_allclose(y, ref, rtol=0, atol=tol.CHUNK_ATOL * np.std(ref))
+        np.testing.assert_array_equal(new_hist, x[:, -255:])
+    with pytest.raises(ValueError, match="block_nfft = 255"):
+        kwh.convolve_stream(x, taps, hist, block_nfft=255)
