@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gwstream.kernels import psd as kpsd
+from gwstream.kernels import psd_stream as kps
 from gwstream.kernels import resample as kres
 from gwstream.kernels import whiten as kwh
 from gwstream.kernels import windows as kwin
@@ -74,7 +74,7 @@ class Conditioned:
         (gated, missing, or filter warm-up).
     invalid_ifo : numpy.ndarray
         bool, shape ``(n, n_ifo)``: the same per detector.
-    psd_update : gwstream.kernels.psd.PsdUpdate
+    psd_update : gwstream.kernels.psd_stream.PsdUpdate
         What the PSD estimator did on this block (``rejected`` = a new
         estimate was refused and the previous PSD kept).
     """
@@ -86,7 +86,7 @@ class Conditioned:
     gps_ns: np.ndarray
     invalid: np.ndarray
     invalid_ifo: np.ndarray
-    psd_update: kpsd.PsdUpdate
+    psd_update: kps.PsdUpdate
 
     @property
     def n_windows(self) -> int:
@@ -191,7 +191,7 @@ class Conditioner:
         self._rs_ntaps = self._rs_taps.shape[0]
         self._rs_delay = kres.delay_samples(self.factor, self._rs_taps)  # output samples
         # ---- PSD
-        self._psd = kpsd.StreamingWelch(
+        self._psd = kps.StreamingWelch(
             len(self.ifos), self.rate, fftlength_s, overlap, average, psd_length_s, psd_refresh_s,
             psd_min_valid_s, psd_max_change, f_low_hz=max(self.highpass_hz, 1.0),
         )
@@ -351,7 +351,7 @@ class Conditioner:
         x = np.stack([np.asarray(d, dtype=np.float64) for d in block.data])
         valid = np.stack([np.asarray(v, dtype=bool) for v in block.valid])
         an_x, an_valid, an_start = self._resample(x, valid, in_start)
-        upd = kpsd.PsdUpdate()
+        upd = kps.PsdUpdate()
         if an_x.shape[1]:
             upd = self._psd.update(an_x, an_valid, an_start)
             self._log_psd(upd, block)
@@ -383,7 +383,7 @@ class Conditioner:
         if len(n) != 1:
             raise ValueError(f"block seq={block.seq} has data/valid lengths {sorted(n)}, expected one length")
 
-    def _log_psd(self, upd: kpsd.PsdUpdate, block: Block) -> None:
+    def _log_psd(self, upd: kps.PsdUpdate, block: Block) -> None:
         if upd.rejected:
             log.warning(
                 "psd rejected ifos=%s gps=%.3f change=%.3f max_change=%.3f segments=%d kept_psd_gps=%.3f",

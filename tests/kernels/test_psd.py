@@ -7,6 +7,7 @@ import pytest
 import scipy.signal
 
 from gwstream.kernels import psd as kpsd
+from gwstream.kernels import psd_stream as kps
 
 FS = 2048
 
@@ -74,7 +75,7 @@ def test_streaming_estimate_equals_welch_on_the_same_segments():
     rng = np.random.default_rng(3)
     n = FS * 20
     x = rng.standard_normal((2, n))
-    est = kpsd.StreamingWelch(2, FS, 2.0, psd_length_s=20.0, refresh_s=1.0, min_valid_s=20.0)
+    est = kps.StreamingWelch(2, FS, 2.0, psd_length_s=20.0, refresh_s=1.0, min_valid_s=20.0)
     start = 10 * FS * 1000  # on the 1-s segment grid
     _stream(est, x, np.ones(n, bool), start, [1000, 3, 5000, 777, FS * 3])
     assert est.psd is not None
@@ -88,7 +89,7 @@ def test_streaming_skips_invalid_segments():
     valid = np.ones(n, bool)
     valid[FS * 10 + 5] = False
     x[0, FS * 10 + 5] = 1e6  # a glitch that must not reach the estimate
-    est = kpsd.StreamingWelch(1, FS, 2.0, psd_length_s=24.0, refresh_s=1.0, min_valid_s=10.0)
+    est = kps.StreamingWelch(1, FS, 2.0, psd_length_s=24.0, refresh_s=1.0, min_valid_s=10.0)
     _stream(est, x, valid, 0, [FS] * 24)
     assert est.psd is not None and est.psd.max() < 1.0
     # segments [9,11), [10,12) (1-s step) touch the bad sample: 23 - 2 = 21 used
@@ -97,7 +98,7 @@ def test_streaming_skips_invalid_segments():
 
 def test_streaming_needs_warmup_after_long_gap():
     rng = np.random.default_rng(5)
-    est = kpsd.StreamingWelch(1, FS, 1.0, psd_length_s=8.0, refresh_s=1.0)
+    est = kps.StreamingWelch(1, FS, 1.0, psd_length_s=8.0, refresh_s=1.0)
     x = rng.standard_normal((1, FS * 8))
     up = _stream(est, x, np.ones(FS * 8, bool), 0, [FS] * 8)
     assert up[-1].accepted and sum(u.accepted for u in up) == 1
@@ -111,7 +112,7 @@ def test_streaming_needs_warmup_after_long_gap():
 
 def test_streaming_rejects_implausible_jump_and_keeps_last_psd():
     rng = np.random.default_rng(6)
-    est = kpsd.StreamingWelch(
+    est = kps.StreamingWelch(
         1, FS, 1.0, psd_length_s=4.0, refresh_s=1.0, max_change=0.2, accept_after_rejections=3
     )
     _stream(est, rng.standard_normal((1, FS * 4)), np.ones(FS * 4, bool), 0, [FS] * 4)
@@ -128,18 +129,18 @@ def test_streaming_rejects_implausible_jump_and_keeps_last_psd():
     assert n_rej == 3  # three in a row, then the detector has really changed: accepted
     last_rej = max(i for i, u in enumerate(outcomes) if u.rejected)
     assert outcomes[last_rej + 1].accepted
-    assert kpsd.sensitivity_proxy(est.freqs, est.psd)[0] == pytest.approx(
-        kpsd.sensitivity_proxy(est.freqs, kpsd.welch(loud[:, 4 * FS:], FS, 1.0)[1])[0], rel=0.05
+    assert kps.sensitivity_proxy(est.freqs, est.psd)[0] == pytest.approx(
+        kps.sensitivity_proxy(est.freqs, kpsd.welch(loud[:, 4 * FS:], FS, 1.0)[1])[0], rel=0.05
     )
 
 
 def test_streaming_snapshot_restore_roundtrip():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, FS * 12))
-    a = kpsd.StreamingWelch(2, FS, 1.0, psd_length_s=4.0, refresh_s=1.0)
+    a = kps.StreamingWelch(2, FS, 1.0, psd_length_s=4.0, refresh_s=1.0)
     _stream(a, x[:, : FS * 6], np.ones(FS * 6, bool), 0, [FS] * 6)
     snap = a.snapshot()
-    b = kpsd.StreamingWelch(2, FS, 1.0, psd_length_s=4.0, refresh_s=1.0)
+    b = kps.StreamingWelch(2, FS, 1.0, psd_length_s=4.0, refresh_s=1.0)
     b.restore(snap)
     _stream(a, x[:, FS * 6:], np.ones(FS * 6, bool), FS * 6, [FS] * 6)
     _stream(b, x[:, FS * 6:], np.ones(FS * 6, bool), FS * 6, [FS] * 6)
@@ -149,8 +150,8 @@ def test_streaming_snapshot_restore_roundtrip():
 def test_sensitivity_proxy_scales_as_inverse_asd():
     f = np.linspace(0, 1024, 4097)
     p = np.ones(f.size) * 1e-46
-    s1 = kpsd.sensitivity_proxy(f, p)
-    assert kpsd.sensitivity_proxy(f, 4 * p) == pytest.approx(s1 / 2)
+    s1 = kps.sensitivity_proxy(f, p)
+    assert kps.sensitivity_proxy(f, 4 * p) == pytest.approx(s1 / 2)
 
 
 def test_welch_single_precision_matches_scipy(coloured_noise, tol):
