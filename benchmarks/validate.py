@@ -1,0 +1,241 @@
+"""Issue-4 validation: networks against a matched-filter reference on the same whitened windows.
+
+Plain script::
+
+    python benchmarks/validate.py --models models/default.pt [other.pt ...]
+        [--config configs/train.toml] [--n-noise 100000] [--n-per-snr 2000] [--seed S] [--out PATH]
+
+The validation set is generated once, from ``--seed`` (default: the training
+seed + 20 000, disjoint from the training data and from the per-epoch
+validation of ``gwstream train``, which uses seed + 10 000), with the
+config's PSD family, whitening (PSD estimated from each noise stretch, the
+daemon's FIR) and merger span, and a validation waveform bank of
+``--n-waveforms`` draws from ``[train.injections]``. It is the set
+:func:`~gwstream.daemon.trainset.make_validation_set` would return, streamed one
+noise stretch at a time (10^5 windows are 1.6 GB): every chunk is scored by
+each network and by :class:`~gwstream.daemon.mfreference.MatchedFilter`, and
+only the scores are kept.
+
+The matched-filter reference is an aligned-spin IMRPhenomD bank placed
+stochastically over the training mass range (see
+:func:`~gwstream.daemon.mfreference.place_bank`); with ``--bank-check N`` its
+fitting factor (recovered / in-window optimal network SNR, noise-free) is
+measured on N training-distribution signals of the validation bank and N
+aligned-spin IMRPhenomD signals.
+
+Writes ``--out`` (JSON) and a markdown table next to it (same stem, ``.md``):
+per model and MF, AUC, TPR at per-window FPR 1e-3 and 1e-4 in each SNR bin,
+and each network's TPR as a fraction of matched filtering's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from gwstream.daemon.config import InjectionConfig, load_config
+from gwstream.daemon.mfreference import MatchedFilter, place_bank
+from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker
+from gwstream.kernels import whiten as kwh
+from gwstream.models.metrics import summarize
+
+FPRS = (1e-3, 1e-4)
+
+
+def validation_chunks(maker: WindowMaker, seed: int, n_noise: int, snrs, n_per_snr: int):
+    """Yield ``(x, label, snr, taps)`` per noise stretch: the windows of ``make_validation_set``, in order."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
+    per = maker.stretch_s - 2
+    s = 0
+    for rho, count in [(0.0, n_noise)] + [(float(r), n_per_snr) for r in snrs]:
+        made = 0
+        while made < count:
+            m = min(per, count - made, 64 if rho else per)
+            white, taps = maker.pool.stretch((seed, 99, s), maker.stretch_s, rng)
+            k = m if rho else 0
+            x, y, snr = maker.from_stretch(white, taps, rng, m, k, snrs=np.full(k, rho) if k else None)
+            yield x, y, snr, taps
+            made += m
+            s += 1
+
+
+def fitting_factors(mf: MatchedFilter, maker: WindowMaker, taps: np.ndarray, n: int, seed: int) -> dict:
+    """Noise-free recovered / in-window optimal network SNR of ``n`` signals of ``maker.bank``."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 31]))
+    idx = rng.integers(len(maker.bank), size=n)
+    sig = maker.whitened_signals(idx, taps, rng)
+    pos = rng.integers(maker.span[0], maker.span[1] + 1, n)
+    m = maker.bank.merger_index
+    x = np.stack([sig[j, :, m - pos[j]:m - pos[j] + maker.window] for j in range(n)]).astype(np.float32)
+    opt = np.sqrt((x.astype(np.float64) ** 2).sum(axis=(1, 2)))
+    ff = mf.statistic(x, taps) / opt
+    q = np.quantile(ff, [0.0, 0.01, 0.05, 0.5])
+    return {"n": int(n), "min": float(q[0]), "p01": float(q[1]), "p05": float(q[2]), "median": float(q[3]),
+            "mean": float(ff.mean()), "snr_loss_mean": float(1 - np.mean(ff ** 3) ** (1 / 3))}
+
+
+def markdown(res: dict) -> str:
+    snr_bins = [k for k in res["mf"]["tpr"]["0.001"] if k != "all"]
+    lines = [(f"# Validation: networks vs matched filtering ({res['n_noise']} noise windows, "
+              f"{res['n_per_snr']} signal windows per SNR, seed {res['seed']})"), "",
+             (f"Matched filter: {res['bank']['n_templates']} aligned-spin IMRPhenomD templates "
+              f"(placement minimal match {res['bank']['minimal_match']}), two-detector coincident SNR."), ""]
+    for fpr in (f"{f:g}" for f in FPRS):
+        lines += [f"## per-window FPR {fpr}", "",
+                  "| statistic | AUC | " + " | ".join(f"TPR @ SNR {b}" for b in snr_bins) + " |",
+                  "|---|---|" + "---|" * len(snr_bins)]
+        for name, r in [("matched filter", res["mf"])] + list(res["models"].items()):
+            cells = []
+            for b in snr_bins:
+                cell = f"{r['tpr'][fpr][b]:.3f}"
+                if name != "matched filter":
+                    frac = r["tpr_fraction_of_mf"][fpr][b]
+                    cell += f" ({frac:.0%} of MF)" if np.isfinite(frac) else " (MF 0)"
+                cells.append(cell)
+            lines.append(f"| {name} | {r['auc']:.4f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    t = res["timing_s"]
+    lines.append(f"Timings (s): data {t['data']:.1f}, MF {t['mf']:.1f} "
+                 f"({res['n_windows'] / max(t['mf'], 1e-9):.0f} windows/s, bank preparation "
+                 f"{t['mf_prepare']:.1f} s of it), " + ", ".join(f"{k} {v:.1f}" for k, v in t["models"].items())
+                 + f"; total {t['total']:.1f}.")
+    if "bank_check" in res:
+        lines.append("")
+        lines.append("Bank fitting factor (noise-free, in-window): " + "; ".join(
+            f"{k}: min {v['min']:.3f}, 1% {v['p01']:.3f}, median {v['median']:.3f}" for k, v in res["bank_check"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/train.toml")
+    ap.add_argument("--models", nargs="*", default=["models/default.pt"], help="checkpoints to score")
+    ap.add_argument("--n-noise", type=int, default=100_000)
+    ap.add_argument("--n-per-snr", type=int, default=2000)
+    ap.add_argument("--snrs", type=float, nargs="+", default=None, help="network SNR bins (default: train.val_snrs)")
+    ap.add_argument("--seed", type=int, default=None, help="default: train.seed + 20000")
+    ap.add_argument("--n-waveforms", type=int, default=1000, help="validation waveform bank size")
+    ap.add_argument("--minimal-match", type=float, default=0.95, help="MF bank placement threshold")
+    ap.add_argument("--bank-candidates", type=int, default=3000)
+    ap.add_argument("--bank-check", type=int, default=0, help="signals for the bank fitting-factor check (0: skip)")
+    ap.add_argument("--workers", type=int, default=2, help="processes generating waveforms")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads and matched-filter FFT threads")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "validation.json"))
+    args = ap.parse_args()
+    for name in ("n_noise", "n_per_snr", "n_waveforms"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} = {getattr(args, name)}: expected >= 1")
+
+    from gwstream.models.scorer import Scorer
+
+    t_start = time.perf_counter()
+    cfg = load_config(args.config)
+    t = cfg.train
+    seed = t.seed + 20_000 if args.seed is None else args.seed
+    snrs = tuple(t.val_snrs) if args.snrs is None else tuple(args.snrs)
+    rate = cfg.data.analysis_rate_hz
+    cache = Path(t.out_dir) / "banks"
+    scorers = {Path(p).stem: Scorer.from_checkpoint(p, device="cpu", threads=args.threads, batch_size=256)
+               for p in args.models}
+
+    pool = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants, scale=t.psd_scale,
+                     tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
+                     average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz)
+    val_bank = WaveformBank.generate(t.injections, args.n_waveforms, seed=seed, sample_rate_hz=rate,
+                                     workers=args.workers, cache=cache)
+    maker = WindowMaker(val_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
+                        stretch_s=t.stretch_s)
+    t_bank = time.perf_counter()
+    design_taps = kwh.design_fir(rate, pool.freqs, pool.psds[0], cfg.whiten.fduration_s, cfg.whiten.highpass_hz,
+                                 "linear")
+    inj = t.injections
+    mass_range = (min(inj.mass1_msun[0], inj.mass2_msun[0]), max(inj.mass1_msun[1], inj.mass2_msun[1]))
+    bank = place_bank(mass_range, inj.spin_max if inj.spin != "zero" else 0.0, taps=design_taps,
+                      minimal_match=args.minimal_match, n_candidates=args.bank_candidates, seed=seed,
+                      sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=args.workers, cache=cache)
+    mf = MatchedFilter(bank, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, workers=args.threads)
+    t_bank = time.perf_counter() - t_bank
+    print(f"data: waveform bank {len(val_bank)}, MF bank {len(bank)} templates (placed/loaded in {t_bank:.1f} s), "
+          f"MF search merger samples [{mf.first}, {mf.last}], nfft {mf.nfft}", flush=True)
+
+    res: dict = {"benchmark": "validation", "config": args.config, "seed": seed, "n_noise": args.n_noise,
+                 "n_per_snr": args.n_per_snr, "snrs": list(snrs), "n_waveforms": args.n_waveforms,
+                 "approximant": inj.approximant,
+                 "bank": {"n_templates": len(bank), "approximant": bank.approximant,
+                          "minimal_match": args.minimal_match, "candidates": args.bank_candidates,
+                          "mass_range_msun": list(mass_range), "spin_max": inj.spin_max,
+                          "search_merger_samples": [mf.first, mf.last], "coinc_samples": mf.coinc_samples},
+                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+
+    if args.bank_check:
+        _, taps0 = pool.stretch((seed, 77), t.stretch_s, np.random.default_rng(seed))
+        res["bank_check"] = {f"{inj.approximant} (validation bank)": fitting_factors(mf, maker, taps0,
+                                                                                      args.bank_check, seed)}
+        if inj.approximant != "IMRPhenomD":
+            d_cfg = InjectionConfig(approximant="IMRPhenomD", spin="aligned", mass1_msun=inj.mass1_msun,
+                                    mass2_msun=inj.mass2_msun, spin_max=inj.spin_max, f_lower_hz=inj.f_lower_hz)
+            d_bank = WaveformBank.generate(d_cfg, args.bank_check, seed=seed + 1, sample_rate_hz=rate,
+                                           workers=args.workers, cache=cache)
+            d_maker = WindowMaker(d_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
+                                  stretch_s=t.stretch_s)
+            res["bank_check"]["IMRPhenomD aligned spin"] = fitting_factors(mf, d_maker, taps0, args.bank_check, seed)
+        print("bank fitting factors:", json.dumps(res["bank_check"]), flush=True)
+
+    labels, snr_all, mf_scores = [], [], []
+    model_scores: dict[str, list] = {k: [] for k in scorers}
+    timing = {"data": 0.0, "mf": 0.0, "mf_prepare": 0.0, "models": {k: 0.0 for k in scorers}}
+    n_done = 0
+    total = args.n_noise + len(snrs) * args.n_per_snr
+    t0 = time.perf_counter()
+    for x, y, snr, taps in validation_chunks(maker, seed, args.n_noise, snrs, args.n_per_snr):
+        t1 = time.perf_counter()
+        timing["data"] += t1 - t0
+        filters = mf.prepare(taps)
+        t2 = time.perf_counter()
+        mf_scores.append(mf.statistic(x, filters=filters))
+        t3 = time.perf_counter()
+        timing["mf_prepare"] += t2 - t1
+        timing["mf"] += t3 - t1
+        for name, scorer in scorers.items():
+            t4 = time.perf_counter()
+            model_scores[name].append(scorer.score(x))
+            timing["models"][name] += time.perf_counter() - t4
+        labels.append(y)
+        snr_all.append(snr)
+        n_done += x.shape[0]
+        if n_done // 5000 != (n_done - x.shape[0]) // 5000:
+            print(f"  {n_done}/{total} windows, {time.perf_counter() - t_start:.0f} s", flush=True)
+        t0 = time.perf_counter()
+    labels, snr_all = np.concatenate(labels), np.concatenate(snr_all)
+    res["n_windows"] = int(labels.size)
+    res["mf"] = summarize(np.concatenate(mf_scores), labels, snr_all, FPRS)
+    res["models"] = {}
+    for name in scorers:
+        r = summarize(np.concatenate(model_scores[name]).astype(np.float64), labels, snr_all, FPRS)
+        r["checkpoint"] = str(scorers[name].path)
+        r["sha256"] = scorers[name].sha256
+        r["network"] = scorers[name].name
+        r["tpr_fraction_of_mf"] = {
+            fpr: {b: (v / res["mf"]["tpr"][fpr][b] if res["mf"]["tpr"][fpr][b] > 0 else float("nan"))
+                  for b, v in row.items()} for fpr, row in r["tpr"].items()}
+        res["models"][name] = r
+    timing["total"] = time.perf_counter() - t_start
+    timing["bank"] = t_bank
+    res["timing_s"] = timing
+    res["mf_windows_per_s"] = res["n_windows"] / max(timing["mf"], 1e-9)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=float))
+    md = markdown(res)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
