@@ -215,6 +215,10 @@ class Aligner:
         if det.latest_end_ns is not None and start < det.latest_end_ns:
             self.counters[f"out_of_order.{det.ifo}"] += 1
         det.latest_end_ns = end if det.latest_end_ns is None else max(det.latest_end_ns, end)
+        if all(d.ended for d in self._det.values()):
+            # a new stream after a complete end of stream: wait for every detector again
+            for d in self._det.values():
+                d.ended = False
         det.ended = False
         self.counters[f"frames.{det.ifo}"] += 1
         det.frames[start] = self._condition(frame, now_ns)

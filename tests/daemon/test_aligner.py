@@ -128,3 +128,19 @@ def test_state_words_gate_parts_of_a_frame():
     out += stage.handle(encode_frame(make_frame("L1", 0)), 0)
     (block,) = out
     assert block.valid[0][: RATE // 2].all() and not block.valid[0][RATE // 2:].any()
+
+
+def test_new_stream_after_end_of_stream_waits_for_every_detector():
+    stage = _stage()
+    out = []
+    for t in (0, 1):
+        out += stage.handle(encode_frame(make_frame("H1", t)), 0)
+        out += stage.handle(encode_frame(make_frame("L1", t)), 0)
+    out += stage.handle([b"eos.H1", b'{"v": 1, "ifo": "H1", "seq": 2}'], 0)
+    out += stage.handle([b"eos.L1", b'{"v": 1, "ifo": "L1", "seq": 2}'], 0)
+    assert isinstance(out[-1], EndOfStream)
+    # the source comes back 8 s later: the silence is one gap, and H1's frame must not go out alone
+    after = stage.handle(encode_frame(make_frame("H1", 10)), 10)
+    assert [(type(o).__name__, o.gps_ns // NS - T0, o.end_ns // NS - T0) for o in after] == [("Gap", 2, 10)]
+    after = stage.handle(encode_frame(make_frame("L1", 10)), 10)
+    assert [type(o).__name__ for o in after] == ["Block"] and all(v.all() for v in after[0].valid)
