@@ -39,28 +39,11 @@ from pathlib import Path
 import numpy as np
 from gwstream.daemon.config import InjectionConfig, load_config
 from gwstream.daemon.mfreference import MatchedFilter, place_bank
-from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker
+from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, validation_chunks
 from gwstream.kernels import whiten as kwh
 from gwstream.models.metrics import summarize
 
 FPRS = (1e-3, 1e-4)
-
-
-def validation_chunks(maker: WindowMaker, seed: int, n_noise: int, snrs, n_per_snr: int):
-    """Yield ``(x, label, snr, taps)`` per noise stretch: the windows of ``make_validation_set``, in order."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
-    per = maker.stretch_s - 2
-    s = 0
-    for rho, count in [(0.0, n_noise)] + [(float(r), n_per_snr) for r in snrs]:
-        made = 0
-        while made < count:
-            m = min(per, count - made, 64 if rho else per)
-            white, taps = maker.pool.stretch((seed, 99, s), maker.stretch_s, rng)
-            k = m if rho else 0
-            x, y, snr = maker.from_stretch(white, taps, rng, m, k, snrs=np.full(k, rho) if k else None)
-            yield x, y, snr, taps
-            made += m
-            s += 1
 
 
 def fitting_factors(mf: MatchedFilter, maker: WindowMaker, taps: np.ndarray, n: int, seed: int) -> dict:

@@ -32,7 +32,7 @@ from .config import InjectionConfig
 from .injections import draw_parameters
 from .noise import load_psd
 
-__all__ = ["WaveformBank", "NoisePool", "WindowMaker", "make_validation_set"]
+__all__ = ["WaveformBank", "NoisePool", "WindowMaker", "validation_chunks", "make_validation_set"]
 
 log = logging.getLogger(__name__)
 
@@ -305,27 +305,32 @@ class WindowMaker:
         return np.concatenate(xs)[order], np.concatenate(ys)[order], np.concatenate(ss)[order]
 
 
-def make_validation_set(maker: WindowMaker, seed: int, n_noise: int, snrs=(6.0, 8.0, 10.0, 12.0),
-                        n_per_snr: int = 1000):
-    """Held-out windows: ``n_noise`` noise-only, and ``n_per_snr`` signals at each network SNR.
+def validation_chunks(maker: WindowMaker, seed: int, n_noise: int, snrs=(6.0, 8.0, 10.0, 12.0),
+                      n_per_snr: int = 1000):
+    """Yield ``(x, label, snr, taps)`` per noise stretch: held-out windows, a stretch at a time.
 
-    Non-overlapping noise windows from fresh stretches (seed disjoint from
-    training's), signals from the bank given to ``maker`` (use a bank drawn
-    with another seed). Returns ``(x, label, snr)`` like :meth:`WindowMaker.epoch`.
+    ``n_noise`` noise-only windows (non-overlapping, from fresh stretches whose
+    seeds are disjoint from training's), then ``n_per_snr`` signal windows at
+    each network SNR, from the bank given to ``maker`` (use a bank drawn with
+    another seed). Streaming, so 10^5 windows never sit in memory at once.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
-    per = (maker.stretch_s - 2) // 1
-    xs, ys, ss = [], [], []
-    todo = [(0.0, n_noise)] + [(float(r), n_per_snr) for r in snrs]
+    per = maker.stretch_s - 2
     s = 0
-    for rho, count in todo:
+    for rho, count in [(0.0, n_noise)] + [(float(r), n_per_snr) for r in snrs]:
         made = 0
         while made < count:
             m = min(per, count - made, 64 if rho else per)
             white, taps = maker.pool.stretch((seed, 99, s), maker.stretch_s, rng)
             k = m if rho else 0
             x, y, snr = maker.from_stretch(white, taps, rng, m, k, snrs=np.full(k, rho) if k else None)
-            xs.append(x), ys.append(y), ss.append(snr)
+            yield x, y, snr, taps
             made += m
             s += 1
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ss)
+
+
+def make_validation_set(maker: WindowMaker, seed: int, n_noise: int, snrs=(6.0, 8.0, 10.0, 12.0),
+                        n_per_snr: int = 1000):
+    """All of :func:`validation_chunks` at once: ``(x, label, snr)`` like :meth:`WindowMaker.epoch`."""
+    chunks = list(validation_chunks(maker, seed, n_noise, snrs, n_per_snr))
+    return tuple(np.concatenate([c[i] for c in chunks]) for i in range(3))
