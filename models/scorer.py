@@ -72,18 +72,31 @@ def save_checkpoint(model: GWNet, path: str | os.PathLike, meta: dict[str, Any] 
         "meta": meta,
     }
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed.
+
+    Readers never see a half-written file under ``path`` (``os.replace`` is atomic
+    on one file system).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[GWNet, dict[str, Any], str]:
@@ -371,21 +384,13 @@ class Scorer:
         m = copy.deepcopy(self.model).cpu().eval()
         example = torch.zeros(2, m.n_ifos, m.window_samples)
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings about the static shape check
-                if kind == "torchscript":
-                    with torch.no_grad():
-                        torch.jit.save(torch.jit.trace(m, example), tmp)
-                else:
-                    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-                    ep = torch.export.export(m, (example,), dynamic_shapes=({0: batch},))
-                    torch.export.save(ep, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path, suffix=path.suffix) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about the static shape check
+            if kind == "torchscript":
+                with torch.no_grad():
+                    torch.jit.save(torch.jit.trace(m, example), tmp)
+            else:
+                batch = torch.export.Dim("batch", min=1, max=1 << 20)
+                ep = torch.export.export(m, (example,), dynamic_shapes=({0: batch},))
+                torch.export.save(ep, tmp)
         return path

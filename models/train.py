@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from .metrics import summarize
+from .scorer import atomic_path
 
 __all__ = ["fit", "score_windows"]
 
@@ -40,9 +40,8 @@ def score_windows(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def fit(
