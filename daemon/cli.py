@@ -119,6 +119,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from .search import run_search
+
+    cfg = _load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
+                         "ranking.n_slides_joint": args.slides})
+    summary = run_search(args.input, args.output, cfg, background_out=args.background_out,
+                         progress=not args.no_progress)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import run_evaluate
+
+    summary = run_evaluate(args.injections, args.foreground, args.background, args.out,
+                           far_per_day=args.far_per_day)
+    print(json.dumps({k: summary[k] for k in ("n_injections", "sensitive_distance_mpc", "out")}))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -173,6 +193,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="override train.out_dir (checkpoints, resume)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="offline search of an archive (same pipeline as the daemon)")
+    p.add_argument("input", help="HDF5 file (mock-data layout or gwpy/PyCBC), GWF file or GWF directory")
+    p.add_argument("output", help="trigger archive to write (HDF5: time, stat, var, far, ...)")
+    _common(p)
+    p.add_argument("--model", default=None, help="checkpoint (override model.path; default the shipped model)")
+    p.add_argument("--slides", type=int, default=None, help="time slides (override ranking.n_slides)")
+    p.add_argument("--background-out", default=None, metavar="PATH",
+                   help="also write the time-slid background (a daemon can start from it)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("evaluate", help="found/missed, FAR and sensitive distance of a search with injections")
+    p.add_argument("--injections", required=True, help="injection file (gwstream simulate --injections)")
+    p.add_argument("--foreground", required=True, help="trigger archive of the data with injections")
+    p.add_argument("--background", required=True, help="trigger archive of a noise-only run (its FARs)")
+    p.add_argument("--out", required=True, help="directory for summary.json and the plots")
+    p.add_argument("--far-per-day", type=float, nargs="+", default=[1.0, 10.0, 100.0],
+                   help="FAR thresholds of the summary table (per day)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the embedded default end to end (what `make demo` runs)")
     _common(p)

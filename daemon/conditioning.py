@@ -77,6 +77,15 @@ class Conditioned:
     psd_update : gwstream.kernels.psd_stream.PsdUpdate
         What the PSD estimator did on this block (``rejected`` = a new
         estimate was refused and the previous PSD kept).
+    stream : numpy.ndarray
+        float32, shape ``(n_ifo, m)``: the whitened samples this block
+        completed, contiguous with the previous block's unless ``stream_start``
+        jumped (the windows are cut from exactly these samples). ``m`` may be 0.
+    stream_start : int or None
+        Absolute analysis-rate sample index (``gps_ns * rate / 1e9``) of
+        ``stream[:, 0]``; None while no PSD exists.
+    stream_bad : numpy.ndarray
+        bool, shape ``(n_ifo, m)``: the FIR span of the sample touches invalid input.
     """
 
     status: Status
@@ -87,6 +96,9 @@ class Conditioned:
     invalid: np.ndarray
     invalid_ifo: np.ndarray
     psd_update: kps.PsdUpdate
+    stream: np.ndarray | None = None
+    stream_start: int | None = None
+    stream_bad: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -367,7 +379,9 @@ class Conditioner:
             self._warm = True
         if status is None:
             status = Status.OK if self._taps is not None and self._warm else Status.WARMING_UP
-        return Conditioned(status, block.gps_ns, block.seq, windows, gps, invalid, inv_ifo, upd)
+        stream = wh.astype(np.float32) if wh_start is not None else wh[:, :0].astype(np.float32)
+        return Conditioned(status, block.gps_ns, block.seq, windows, gps, invalid, inv_ifo, upd, stream, wh_start,
+                           wh_bad)
 
     def _check_block(self, block: Block) -> None:
         if tuple(block.ifos) != self.ifos:

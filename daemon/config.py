@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,6 +328,35 @@ def parse_speed(value: str, key: str = "speed") -> float:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The network that scores windows."""
+
+    path: str = setting("", doc="checkpoint file; empty = the shipped default model (models/default.pt)")
+    device: str = setting("auto", doc="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'")
+    batch_size: int = setting(1024, gt=0, doc="windows per forward pass (joint models)")
+    threads: int = setting(0, ge=0, doc="torch CPU threads; 0 = torch's default")
+
+    def check(self, prefix: str) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ConfigError(f"{prefix}device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Clustering, time slides and false-alarm rates."""
+
+    cluster_window_s: float = setting(1.0, gt=0, unit="s", doc="one trigger per this much time")
+    var_s: float = setting(0.0, ge=0, unit="s", doc="timing tolerance; 0 = half the model's merger span + stride")
+    slide_step_s: float = setting(1.0, ge=0.1, unit="s", doc="L1 shift per time slide (>> 10 ms light travel)")
+    n_slides: int = setting(1000, ge=0, doc="time slides with a factorized model (head only per slide)")
+    n_slides_joint: int = setting(8, ge=0, doc="time slides with a joint model (full inference per slide)")
+    background_exact: int = setting(100_000, gt=0, doc="loudest background statistics kept exactly")
+    state_file: str = setting("", doc="background + ranking state (HDF5), restored on start; empty = none")
+    background_init: str = setting("", doc="precomputed background (gwstream search --background-out) to start from")
+    save_interval_s: float = setting(60.0, gt=0, unit="s", doc="how often the daemon persists the state file")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per TOML table."""
 
@@ -339,6 +369,8 @@ class Config:
     simulate: SimulateConfig = dataclasses.field(default_factory=SimulateConfig)
     source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
 
     def check(self, prefix: str) -> None:
         rate = self.data.analysis_rate_hz
@@ -347,6 +379,13 @@ class Config:
         _need_integer_samples("psd.fftlength_s", self.psd.fftlength_s, rate)
         _need_integer_samples("whiten.fduration_s", self.whiten.fduration_s, rate)
         _need_integer_samples("ingest.block_s", self.ingest.block_s, rate)
+        steps = self.ranking.slide_step_s / self.windows.stride_s
+        if abs(steps - round(steps)) > 1e-9:
+            raise ConfigError("ranking.slide_step_s", self.ranking.slide_step_s,
+                              f"a whole number of window strides ({self.windows.stride_s} s)")
+        if self.ranking.slide_step_s < self.windows.window_s:
+            raise ConfigError("ranking.slide_step_s", self.ranking.slide_step_s,
+                              f">= windows.window_s = {self.windows.window_s} s (slid windows must not share data)")
         if self.whiten.highpass_hz >= rate / 2:
             raise ConfigError("whiten.highpass_hz", self.whiten.highpass_hz, f"< Nyquist = {rate / 2} Hz")
         if self.psd.fftlength_s < self.whiten.fduration_s:

@@ -292,6 +292,12 @@ class Scorer:
         finally:
             torch.set_num_threads(before)
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Context for direct use of :attr:`model`: the scorer's thread count and ``torch.inference_mode``."""
+        with self._threads(), torch.inference_mode():
+            yield
+
     def score(self, windows: np.ndarray) -> np.ndarray:
         """Logits of a batch of whitened windows.
 

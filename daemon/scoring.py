@@ -1,0 +1,217 @@
+"""Zero-lag and time-slid statistics of conditioned blocks.
+
+:class:`SlideScorer` turns each :class:`~gwstream.daemon.conditioning.Conditioned`
+block into the statistics the ranking stage needs: for every new window ``i``
+on the GPS stride grid, the zero-lag statistic and, for ``k = 1..K``, the
+statistic of H1's window ``i`` paired with L1's window ``i - k * slide``
+(L1 from the past, so a slide never waits for data), each with its validity
+(both detectors' windows analysed).
+
+* **factorized** models: the encoder runs once over the contiguous whitened
+  stream of each detector; the head's per-step projections go into ring
+  buffers holding ``K * slide`` of history, and every slide costs one pass of
+  the coincidence head (:meth:`FactorizedNet.head_projected`).
+* **joint** models: every slid pair is a new window scored by the network, so
+  slides cost a full inference each; keep ``K`` small.
+
+Both paths produce the zero-lag row from the same arithmetic as the slid rows,
+so the background is ranked exactly like the foreground.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .conditioning import Conditioned
+
+__all__ = ["SlideScorer"]
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+class _WindowFlags:
+    """Per-detector window validity by grid index, for the last ``capacity`` windows."""
+
+    def __init__(self, capacity: int, n_ifo: int):
+        self.capacity = int(capacity)
+        self.tag = np.full(self.capacity, -1, dtype=np.int64)
+        self.ok = np.zeros((self.capacity, n_ifo), dtype=bool)
+
+    def put(self, index: np.ndarray, ok: np.ndarray) -> None:
+        slot = index % self.capacity
+        self.tag[slot] = index
+        self.ok[slot] = ok
+
+    def get(self, index: np.ndarray, ifo: int) -> np.ndarray:
+        """Validity of detector ``ifo`` at grid ``index`` (False when unknown or already overwritten)."""
+        slot = index % self.capacity
+        return (self.tag[slot] == index) & self.ok[slot, ifo] & (index >= 0)
+
+
+class SlideScorer:
+    """Statistics of zero lag and ``n_slides`` time slides per conditioned block.
+
+    Parameters
+    ----------
+    scorer : gwstream.models.scorer.Scorer
+    sample_rate_hz : int
+        Analysis rate of the whitened stream.
+    stride_samples : int
+        Window stride (samples); window ``i`` starts at analysis sample ``i * stride_samples``.
+    slide_step_samples : int
+        L1 shift per slide (samples), a multiple of the stride.
+    n_slides : int
+        ``K``; 0 scores the zero lag only.
+    """
+
+    def __init__(self, scorer, *, sample_rate_hz: int, stride_samples: int, slide_step_samples: int,
+                 n_slides: int):
+        model = scorer.model
+        self.scorer = scorer
+        self.rate = int(sample_rate_hz)
+        self.window = int(model.window_samples)
+        self.stride = int(stride_samples)
+        self.n_slides = int(n_slides)
+        if model.sample_rate_hz != self.rate:
+            raise ValueError(f"model expects {model.sample_rate_hz} Hz, the stream is at {self.rate} Hz")
+        if self.n_slides < 0:
+            raise ValueError(f"n_slides = {n_slides!r}, expected >= 0")
+        if slide_step_samples <= 0 or slide_step_samples % self.stride:
+            raise ValueError(f"slide step of {slide_step_samples} samples: expected a positive multiple of the "
+                             f"window stride ({self.stride} samples)")
+        self.slide_windows = int(slide_step_samples) // self.stride
+        self.slide_step_samples = int(slide_step_samples)
+        self.factorized = not model.joint
+        # windows of history the slides reach back, plus one block's worth of margin
+        reach = self.n_slides * self.slide_windows
+        self._flags = _WindowFlags(reach + 4 * (self.rate // self.stride + 1) + 64, 2)
+        if self.factorized:
+            fs = model.stride_samples
+            if self.stride % fs:
+                raise ValueError(f"window stride {self.stride} samples is not a multiple of the encoder stride {fs}")
+            self._fs = fs
+            self._k = model.lag_steps
+            self._tp = model.window_steps - 2 * model.lag_steps
+            self._wsteps = self.stride // fs
+            self._cap = reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
+            h = model.proj_h1.out_channels
+            dev = scorer.device
+            self._a = torch.full((h, self._cap), float("nan"), device=dev)
+            self._b = torch.full((h, self._cap), float("nan"), device=dev)
+        else:
+            self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (the ring buffers' history stays valid only through window flags)."""
+        self._x = None  # encoder input not yet consumed, float32 (2, n)
+        self._x0 = None  # absolute sample index of self._x[:, 0]
+        self._p_tail = None  # last 2k L1 projections (H, <= 2k) and their first step
+        self._p_tail_step = None
+
+    # -------------------------------------------------------------- features
+    def _feed_stream(self, cond: Conditioned) -> None:
+        if cond.stream_start is None or cond.stream is None or cond.stream.shape[1] == 0:
+            return
+        model = self.scorer.model
+        fs, rf = self._fs, model.receptive_field_samples
+        start = int(cond.stream_start)
+        if self._x is None or self._x0 + self._x.shape[1] != start:
+            # (re)start on the encoder grid: the first feature step at or after `start`
+            first = -(-start // fs) * fs
+            self._x, self._x0 = cond.stream[:, first - start:].copy(), first
+            self._p_tail, self._p_tail_step = None, None
+        else:
+            self._x = np.concatenate([self._x, cond.stream], axis=1)
+        n = self._x.shape[1]
+        if n < rf:
+            return
+        nf = (n - rf) // fs + 1
+        j0 = self._x0 // fs
+        with self.scorer.session():
+            x = torch.from_numpy(np.ascontiguousarray(self._x[:, : (nf - 1) * fs + rf])).to(self.scorer.device)
+            f = model.encode_stream(x)  # (2, C, nf)
+            a, p = model.project(f[0], f[1])
+            self._put(self._a, j0, a)
+            # centred lag pool: b[j] = max p[j-k .. j+k], needs k steps on each side
+            if self._p_tail is not None and self._p_tail_step + self._p_tail.shape[1] == j0:
+                pp, p0 = torch.cat([self._p_tail, p], dim=1), self._p_tail_step
+            else:
+                pp, p0 = p, j0
+            k = self._k
+            if pp.shape[1] > 2 * k:
+                self._put(self._b, p0 + k, model.lag_pool(pp))
+            keep = min(2 * k, pp.shape[1])
+            self._p_tail, self._p_tail_step = pp[:, pp.shape[1] - keep:].clone(), p0 + pp.shape[1] - keep
+        consumed = nf * fs
+        self._x, self._x0 = self._x[:, consumed:].copy(), self._x0 + consumed
+
+    def _put(self, ring: torch.Tensor, step0: int, values: torch.Tensor) -> None:
+        n = values.shape[1]
+        if n > self._cap:
+            values, step0, n = values[:, n - self._cap:], step0 + n - self._cap, self._cap
+        idx = torch.remainder(torch.arange(step0, step0 + n, device=ring.device), self._cap)
+        ring[:, idx] = values
+
+    # ----------------------------------------------------------------- score
+    def process(self, cond: Conditioned) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Statistics of the block's windows: ``(first_index, stats (K+1, n), valid (K+1, n))``, or None.
+
+        Windows are returned only when the block has some; their grid indices
+        are consecutive (the conditioner cuts every grid window once).
+        """
+        if self.factorized:
+            self._feed_stream(cond)
+        n = cond.n_windows
+        if n == 0:
+            return None
+        g = cond.gps_ns.astype(np.int64)
+        starts = (g // NS) * self.rate + ((g % NS) * self.rate + NS // 2) // NS  # absolute sample (no overflow)
+        index = starts // self.stride
+        if (starts % self.stride).any() or (np.diff(index) != 1).any():
+            raise ValueError("conditioned windows are off the stride grid or not consecutive")
+        ok = ~cond.invalid_ifo
+        self._flags.put(index, ok)
+        k_rows = self.n_slides + 1
+        valid = np.empty((k_rows, n), dtype=bool)
+        for r in range(k_rows):
+            valid[r] = ok[:, 0] & self._flags.get(index - r * self.slide_windows, 1)
+        if self.factorized:
+            stats = self._score_factorized(index, starts)
+        else:
+            stats = self._score_joint(cond, index, valid)
+        valid &= np.isfinite(stats)
+        return int(index[0]), stats, valid
+
+    def _score_factorized(self, index: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        model = self.scorer.model
+        k, tp, ws = self._k, self._tp, self._wsteps
+        s_first = int(starts[0]) // self._fs  # feature step of the first window's start
+        rel = (index - index[0]) * ws
+        span = int(rel[-1]) + tp
+        dev = self.scorer.device
+        with self.scorer.session():
+            a_span = self._a[:, torch.remainder(torch.arange(s_first + k, s_first + k + span, device=dev), self._cap)]
+            offsets = torch.as_tensor([s_first + k - r * self.slide_windows * ws for r in range(self.n_slides + 1)],
+                                      dtype=torch.long, device=dev)
+            out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True)
+        return out.double().cpu().numpy()
+
+    def _score_joint(self, cond: Conditioned, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        n = index.size
+        self._l1[index % self._flags.capacity] = cond.windows[:, 1]
+        stats = np.full((self.n_slides + 1, n), np.nan)
+        stats[0] = self.scorer.score(cond.windows)
+        if self.n_slides:
+            rows, cols = np.nonzero(valid[1:])
+            if rows.size:
+                pair = np.empty((rows.size, 2, self.window), dtype=np.float32)
+                pair[:, 0] = cond.windows[cols, 0]
+                src = index[cols] - (rows + 1) * self.slide_windows
+                pair[:, 1] = self._l1[src % self._flags.capacity]
+                stats[1:][rows, cols] = self.scorer.score(pair)
+        return stats

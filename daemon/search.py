@@ -1,0 +1,333 @@
+"""The search: aligned blocks -> conditioning -> scoring with time slides -> ranked triggers.
+
+:class:`SearchStage` is the one pipeline the daemon runs on live blocks and
+``gwstream search`` runs offline: :class:`~gwstream.daemon.conditioning.Conditioner`,
+:class:`~gwstream.daemon.scoring.SlideScorer` and
+:class:`~gwstream.daemon.ranking.RankingStage`, fed :class:`~gwstream.daemon.wire.Block`
+objects. Offline, the blocks come from the very aligner the ingest process
+uses (:func:`file_blocks`), driven by the data's own clock, so replay and
+search see the same blocks and report the same triggers.
+
+:func:`run_search` is ``gwstream search INPUT OUTPUT``: it reads the mock-data
+HDF5 layout, gwpy/PyCBC HDF5 time series, a GWF file or a directory of GWF
+files, and writes a trigger archive (:func:`write_triggers`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .aligner import Aligner, EndOfStream, Gap
+from .background import Background
+from .conditioning import Conditioner, Status
+from .config import Config
+from .errors import FrameFileError
+from .ranking import RankingStage, Trigger
+from .scoring import SlideScorer
+from .wire import Block
+
+__all__ = ["SearchStage", "default_model_path", "load_scorer", "file_blocks", "input_duration_s",
+           "run_search", "write_triggers", "read_triggers"]
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+_ARCHIVE_FORMAT = "gwstream-triggers"
+
+
+def default_model_path() -> Path:
+    """The shipped default model, ``models/default.pt`` inside the installed package."""
+    import gwstream.models
+
+    return Path(gwstream.models.__path__[0]) / "default.pt"
+
+
+def load_scorer(cfg: Config, path: str | Path | None = None):
+    """The :class:`~gwstream.models.scorer.Scorer` of ``path``, else ``cfg.model.path``, else the shipped model."""
+    from gwstream.models.scorer import Scorer
+
+    path = Path(path or cfg.model.path or default_model_path())
+    return Scorer.from_checkpoint(path, device=cfg.model.device, batch_size=cfg.model.batch_size,
+                                  threads=cfg.model.threads or None)
+
+
+class SearchStage:
+    """Blocks in, zero-lag triggers with FARs out.
+
+    Parameters
+    ----------
+    cfg : Config
+        Sections data, psd, whiten, windows, ranking.
+    scorer : gwstream.models.scorer.Scorer
+    n_slides : int, optional
+        Overrides the configured number of time slides.
+    background : Background, optional
+        Precomputed background to start from (``ranking.background_init`` otherwise).
+
+    Attributes
+    ----------
+    ranking : RankingStage
+    counters : collections.Counter
+        blocks, windows, gaps, warmup_blocks, triggers.
+    """
+
+    def __init__(self, cfg: Config, scorer, *, n_slides: int | None = None, background: Background | None = None):
+        self.cfg = cfg
+        self.scorer = scorer
+        model = scorer.model
+        r = cfg.ranking
+        if n_slides is None:
+            n_slides = r.n_slides_joint if model.joint else r.n_slides
+        self.n_slides = int(n_slides)
+        rate = cfg.data.analysis_rate_hz
+        self.stride_samples = int(round(cfg.windows.stride_s * rate))
+        stride_ns = self.stride_samples * NS // rate
+        span = tuple(scorer.meta.get("merger_offset_span_s") or
+                     scorer.meta.get("config", {}).get("merger_span_s") or (0.5, 0.9))
+        self.merger_offset_s = float(scorer.meta.get("merger_offset_s", float(np.mean(span))))
+        var_s = r.var_s or (span[1] - span[0]) / 2 + cfg.windows.stride_s
+        if background is None and r.background_init:
+            background = Background.load(r.background_init)
+        meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
+                "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
+                "analysis_rate_hz": int(rate)}
+        self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
+                                    merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
+                                    n_slides=self.n_slides, background=background, meta=meta,
+                                    n_exact=r.background_exact)
+        self.slides = SlideScorer(scorer, sample_rate_hz=rate, stride_samples=self.stride_samples,
+                                  slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides)
+        self.conditioner: Conditioner | None = None
+        self.counters: Counter[str] = Counter()
+        self.last_block_end_ns: int | None = None
+
+    @property
+    def background(self) -> Background:
+        return self.ranking.background
+
+    def process(self, block: Block) -> list[Trigger]:
+        """Analyse one aligned block; returns the triggers it completes."""
+        if self.conditioner is None:
+            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=block.sample_rates[0])
+        cond = self.conditioner.process(block)
+        self.counters["blocks"] += 1
+        self.last_block_end_ns = block.end_ns
+        if cond.status is Status.GAP:
+            self.counters["gaps"] += 1
+        elif cond.status is Status.WARMING_UP:
+            self.counters["warmup_blocks"] += 1
+        scored = self.slides.process(cond)
+        if scored is None:
+            return []
+        first, stats, valid = scored
+        self.counters["windows"] += stats.shape[1]
+        self.counters["valid_windows"] += int(valid[0].sum())
+        triggers = self.ranking.add(first, stats, valid)
+        self.counters["triggers"] += len(triggers)
+        return triggers
+
+    def finish(self) -> list[Trigger]:
+        """End of data: the last open clusters become triggers."""
+        triggers = self.ranking.flush()
+        self.counters["triggers"] += len(triggers)
+        return triggers
+
+
+# ------------------------------------------------------------------ inputs
+def _frames(path: Path, cfg: Config) -> Iterator:
+    from .sources import gwf_archive_frames, hdf5_frames
+
+    d = cfg.data
+    if path.is_dir():
+        return gwf_archive_frames(path, d.ifos, strain_channel=d.strain_channel, state_channel=d.state_channel)
+    if path.suffix == ".gwf":
+        return _single_gwf_frames(path, cfg)
+    if path.suffix in (".h5", ".hdf", ".hdf5"):
+        return hdf5_frames(path, d.ifos, frame_s=cfg.ingest.block_s, strain_channel=d.strain_channel,
+                           state_word=d.state_mask)
+    raise FrameFileError(f"{path}: expected an HDF5 file (.h5/.hdf/.hdf5), a .gwf file or a directory of GWF files")
+
+
+def _single_gwf_frames(path: Path, cfg: Config) -> Iterator:
+    """Frames of one (possibly multi-second, multi-detector) GWF file, cut into blocks."""
+    from gwpy.timeseries import TimeSeries
+
+    from .wire import Frame
+
+    d = cfg.data
+    per_ifo = []
+    for ifo in d.ifos:
+        try:
+            ts = TimeSeries.read(str(path), f"{ifo}:{d.strain_channel}")
+        except Exception as exc:  # noqa: BLE001 - any reader failure names the file and channel
+            raise FrameFileError(f"{path}: cannot read {ifo}:{d.strain_channel} ({exc})") from None
+        per_ifo.append((ifo, ts))
+    out = []
+    for k, (ifo, ts) in enumerate(per_ifo):
+        rate = int(round(ts.sample_rate.value))
+        n = int(round(cfg.ingest.block_s * rate))
+        t0 = int(round(ts.t0.value * NS))
+        x = np.asarray(ts.value, dtype=np.float64)
+        for i, a in enumerate(range(0, x.size, n)):
+            out.append((t0 + a * NS // rate, k, Frame(ifo, f"{ifo}:{d.strain_channel}", t0 + a * NS // rate, rate,
+                                                      x[a:a + n], (d.state_mask,), i)))
+    out.sort(key=lambda t: (t[0], t[1]))
+    return iter(f for _, _, f in out)
+
+
+def input_duration_s(path: str | Path, cfg: Config) -> float | None:
+    """Seconds of data per detector in ``path`` (for a progress bar), or None when unknown."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return float(len(list(path.glob(f"*-{cfg.data.ifos[0]}_*.gwf"))))
+        if path.suffix in (".h5", ".hdf", ".hdf5"):
+            from .framefiles import iter_hdf5_segments
+
+            return sum(s.duration_ns for s in iter_hdf5_segments(path, [cfg.data.ifos[0]])) / NS
+    except Exception:  # noqa: BLE001 - the progress bar is optional
+        return None
+    return None
+
+
+def file_blocks(path: str | Path, cfg: Config, *, counters: Counter | None = None) -> Iterator[Block]:
+    """Aligned blocks of an archive, through the ingest stage's :class:`~gwstream.daemon.aligner.Aligner`.
+
+    The aligner's clock is the data's own (each frame's end time), so late
+    timeouts mean the same as live and a detector missing from part of the
+    archive becomes a gap, not a stall.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FrameFileError(f"{path}: no such file or directory")
+    aligner = Aligner.from_config(_learn_rate(cfg))
+    counters = counters if counters is not None else Counter()
+
+    def emit(items):
+        for item in items:
+            if isinstance(item, Block):
+                yield item
+            elif isinstance(item, Gap):
+                counters["gaps"] += 1
+
+    now = 0
+    for frame in _frames(path, cfg):
+        now = max(now, frame.end_ns)
+        yield from emit(aligner.add(frame, now))
+    yield from emit(x for x in aligner.flush() if not isinstance(x, EndOfStream))
+    counters.update({k: v for k, v in aligner.counters.items() if k.startswith("rejected")})
+
+
+def _learn_rate(cfg: Config) -> Config:
+    """``cfg`` with ``data.input_rate_hz = 0``: an archive's rate is whatever its files hold."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input_rate_hz=0))
+
+
+# ----------------------------------------------------------------- archive
+def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict | None = None) -> Path:
+    """Write a trigger archive (HDF5, one row per zero-lag trigger), atomically.
+
+    Datasets ``time`` (GPS s, float64), ``stat``, ``var`` (s), ``far`` (Hz),
+    ``ifar_years``, ``saturated`` (bool), ``gps_ns`` and ``window_gps_ns``
+    (int64 ns); file attributes from ``attrs`` (live times, model, config).
+    """
+    import h5py
+
+    from gwstream.models.scorer import atomic_path
+
+    rows = list(triggers)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = {
+        "time": np.array([t.gps_ns / NS for t in rows], dtype=np.float64),
+        "stat": np.array([t.stat for t in rows], dtype=np.float64),
+        "var": np.array([t.var for t in rows], dtype=np.float64),
+        "far": np.array([t.far for t in rows], dtype=np.float64),
+        "ifar_years": np.array([t.ifar_years for t in rows], dtype=np.float64),
+        "saturated": np.array([t.saturated for t in rows], dtype=bool),
+        "gps_ns": np.array([t.gps_ns for t in rows], dtype=np.int64),
+        "window_gps_ns": np.array([t.window_gps_ns for t in rows], dtype=np.int64),
+    }
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in cols.items():
+            f.create_dataset(k, data=v)
+        f.attrs["format"] = _ARCHIVE_FORMAT
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+    return path
+
+
+def read_triggers(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Columns and attributes of a trigger archive; :class:`FrameFileError` naming what is wrong."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FrameFileError(f"{path}: no such trigger file")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("time", "stat", "var") if k not in f]
+            if missing:
+                raise FrameFileError(f"{path}: not a trigger archive (datasets {missing} missing)")
+            cols = {k: np.asarray(f[k][()]) for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise FrameFileError(f"{path}: unreadable as HDF5 ({exc})") from None
+    n = {v.shape[0] for v in cols.values()}
+    if len(n) > 1:
+        raise FrameFileError(f"{path}: columns of different lengths {sorted(n)}")
+    return cols, attrs
+
+
+# ------------------------------------------------------------------ command
+def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model: str | Path | None = None,
+               n_slides: int | None = None, background_out: str | Path | None = None,
+               progress: bool = True) -> dict:
+    """``gwstream search``: analyse an archive, write its triggers (and optionally its background)."""
+    t0 = time.monotonic()
+    scorer = load_scorer(cfg, model)
+    stage = SearchStage(cfg, scorer, n_slides=n_slides)
+    counters: Counter[str] = Counter()
+    triggers: list[Trigger] = []
+    total = input_duration_s(input_path, cfg)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="s", desc="search", leave=False)
+    data_s = 0.0
+    for block in file_blocks(input_path, cfg, counters=counters):
+        triggers += stage.process(block)
+        data_s += block.duration_ns / NS
+        if bar is not None:
+            bar.update(block.duration_ns / NS)
+    triggers += stage.finish()
+    if bar is not None:
+        bar.close()
+    wall = time.monotonic() - t0
+    bg = stage.background
+    summary = {
+        "input": str(input_path), "data_s": data_s, "wall_s": round(wall, 2),
+        "speed_x_real_time": round(data_s / wall, 1) if wall > 0 else None,
+        "n_triggers": len(triggers), "livetime_s": stage.ranking.foreground_livetime_s,
+        "background_livetime_s": bg.livetime_s, "n_slides": stage.n_slides, "model": scorer.name,
+        "model_sha256": scorer.sha256, "merger_offset_s": stage.merger_offset_s,
+        "counters": dict(stage.counters) | dict(counters),
+    }
+    attrs = {k: v for k, v in summary.items() if k not in ("counters",) and v is not None}
+    attrs["counters"] = summary["counters"]
+    write_triggers(output, triggers, attrs=attrs)
+    if background_out:
+        bg.save(background_out)
+    log.info("search done: %.0f s of data in %.1f s (%.0fx real time), %d triggers, live %.0f s, background "
+             "%.3g s from %d slides", data_s, wall, data_s / max(wall, 1e-9), len(triggers),
+             stage.ranking.foreground_livetime_s, bg.livetime_s, stage.n_slides)
+    return summary
