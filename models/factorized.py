@@ -70,7 +70,8 @@ class FactorizedNet(GWNet):
         ``stride_samples`` (8 samples, 3.9 ms at 2048 Hz).
     dilations : list of int
         Dilations of the residual ``k = 3`` blocks at the feature rate; they
-        set the receptive field (default 1112 samples, 0.54 s).
+        set the receptive field (default 1624 samples, 0.79 s: a feature
+        sees the in-window inspiral of any merger in the 0.5-0.9 s span).
     hidden : int
         Width ``H`` of the coincidence layer.
     max_lag_ms : float
@@ -88,7 +89,7 @@ class FactorizedNet(GWNet):
         ``ceil(max_lag_ms * 1e-3 * sample_rate_hz / stride_samples)``, 3 by
         default (±24 samples = ±11.7 ms; ±10 ms is ±20.5 samples).
     window_steps : int
-        Feature steps per window, ``n_features(window_samples)`` (118).
+        Feature steps per window, ``n_features(window_samples)`` (54).
 
     Notes
     -----
@@ -110,7 +111,7 @@ class FactorizedNet(GWNet):
         window_samples: int = 2048,
         stem_channels: int = 16,
         channels: int = 64,
-        dilations: Sequence[int] = (2, 4, 8, 16, 32),
+        dilations: Sequence[int] = (2, 4, 8, 16, 32, 32),
         hidden: int = 32,
         max_lag_ms: float = 10.0,
     ) -> None:
@@ -294,7 +295,6 @@ class FactorizedNet(GWNet):
         sl = torch.as_tensor(np.asarray(slide_steps, dtype=np.int64) if not torch.is_tensor(slide_steps)
                              else slide_steps, dtype=torch.long, device=dev).reshape(-1)
         k, tw, total = self.lag_steps, self.window_steps, feats.shape[-1]
-        tp = tw - 2 * k
         n_w, n_s = st.numel(), sl.numel()
         if n_w == 0 or n_s == 0:
             out = feats.new_empty((n_s, n_w))
@@ -313,26 +313,94 @@ class FactorizedNet(GWNet):
                 )
         a = self.proj_h1(feats[0:1])[0]  # [H, total], with bias c
         bm = F.max_pool1d(self.proj_l1(feats[1:2]), 2 * k + 1, stride=1)[0]  # [H, total-2k], centre j+k
-        n_bm = bm.shape[-1]
+        s0 = int(st.min())
+        out = self.head_projected(a[:, s0 + k:], bm, st - s0, s0 + sl, wrap=wrap, max_elements=max_elements)
+        return out[0] if scalar else out
+
+    def project(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's per-step projections of one stream's features.
+
+        Parameters
+        ----------
+        f_h1, f_l1 : torch.Tensor, shape (C, T)
+            Encoder features of H1 and L1 over the same steps.
+
+        Returns
+        -------
+        a : torch.Tensor, shape (H, T)
+            ``A f_H1 + c`` at every step.
+        p : torch.Tensor, shape (H, T)
+            ``B f_L1`` at every step; the head uses its running maximum over
+            ``2 * lag_steps + 1`` steps (see :meth:`lag_pool`).
+        """
+        return self.proj_h1(f_h1[None])[0], self.proj_l1(f_l1[None])[0]
+
+    def lag_pool(self, p: torch.Tensor) -> torch.Tensor:
+        """``b[j] = max(p[j .. j + 2 lag_steps])``, the L1 term centred at step ``j + lag_steps``; shape (H, T - 2k)."""
+        return F.max_pool1d(p[None], 2 * self.lag_steps + 1, stride=1)[0]
+
+    def head_projected(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        starts: torch.Tensor,
+        offsets: torch.Tensor,
+        *,
+        wrap: bool = False,
+        max_elements: int = 1 << 22,
+    ) -> torch.Tensor:
+        """Logits of windows and time slides from projected features (the cost of a time slide).
+
+        Parameters
+        ----------
+        a : torch.Tensor, shape (H, n_a)
+            H1 projections at the centre steps: window ``w`` uses
+            ``a[:, starts[w] : starts[w] + window_steps - 2 * lag_steps]``.
+        b : torch.Tensor, shape (H, n_b)
+            Lag-pooled L1 projections (:meth:`lag_pool`): window ``w`` of slide
+            ``r`` uses ``b[:, offsets[r] + starts[w] + j]`` for the same ``j``
+            (indices modulo ``n_b`` when ``wrap``, for a circular buffer).
+        starts : torch.Tensor of int, shape (n_windows,)
+        offsets : torch.Tensor of int, shape (K,)
+
+        Returns
+        -------
+        torch.Tensor, shape (K, n_windows)
+            Logits; non-finite where any projection used is.
+        """
+        dev = a.device
+        st = torch.as_tensor(starts, dtype=torch.long, device=dev).reshape(-1)
+        sl = torch.as_tensor(offsets, dtype=torch.long, device=dev).reshape(-1)
+        tp = self.window_steps - 2 * self.lag_steps
+        n_w, n_s = st.numel(), sl.numel()
+        if n_w == 0 or n_s == 0:
+            return a.new_empty((n_s, n_w))
+        n_b = b.shape[-1]
         # Windows share steps: compute u once per slide over the span the windows
         # cover, reduce it in blocks of g steps (g divides tp and every start
         # offset), then pool whole windows from the blocks.
-        s0 = int(st.min())
-        rel = (st - s0).cpu().numpy()
+        rel = st.cpu().numpy()
+        if rel.min() < 0 or rel.max() + tp > a.shape[-1]:
+            raise ValueError(f"window starts [{rel.min()}, {rel.max()}] need {rel.max() + tp} H1 steps, "
+                             f"{a.shape[-1]} given")
         g = math.gcd(tp, *[int(v) for v in np.unique(rel)])
         span = int(rel.max()) + tp
         nbw = tp // g  # blocks per window
-        bidx = torch.as_tensor(rel // g, dtype=torch.long, device=dev)
-        a_span = a[:, s0 + k : s0 + k + span]  # [H, span] H1 centre steps
+        bidx = st // g
+        a_span = a[:, :span]
         j = torch.arange(span, device=dev)
+        if not wrap:
+            lo, hi = int(sl.min()), int(sl.max()) + span
+            if lo < 0 or hi > n_b:
+                raise ValueError(f"slid L1 steps [{lo}, {hi}) leave the {n_b} given; pass wrap=True for a ring")
         hdim = a.shape[0]
         chunk = max(1, int(max_elements) // max(1, hdim * span))
         outs = []
         for i0 in range(0, n_s, chunk):
-            il = s0 + sl[i0 : i0 + chunk, None] + j  # [Kc, span] index into bm
+            il = sl[i0 : i0 + chunk, None] + j  # [Kc, span] index into b
             if wrap:
-                il = torch.remainder(il, n_bm)
-            u = torch.relu(a_span[:, None] + bm[:, il])  # [H, Kc, span]
+                il = torch.remainder(il, n_b)
+            u = torch.relu(a_span[:, None] + b[:, il])  # [H, Kc, span]
             u = u.reshape(hdim, -1, span // g, g)
             bmax = u.amax(dim=-1).transpose(0, 1)  # [Kc, H, nb]
             bsum = u.sum(dim=-1).transpose(0, 1)
@@ -341,5 +409,4 @@ class FactorizedNet(GWNet):
                 bsum = F.avg_pool1d(bsum, nbw, stride=1) * nbw
             pooled = torch.cat([bmax[..., bidx], bsum[..., bidx] / tp], dim=1)  # [Kc, 2H, n_w]
             outs.append(self.mlp(pooled.transpose(1, 2)).squeeze(-1))
-        out = torch.cat(outs, dim=0)
-        return out[0] if scalar else out
+        return torch.cat(outs, dim=0)
