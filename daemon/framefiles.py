@@ -395,7 +395,8 @@ def _find_segments(fh: h5py.File, path: str, ifos: Sequence[str] | None, ifo: st
 
 
 # ----------------------------------------------------------- injection tables
-def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> None:
+def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray],
+                         attrs: Mapping[str, object] | None = None) -> None:
     """Write an injection table to HDF5 atomically (temporary file + ``os.replace``).
 
     Parameters
@@ -404,6 +405,9 @@ def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray
         Destination ``.hdf`` file.
     table : mapping of str to numpy.ndarray
         One column per key, equal lengths (:meth:`InjectionProjector.table`).
+    attrs : mapping, optional
+        More root attributes (how the injections were drawn: ``distance``,
+        ``distance_mpc``, ``snr``, for :mod:`gwstream.daemon.evaluate`).
 
     Notes
     -----
@@ -427,6 +431,8 @@ def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray
             fh.attrs["approximant"] = ",".join(approximants)
             fh.attrs["ifos"] = ",".join(ifos)
             fh.attrs["n_injections"] = next(iter(lengths.values()), 0)
+            for key, value in (attrs or {}).items():
+                fh.attrs[key] = value
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -41,6 +41,17 @@ class _WindowFlags:
         self.tag = np.full(self.capacity, -1, dtype=np.int64)
         self.ok = np.zeros((self.capacity, n_ifo), dtype=bool)
 
+    def grow(self, capacity: int) -> None:
+        """Enlarge to ``capacity`` windows, keeping every entry."""
+        if capacity <= self.capacity:
+            return
+        keep = self.tag >= 0
+        tag, ok = self.tag[keep], self.ok[keep]
+        self.capacity = int(capacity)
+        self.tag = np.full(self.capacity, -1, dtype=np.int64)
+        self.ok = np.zeros((self.capacity, ok.shape[1]), dtype=bool)
+        self.put(tag, ok)
+
     def put(self, index: np.ndarray, ok: np.ndarray) -> None:
         slot = index % self.capacity
         self.tag[slot] = index
@@ -87,8 +98,8 @@ class SlideScorer:
         self.slide_step_samples = int(slide_step_samples)
         self.factorized = not model.joint
         # windows of history the slides reach back, plus one block's worth of margin
-        reach = self.n_slides * self.slide_windows
-        self._flags = _WindowFlags(reach + 4 * (self.rate // self.stride + 1) + 64, 2)
+        self._reach = self.n_slides * self.slide_windows
+        self._flags = _WindowFlags(self._reach + 4 * (self.rate // self.stride + 1) + 64, 2)
         if self.factorized:
             fs = model.stride_samples
             if self.stride % fs:
@@ -97,7 +108,7 @@ class SlideScorer:
             self._k = model.lag_steps
             self._tp = model.window_steps - 2 * model.lag_steps
             self._wsteps = self.stride // fs
-            self._cap = reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
+            self._cap = self._reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
             h = model.proj_h1.out_channels
             dev = scorer.device
             self._a = torch.full((h, self._cap), float("nan"), device=dev)
@@ -105,6 +116,32 @@ class SlideScorer:
         else:
             self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
         self.reset()
+
+    def _ensure_capacity(self, block_samples: int) -> None:
+        """Rings must hold the slides' reach plus one block (whose windows and features arrive at once)."""
+        block_windows = block_samples // self.stride + 2
+        need = self._reach + block_windows + self.window // self.stride + 64
+        if need > self._flags.capacity:
+            self._flags.grow(2 * need)
+            if not self.factorized:
+                old = self._l1
+                self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
+                tags = self._flags.tag[self._flags.tag >= 0]
+                self._l1[tags % self._flags.capacity] = old[tags % old.shape[0]]
+        if self.factorized:
+            need_steps = (self._reach + block_windows) * self._wsteps + self.scorer.model.window_steps + 64 + \
+                (self.scorer.model.receptive_field_samples // self._fs)
+            if need_steps > self._cap:
+                new_cap = 2 * need_steps
+                newest = getattr(self, "_newest_step", None)
+                for name in ("_a", "_b"):
+                    old = getattr(self, name)
+                    new = torch.full((old.shape[0], new_cap), float("nan"), device=old.device)
+                    if newest is not None:
+                        steps = torch.arange(max(0, newest - self._cap), newest, device=old.device)
+                        new[:, torch.remainder(steps, new_cap)] = old[:, torch.remainder(steps, self._cap)]
+                    setattr(self, name, new)
+                self._cap = new_cap
 
     def reset(self) -> None:
         """Forget the stream (the ring buffers' history stays valid only through window flags)."""
@@ -156,6 +193,7 @@ class SlideScorer:
             values, step0, n = values[:, n - self._cap:], step0 + n - self._cap, self._cap
         idx = torch.remainder(torch.arange(step0, step0 + n, device=ring.device), self._cap)
         ring[:, idx] = values
+        self._newest_step = max(getattr(self, "_newest_step", 0) or 0, step0 + n)
 
     # ----------------------------------------------------------------- score
     def process(self, cond: Conditioned) -> tuple[int, np.ndarray, np.ndarray] | None:
@@ -164,6 +202,8 @@ class SlideScorer:
         Windows are returned only when the block has some; their grid indices
         are consecutive (the conditioner cuts every grid window once).
         """
+        if cond.stream is not None:
+            self._ensure_capacity(max(cond.stream.shape[1], cond.n_windows * self.stride))
         if self.factorized:
             self._feed_stream(cond)
         n = cond.n_windows

@@ -104,6 +104,7 @@ class SearchStage:
         self.slides = SlideScorer(scorer, sample_rate_hz=rate, stride_samples=self.stride_samples,
                                   slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides)
         self.conditioner: Conditioner | None = None
+        self.segments: list[list[int]] = []  # analysed zero-lag window starts, merged: [first, last] grid index
         self.counters: Counter[str] = Counter()
         self.last_block_end_ns: int | None = None
 
@@ -126,11 +127,32 @@ class SearchStage:
         if scored is None:
             return []
         first, stats, valid = scored
+        self._track_segments(first, valid[0])
         self.counters["windows"] += stats.shape[1]
         self.counters["valid_windows"] += int(valid[0].sum())
         triggers = self.ranking.add(first, stats, valid)
         self.counters["triggers"] += len(triggers)
         return triggers
+
+    def _track_segments(self, first: int, ok: np.ndarray) -> None:
+        idx = first + np.nonzero(ok)[0]
+        if not idx.size:
+            return
+        breaks = np.nonzero(np.diff(idx) != 1)[0]
+        runs = zip(np.concatenate([[idx[0]], idx[breaks + 1]]), np.concatenate([idx[breaks], [idx[-1]]]))
+        for a, b in runs:
+            if self.segments and self.segments[-1][1] + 1 == a:
+                self.segments[-1][1] = int(b)
+            else:
+                self.segments.append([int(a), int(b)])
+
+    def analysed_segments(self) -> np.ndarray:
+        """GPS seconds ``(n, 2)`` of trigger (merger) times the analysed windows cover, ``[start, end)``."""
+        stride_ns = self.ranking.stride_ns
+        off = self.ranking.merger_offset_ns
+        seg = np.array(self.segments, dtype=np.int64).reshape(-1, 2)
+        return np.stack([(seg[:, 0] * stride_ns + off) / NS, ((seg[:, 1] + 1) * stride_ns + off) / NS], axis=1) \
+            if seg.size else np.zeros((0, 2))
 
     def finish(self) -> list[Trigger]:
         """End of data: the last open clusters become triggers."""
@@ -232,12 +254,14 @@ def _learn_rate(cfg: Config) -> Config:
 
 
 # ----------------------------------------------------------------- archive
-def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict | None = None) -> Path:
+def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict | None = None,
+                   segments: np.ndarray | None = None) -> Path:
     """Write a trigger archive (HDF5, one row per zero-lag trigger), atomically.
 
     Datasets ``time`` (GPS s, float64), ``stat``, ``var`` (s), ``far`` (Hz),
     ``ifar_years``, ``saturated`` (bool), ``gps_ns`` and ``window_gps_ns``
-    (int64 ns); file attributes from ``attrs`` (live times, model, config).
+    (int64 ns); ``segments`` (GPS s, ``(n, 2)``, the merger times the
+    analysed windows cover); file attributes from ``attrs`` (live times, model, config).
     """
     import h5py
 
@@ -259,6 +283,7 @@ def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k, v in cols.items():
             f.create_dataset(k, data=v)
+        f.create_dataset("segments", data=np.zeros((0, 2)) if segments is None else np.asarray(segments, float))
         f.attrs["format"] = _ARCHIVE_FORMAT
         for k, v in (attrs or {}).items():
             f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
@@ -277,13 +302,18 @@ def read_triggers(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
             missing = [k for k in ("time", "stat", "var") if k not in f]
             if missing:
                 raise FrameFileError(f"{path}: not a trigger archive (datasets {missing} missing)")
-            cols = {k: np.asarray(f[k][()]) for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+            cols = {k: np.asarray(f[k][()]) for k in f.keys() if isinstance(f[k], h5py.Dataset) and k != "segments"}
+            attrs_segments = np.asarray(f["segments"][()]) if "segments" in f else None
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     except OSError as exc:
         raise FrameFileError(f"{path}: unreadable as HDF5 ({exc})") from None
     n = {v.shape[0] for v in cols.values()}
     if len(n) > 1:
         raise FrameFileError(f"{path}: columns of different lengths {sorted(n)}")
+    attrs["segments"] = attrs_segments
+    for k in ("livetime_s", "background_livetime_s"):
+        if k in attrs:
+            attrs[k] = float(attrs[k])
     return cols, attrs
 
 
@@ -324,7 +354,7 @@ def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model
     }
     attrs = {k: v for k, v in summary.items() if k not in ("counters",) and v is not None}
     attrs["counters"] = summary["counters"]
-    write_triggers(output, triggers, attrs=attrs)
+    write_triggers(output, triggers, attrs=attrs, segments=stage.analysed_segments())
     if background_out:
         bg.save(background_out)
     log.info("search done: %.0f s of data in %.1f s (%.0fx real time), %d triggers, live %.0f s, background "

@@ -296,7 +296,10 @@ def run_simulate(
         table = sim.injection_table(0, duration_s)
         n_injections = len(table["tc"])
         Path(injections_path).parent.mkdir(parents=True, exist_ok=True)
-        write_injection_file(injections_path, table)
+        inj = cfg.injections
+        write_injection_file(injections_path, table, attrs={
+            "distance": "snr" if inj.snr else inj.distance, "distance_mpc": np.asarray(inj.distance_mpc, float),
+            "snr": np.asarray(inj.snr, float), "duration_s": float(duration_s)})
         files.append(str(injections_path))
     logger.info(
         "simulated format=%s gps=%d duration_s=%d seed=%d files=%d n_injections=%d",

@@ -395,12 +395,16 @@ class FactorizedNet(GWNet):
                 raise ValueError(f"slid L1 steps [{lo}, {hi}) leave the {n_b} given; pass wrap=True for a ring")
         hdim = a.shape[0]
         chunk = max(1, int(max_elements) // max(1, hdim * span))
+        lo_all = (torch.remainder(sl, n_b) if wrap else sl).tolist()
         outs = []
         for i0 in range(0, n_s, chunk):
-            il = sl[i0 : i0 + chunk, None] + j  # [Kc, span] index into b
-            if wrap:
-                il = torch.remainder(il, n_b)
-            u = torch.relu(a_span[:, None] + b[:, il])  # [H, Kc, span]
+            lo = lo_all[i0 : i0 + chunk]
+            if all(v + span <= n_b for v in lo):  # contiguous slices: a copy per slide, no gather
+                u = torch.stack([b[:, v : v + span] for v in lo], dim=1)  # [H, Kc, span]
+            else:  # a slide wraps around the end of a ring buffer
+                il = torch.remainder(sl[i0 : i0 + chunk, None] + j, n_b)
+                u = b[:, il]
+            u = u.add_(a_span[:, None]).relu_()
             u = u.reshape(hdim, -1, span // g, g)
             bmax = u.amax(dim=-1).transpose(0, 1)  # [Kc, H, nb]
             bsum = u.sum(dim=-1).transpose(0, 1)

@@ -1,0 +1,223 @@
+"""The search: slid scores equal the network on paired windows; search/evaluate end to end; honest FARs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from gwstream.daemon.background import Background
+from gwstream.daemon.conditioning import Conditioned, Status
+from gwstream.daemon.ranking import RankingStage
+from gwstream.daemon.scoring import SlideScorer
+from gwstream.daemon.search import read_triggers
+from gwstream.models.networks import build_model
+from gwstream.models.scorer import Scorer
+from torch import nn
+
+from .streams import write_toml
+
+RATE, STRIDE, WINDOW = 2048, 128, 2048
+NS = 1_000_000_000
+
+
+def small_model(name: str, seed: int = 0, **kw):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        m = build_model(name, **kw)
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 2.0)
+    return Scorer(m.eval(), device="cpu", threads=1)
+
+
+class FakeConditioner:
+    """Cut blocks of a given whitened stream exactly like the Conditioner: windows on the GPS stride grid."""
+
+    def __init__(self, start_index: int, bad=None):
+        self.next = start_index  # absolute sample index of the next sample
+        self.buf = np.zeros((2, 0), np.float32)
+        self.buf0 = start_index
+        self.bad = bad  # callable(abs index array) -> (2, n) bool
+
+    def process(self, x: np.ndarray) -> Conditioned:
+        n = x.shape[1]
+        start = self.next
+        bad = np.zeros((2, n), bool) if self.bad is None else self.bad(np.arange(start, start + n))
+        self.next += n
+        self.buf = np.concatenate([self.buf, x], axis=1)
+        badbuf = np.concatenate([getattr(self, "badbuf", np.zeros((2, 0), bool)), bad], axis=1)
+        first = -(-self.buf0 // STRIDE) * STRIDE
+        starts = np.arange(first, self.buf0 + self.buf.shape[1] - WINDOW + 1, STRIDE)
+        win = np.stack([self.buf[:, s - self.buf0:s - self.buf0 + WINDOW] for s in starts]) if starts.size else \
+            np.zeros((0, 2, WINDOW), np.float32)
+        inv = np.stack([badbuf[:, s - self.buf0:s - self.buf0 + WINDOW].any(axis=1) for s in starts]) if \
+            starts.size else np.zeros((0, 2), bool)
+        keep = (starts[-1] + STRIDE) if starts.size else first
+        keep = min(keep, self.buf0 + self.buf.shape[1])
+        self.buf, self.badbuf = self.buf[:, keep - self.buf0:], badbuf[:, keep - self.buf0:]
+        self.buf0 = keep
+        gps = np.array([int(s) * NS // RATE for s in starts], dtype=np.int64)
+        return Conditioned(Status.OK, int(start) * NS // RATE, 0, win.astype(np.float32), gps, inv.any(axis=1), inv,
+                           None, x.astype(np.float32), start, bad)
+
+
+@pytest.mark.parametrize("name,block", [("factorized", 1500), ("baseline", 1500), ("factorized", 6 * RATE + 7),
+                                        ("baseline", 6 * RATE + 7)])
+def test_slid_statistics_equal_the_network_on_paired_windows(name, block):
+    """Row k of window i is the network on (H1 window i, L1 window i - k * slide), with exact validity."""
+    kw = dict(channels=16, stem_channels=8, hidden=8) if name == "factorized" else {}
+    scorer = small_model(name, seed=1, **kw)
+    k_slides, slide = 3, 2 * RATE  # 2-s slide step
+    ss = SlideScorer(scorer, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=slide,
+                     n_slides=k_slides)
+    rng = np.random.default_rng(0)
+    start = 1_000_000_000 * RATE + 40  # off the stride grid on purpose
+    total = 14 * RATE
+    x = rng.standard_normal((2, total)).astype(np.float32)
+    bad_lo, bad_hi = start + 5 * RATE, start + 5 * RATE + 300  # an invalid stretch of L1 and H1
+    fc = FakeConditioner(start, bad=lambda idx: np.stack([(idx >= bad_lo) & (idx < bad_hi)] * 2))
+    rows = []
+    for a in range(0, total, block):  # blocks of an odd size; long ones make the rings grow
+        cond = fc.process(x[:, a:a + block])
+        out = ss.process(cond)
+        if out is not None:
+            rows.append(out)
+    first = rows[0][0]
+    stats = np.concatenate([r[1] for r in rows], axis=1)
+    valid = np.concatenate([r[2] for r in rows], axis=1)
+    assert np.array_equal(np.concatenate([np.arange(r[0], r[0] + r[1].shape[1]) for r in rows]),
+                          first + np.arange(stats.shape[1]))
+    sw = slide // STRIDE
+    for i in range(0, stats.shape[1], 5):
+        gi = first + i
+        s = gi * STRIDE - start  # window start, relative to x
+        h1 = x[0, s:s + WINDOW]
+        h1_ok = not (bad_lo - start < s + WINDOW and s < bad_hi - start)
+        for k in range(k_slides + 1):
+            sl = s - k * sw * STRIDE
+            l1_ok = sl >= 0 and (gi - k * sw) >= first and not (bad_lo - start < sl + WINDOW and sl < bad_hi - start)
+            assert valid[k, i] == (h1_ok and l1_ok), (i, k)
+            if valid[k, i]:
+                pair = np.stack([h1, x[1, sl:sl + WINDOW]])[None]
+                ref = scorer.score(pair)[0]
+                assert stats[k, i] == pytest.approx(ref, abs=2e-4 * max(1.0, abs(ref)))
+
+
+def test_far_calibration_fast():
+    """Pure white Gaussian noise, 3 h, 100 slides: zero-lag triggers with FAR <= f number f*T within 3 sigma."""
+    scorer = small_model("factorized", seed=2, channels=8, stem_channels=4, hidden=8,
+                         dilations=(2, 4, 8, 16))
+    k_slides = 100
+    ss = SlideScorer(scorer, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=RATE,
+                     n_slides=k_slides)
+    rank = RankingStage(stride_ns=STRIDE * NS // RATE, cluster_window_s=1.0, merger_offset_ns=0, var_s=0.3,
+                        n_slides=k_slides)
+    rng = np.random.default_rng(11)
+    start = 1_200_000_000 * RATE
+    fc = FakeConditioner(start)
+    block = 32 * RATE
+    hours = 3
+    trig = []
+    for _ in range(hours * 3600 * RATE // block):
+        out = ss.process(fc.process(rng.standard_normal((2, block)).astype(np.float32)))
+        if out is not None:
+            trig += rank.add(*out)
+    trig += rank.flush()
+    t = rank.foreground_livetime_s
+    assert t > 0.99 * hours * 3600
+    far = np.array([tr.far for tr in trig])
+    checked = []
+    for f in np.logspace(-3, -1, 5):  # 1e-3 .. 1e-1 Hz: two decades
+        n, mu = int((far <= f).sum()), f * t
+        checked.append((f, n, mu))
+        assert abs(n - mu) <= 3 * np.sqrt(mu) + 1, checked
+    assert rank.background.livetime_s > 0.95 * k_slides * t
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """150 s of simulated H1/L1 (2048 Hz) with loud injections, HDF5 and GWF, plus noise-only data."""
+    d = tmp_path_factory.mktemp("search")
+    cfg = d / "cfg.toml"
+    write_toml(cfg, {
+        "data": {"input_rate_hz": 2048},
+        "simulate": {"sample_rate_hz": 2048, "start_gps": 1_000_000_000,
+                     "injections": {"approximant": "IMRPhenomD", "mass1_msun": [25.0, 35.0],
+                                    "mass2_msun": [20.0, 30.0], "snr": [30.0, 35.0], "spacing_s": 20.0,
+                                    "jitter_s": 1.0}},
+        "ranking": {"n_slides": 20, "slide_step_s": 2.0},
+        "model": {"threads": 1},
+        "psd": {"psd_length_s": 32.0},
+    })
+    gw = [sys.executable, "-m", "gwstream.daemon.cli"]
+    run = lambda *a: subprocess.run([*gw, *a], check=True, capture_output=True, text=True, timeout=300)  # noqa: E731
+    run("simulate", "--config", str(cfg), "--duration", "150", "--seed", "5", "--out", str(d / "fg.hdf"),
+        "--injections", str(d / "inj.hdf"), "--no-progress")
+    run("simulate", "--config", str(cfg), "--duration", "150", "--seed", "5", "--out", str(d / "gwf"),
+        "--format", "gwf", "--injections", str(d / "inj-gwf.hdf"), "--no-progress")
+    run("simulate", "--config", str(cfg), "--duration", "150", "--seed", "6", "--out", str(d / "noise.hdf"),
+        "--no-progress")
+    return d, cfg, run
+
+
+def test_search_finds_loud_injections_and_gwf_equals_hdf5(simulated):
+    d, cfg, run = simulated
+    out = run("search", str(d / "fg.hdf"), str(d / "fg-trig.hdf"), "--config", str(cfg), "--no-progress",
+              "--background-out", str(d / "bg.h5"))
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["n_triggers"] > 0 and summary["n_slides"] == 20
+    cols, attrs = read_triggers(d / "fg-trig.hdf")
+    for key in ("time", "stat", "var", "far", "ifar_years", "saturated"):
+        assert cols[key].shape == cols["time"].shape
+    assert (np.diff(cols["time"]) > 0).all()
+    from gwstream.daemon.framefiles import read_injection_file
+
+    inj = read_injection_file(d / "inj.hdf")
+    seg = attrs["segments"]
+    analysed = [t for t in inj["tc"] if ((seg[:, 0] <= t) & (t < seg[:, 1])).any()]
+    assert len(analysed) >= 4
+    noise_max = np.max([s for t, s in zip(cols["time"], cols["stat"])
+                        if np.min(np.abs(np.asarray(analysed) - t)) > 2] or [-np.inf])
+    for t in analysed:
+        near = np.abs(cols["time"] - t) <= cols["var"]
+        assert near.any(), f"injection at {t} not matched"
+        assert cols["stat"][near].max() > noise_max
+    bg = Background.load(d / "bg.h5")
+    assert bg.livetime_s == pytest.approx(attrs["background_livetime_s"])
+    # the same data as 1-s GWF frames gives the same triggers
+    run("search", str(d / "gwf"), str(d / "gwf-trig.hdf"), "--config", str(cfg), "--no-progress")
+    gcols, _ = read_triggers(d / "gwf-trig.hdf")
+    assert np.array_equal(gcols["gps_ns"], cols["gps_ns"])
+    np.testing.assert_allclose(gcols["stat"], cols["stat"], rtol=0, atol=1e-4)
+
+
+def test_evaluate_writes_summary_and_plots(simulated):
+    d, cfg, run = simulated
+    if not (d / "fg-trig.hdf").exists():
+        run("search", str(d / "fg.hdf"), str(d / "fg-trig.hdf"), "--config", str(cfg), "--no-progress")
+    run("search", str(d / "noise.hdf"), str(d / "noise-trig.hdf"), "--config", str(cfg), "--no-progress",
+        "--slides", "0")
+    run("evaluate", "--injections", str(d / "inj.hdf"), "--foreground", str(d / "fg-trig.hdf"),
+        "--background", str(d / "noise-trig.hdf"), "--out", str(d / "eval"), "--far-per-day", "1000", "10000")
+    s = json.loads((d / "eval" / "summary.json").read_text())
+    assert s["n_analysed"] >= 4 and s["n_matched"] == s["n_analysed"]
+    assert s["at_far_per_day"]["10000"]["found"] == s["n_analysed"]  # 1e4/day > 1 / (noise live time)
+    for png in ("roc.png",):
+        assert (d / "eval" / png).stat().st_size > 1000
+
+
+def test_search_names_bad_input(tmp_path, capsys):
+    from gwstream.daemon.cli import main
+
+    bad = tmp_path / "x.txt"
+    bad.write_text("hello")
+    assert main(["search", str(bad), str(tmp_path / "o.h5"), "--no-progress"]) == 2
+    assert "expected an HDF5 file" in capsys.readouterr().err
+    assert main(["search", str(tmp_path / "none.hdf"), str(tmp_path / "o.h5"), "--no-progress"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5").exists()
