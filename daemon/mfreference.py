@@ -299,7 +299,7 @@ def coincident_snr(windows: np.ndarray, filters: Filters, *, nfft: int, n_lags: 
     template_chunk : int
         Templates correlated at once (bounds memory: ``16 n_windows template_chunk nfft`` bytes).
     workers : int
-        Threads of each inverse FFT (``scipy.fft`` ``workers``).
+        CPU threads of the FFTs and arithmetic (torch).
     return_argmax : bool
         Also return the best template and lag of each window.
 
@@ -310,28 +310,41 @@ def coincident_snr(windows: np.ndarray, filters: Filters, *, nfft: int, n_lags: 
     template, lag : numpy.ndarray
         int ``(n,)``, when ``return_argmax``.
     """
+    import torch
+    import torch.nn.functional as F
+
     n = windows.shape[0]
-    d = scipy.fft.rfft(np.asarray(windows, dtype=np.float32), nfft, axis=-1)
-    d_conj = np.conj(d)[:, None, :, None, :]  # (n, 1, ifo, 1, f)
-    best = np.full(n, -np.inf, np.float32)
-    best_t = np.zeros(n, np.int64)
-    best_j = np.zeros(n, np.int64)
     cs = coinc_samples
-    for t0 in range(0, filters.spec.shape[0], template_chunk):
-        sl = slice(t0, t0 + template_chunk)
-        c = scipy.fft.irfft(d_conj * filters.spec[None, sl], nfft, axis=-1, workers=workers)[..., :n_lags]
-        a, b = c[:, :, :, 0], c[:, :, :, 1]  # (n, tc, ifo, lag)
-        g = filters.inv_gram[:, sl]
-        rho2 = g[0] * a * a + g[1] * b * b + g[2] * a * b
-        second = scipy.ndimage.maximum_filter1d(rho2[:, :, 1], size=2 * cs + 1, axis=-1, mode="nearest")
-        net = rho2[:, :, 0, cs:n_lags - cs] + second[..., cs:n_lags - cs]  # (n, tc, lag)
-        flat = net.reshape(n, -1)
-        k = np.argmax(flat, axis=1)
-        val = flat[np.arange(n), k]
-        better = val > best
-        best[better] = val[better]
-        best_t[better] = t0 + k[better] // net.shape[-1]
-        best_j[better] = cs + k[better] % net.shape[-1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(workers)))
+    try:
+        with torch.inference_mode():
+            d = torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)), nfft, dim=-1)
+            d_conj = torch.conj(d)[:, None, :, None, :]  # (n, 1, ifo, 1, f)
+            spec = torch.from_numpy(filters.spec)
+            gram = torch.from_numpy(filters.inv_gram)
+            best = torch.full((n,), -float("inf"))
+            best_t = torch.zeros(n, dtype=torch.long)
+            best_j = torch.zeros(n, dtype=torch.long)
+            for t0 in range(0, filters.spec.shape[0], template_chunk):
+                sl = slice(t0, t0 + template_chunk)
+                c = torch.fft.irfft(d_conj * spec[None, sl], nfft, dim=-1)[..., :n_lags]
+                a, b = c[:, :, :, 0], c[:, :, :, 1]  # (n, tc, ifo, lag)
+                g = gram[:, sl]
+                rho2 = g[0] * a * a + g[1] * b * b + g[2] * a * b
+                # max over the second detector's lags within +-cs (edges: the lags that exist)
+                second = F.max_pool1d(rho2[:, :, 1], 2 * cs + 1, stride=1, padding=cs) if 2 * cs + 1 <= \
+                    rho2.shape[-1] else rho2[:, :, 1].amax(dim=-1, keepdim=True).expand_as(rho2[:, :, 1])
+                net = rho2[:, :, 0, cs:n_lags - cs] + second[..., cs:n_lags - cs]  # (n, tc, lag)
+                flat = net.reshape(n, -1)
+                val, k = flat.max(dim=1)
+                better = val > best
+                best = torch.where(better, val, best)
+                best_t = torch.where(better, t0 + k // net.shape[-1], best_t)
+                best_j = torch.where(better, cs + k % net.shape[-1], best_j)
+    finally:
+        torch.set_num_threads(before)
+    best, best_t, best_j = best.numpy(), best_t.numpy(), best_j.numpy()
     rho = np.sqrt(np.maximum(best.astype(np.float64), 0.0))
     if return_argmax:
         return rho, best_t, best_j
