@@ -31,6 +31,7 @@ and each network's TPR as a fraction of matched filtering's.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import time
@@ -108,6 +109,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes generating waveforms")
     ap.add_argument("--threads", type=int, default=2, help="torch threads and matched-filter FFT threads")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "validation.json"))
+    ap.add_argument("--mf-cache", default="out/validation",
+                    help="directory of matched-filter score caches: an interrupted run resumes, and a later run "
+                         "on the same set (other models) reuses them")
     args = ap.parse_args()
     for name in ("n_noise", "n_per_snr", "n_waveforms"):
         if getattr(args, name) < 1:
@@ -168,6 +172,24 @@ def main() -> None:
             res["bank_check"]["IMRPhenomD aligned spin"] = fitting_factors(mf, d_maker, taps0, args.bank_check, seed)
         print("bank fitting factors:", json.dumps(res["bank_check"]), flush=True)
 
+    key = hashlib.sha256(json.dumps([seed, args.n_noise, args.n_per_snr, list(snrs), args.n_waveforms,
+                                     res["bank"], cfg.to_dict()["psd"], cfg.to_dict()["whiten"],
+                                     cfg.to_dict()["train"]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache_path = Path(args.mf_cache) / f"mf-{key}.npz"
+    cached: list = []
+    if cache_path.exists():
+        with np.load(cache_path) as z:
+            cached = np.split(z["scores"], np.cumsum(z["sizes"])[:-1]) if z["sizes"].size else []
+        print(f"matched-filter scores of {len(cached)} chunks from {cache_path}", flush=True)
+    res["mf_cache"] = str(cache_path)
+
+    def save_cache(chunks):
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_name(cache_path.stem + ".tmp.npz")
+        np.savez(tmp, scores=np.concatenate(chunks) if chunks else np.zeros(0),
+                 sizes=np.array([c.size for c in chunks], dtype=np.int64))
+        tmp.replace(cache_path)
+
     labels, snr_all, mf_scores = [], [], []
     model_scores: dict[str, list] = {k: [] for k in scorers}
     timing = {"data": 0.0, "mf": 0.0, "mf_prepare": 0.0, "models": {k: 0.0 for k in scorers}}
@@ -177,10 +199,17 @@ def main() -> None:
     for x, y, snr, taps in validation_chunks(maker, seed, args.n_noise, snrs, args.n_per_snr):
         t1 = time.perf_counter()
         timing["data"] += t1 - t0
-        filters = mf.prepare(taps)
-        t2 = time.perf_counter()
-        mf_scores.append(mf.statistic(x, filters=filters))
-        t3 = time.perf_counter()
+        i_chunk = len(mf_scores)
+        if i_chunk < len(cached) and cached[i_chunk].size == x.shape[0]:
+            t2 = t3 = time.perf_counter()
+            mf_scores.append(cached[i_chunk])
+        else:
+            filters = mf.prepare(taps)
+            t2 = time.perf_counter()
+            mf_scores.append(mf.statistic(x, filters=filters))
+            t3 = time.perf_counter()
+            if len(mf_scores) % 20 == 0:
+                save_cache(mf_scores)
         timing["mf_prepare"] += t2 - t1
         timing["mf"] += t3 - t1
         for name, scorer in scorers.items():
@@ -193,6 +222,8 @@ def main() -> None:
         if n_done // 5000 != (n_done - x.shape[0]) // 5000:
             print(f"  {n_done}/{total} windows, {time.perf_counter() - t_start:.0f} s", flush=True)
         t0 = time.perf_counter()
+    if len(mf_scores) > len(cached):
+        save_cache(mf_scores)
     labels, snr_all = np.concatenate(labels), np.concatenate(snr_all)
     res["n_windows"] = int(labels.size)
     res["mf"] = summarize(np.concatenate(mf_scores), labels, snr_all, FPRS)
