@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="found/missed, FAR and sensitive distance of a search with injections")
     p.add_argument("--injections", required=True, help="injection file (gwstream simulate --injections)")
     p.add_argument("--foreground", required=True, help="trigger archive of the data with injections")
-    p.add_argument("--background", required=True, help="trigger archive of a noise-only run (its FARs)")
+    p.add_argument("--background", required=True,
+                   help="noise-only run: its trigger archive, or its time-slid background (search --background-out)")
     p.add_argument("--out", required=True, help="directory for summary.json and the plots")
     p.add_argument("--far-per-day", type=float, nargs="+", default=[1.0, 10.0, 100.0],
                    help="FAR thresholds of the summary table (per day)")

@@ -2,12 +2,13 @@
 
 Inputs are what ``gwstream simulate`` and ``gwstream search`` write: an
 injection file, the trigger archive of the data with those injections (the
-foreground) and the trigger archive of a separate noise-only run (the
-background). Each trigger of the foreground gets
+foreground) and, for the background, either the trigger archive of a
+separate noise-only run or the time-slid background a search of it wrote
+(``--background-out``). Each trigger of the foreground gets
 
     FAR = (n_background(stat >= stat) + 1) / T_background,
 
-with ``T_background`` the background run's analysed live time. An injection
+with ``T_background`` the background's live time (zero-lag, or summed over slides). An injection
 is *found* at threshold ``f`` when a foreground trigger lies within that
 trigger's ``var`` of the injection's ``tc`` (the loudest such trigger counts)
 and its FAR is ``<= f``. Injections whose ``tc`` lies outside the
@@ -34,6 +35,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .background import Background
 from .errors import FrameFileError
 from .framefiles import read_injection_file
 from .search import read_triggers
@@ -122,14 +124,26 @@ def run_evaluate(injections: str | Path, foreground: str | Path, background: str
         attrs = {k: f.attrs[k] for k in f.attrs}
     distribution = distribution or str(attrs.get("distance", "chirp_uniform_volume"))
     fg, fg_attrs = read_triggers(foreground)
-    bg, bg_attrs = read_triggers(background)
-    t_bg = float(bg_attrs.get("livetime_s", 0.0))
+    with h5py.File(background, "r") if Path(background).is_file() else _nofile(background) as f:
+        is_store = "background" in f
+    if is_store:  # a time-slid background (gwstream search --background-out)
+        store = Background.load(background)
+        t_bg, n_bg, bg_model = store.livetime_s, store.n_triggers, store.meta.get("model_sha256")
+    else:  # zero-lag triggers of a noise-only search
+        bg, bg_attrs = read_triggers(background)
+        t_bg, n_bg, bg_model = float(bg_attrs.get("livetime_s", 0.0)), int(bg["stat"].size), \
+            bg_attrs.get("model_sha256")
     if not t_bg > 0:
         raise FrameFileError(f"{background}: no analysed live time (attribute livetime_s); is it a search output?")
     tc = np.asarray(inj["tc"], dtype=np.float64)
     inside = _inside(tc, fg_attrs.get("segments"))
     sel = {k: np.asarray(v)[inside] for k, v in inj.items()}
-    far = far_from_background(fg["stat"], bg["stat"], t_bg) if fg["stat"].size else np.zeros(0)
+    if not fg["stat"].size:
+        far = np.zeros(0)
+    elif is_store:
+        far = np.asarray(store.far(fg["stat"])[0], dtype=np.float64)
+    else:
+        far = far_from_background(fg["stat"], bg["stat"], t_bg)
     idx = match_injections(sel["tc"], fg["time"], fg["stat"], fg["var"])
     inj_far = np.where(idx >= 0, far[np.clip(idx, 0, None)] if far.size else np.inf, np.inf)
     inj_stat = np.where(idx >= 0, fg["stat"][np.clip(idx, 0, None)] if fg["stat"].size else -np.inf, -np.inf)
@@ -158,10 +172,11 @@ def run_evaluate(injections: str | Path, foreground: str | Path, background: str
         "background": str(background), "distance_distribution": distribution, "d_max_mpc": d_max,
         "n_injections": int(tc.size), "n_analysed": int(inside.sum()), "n_outside_segments": int((~inside).sum()),
         "n_matched": int((idx >= 0).sum()), "foreground_livetime_s": float(fg_attrs.get("livetime_s", 0.0)),
-        "background_livetime_s": t_bg, "n_background_triggers": int(bg["stat"].size),
+        "background_livetime_s": t_bg, "n_background_triggers": n_bg,
+        "background_kind": "time slides" if is_store else "zero-lag triggers",
         "sensitive_distance_mpc": {k: v.get("distance_mpc") for k, v in table.items()},
         "at_far_per_day": table, "curve": curve,
-        "foreground_model": fg_attrs.get("model_sha256"), "background_model": bg_attrs.get("model_sha256"),
+        "foreground_model": fg_attrs.get("model_sha256"), "background_model": bg_model,
     }
     if summary["foreground_model"] != summary["background_model"]:
         log.warning("foreground and background were searched with different models (%s, %s)",
@@ -173,6 +188,10 @@ def run_evaluate(injections: str | Path, foreground: str | Path, background: str
     log.info("evaluate: %d injections (%d analysed), found at 1/day: %s", tc.size, inside.sum(),
              table.get("1", {}).get("found"))
     return summary
+
+
+def _nofile(path):
+    raise FrameFileError(f"{path}: no such background file")
 
 
 def _plots(out: Path, curve, sel, inj_far, fg, far, has_volume) -> None:

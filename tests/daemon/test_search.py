@@ -201,14 +201,18 @@ def test_evaluate_writes_summary_and_plots(simulated):
     if not (d / "fg-trig.hdf").exists():
         run("search", str(d / "fg.hdf"), str(d / "fg-trig.hdf"), "--config", str(cfg), "--no-progress")
     run("search", str(d / "noise.hdf"), str(d / "noise-trig.hdf"), "--config", str(cfg), "--no-progress",
-        "--slides", "0")
-    run("evaluate", "--injections", str(d / "inj.hdf"), "--foreground", str(d / "fg-trig.hdf"),
-        "--background", str(d / "noise-trig.hdf"), "--out", str(d / "eval"), "--far-per-day", "1000", "10000")
-    s = json.loads((d / "eval" / "summary.json").read_text())
-    assert s["n_analysed"] >= 4 and s["n_matched"] == s["n_analysed"]
-    assert s["at_far_per_day"]["10000"]["found"] == s["n_analysed"]  # 1e4/day > 1 / (noise live time)
-    for png in ("roc.png",):
-        assert (d / "eval" / png).stat().st_size > 1000
+        "--background-out", str(d / "noise-bg.h5"))
+    for bg, key in ((d / "noise-trig.hdf", "10000"), (d / "noise-bg.h5", "100")):
+        out = d / f"eval-{bg.stem}"
+        run("evaluate", "--injections", str(d / "inj.hdf"), "--foreground", str(d / "fg-trig.hdf"),
+            "--background", str(bg), "--out", str(out), "--far-per-day", "100", "10000")
+        s = json.loads((out / "summary.json").read_text())
+        assert s["n_analysed"] >= 4 and s["n_matched"] == s["n_analysed"]
+        # every loud injection is louder than all of the noise: FAR = 1 / T_background
+        assert s["at_far_per_day"][key]["found"] == s["n_analysed"], (bg, s["at_far_per_day"])
+        assert s["background_kind"] == ("time slides" if bg.suffix == ".h5" else "zero-lag triggers")
+        assert (out / "roc.png").stat().st_size > 1000
+    assert s["background_livetime_s"] > 10 * s["foreground_livetime_s"]
 
 
 def test_search_names_bad_input(tmp_path, capsys):
