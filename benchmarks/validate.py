@@ -172,9 +172,12 @@ def main() -> None:
             res["bank_check"]["IMRPhenomD aligned spin"] = fitting_factors(mf, d_maker, taps0, args.bank_check, seed)
         print("bank fitting factors:", json.dumps(res["bank_check"]), flush=True)
 
+    tcfg = cfg.to_dict()["train"]
+    data_keys = ("psd", "psd_variants", "psd_scale", "psd_tilt", "stretch_s", "merger_span_s", "injections")
     key = hashlib.sha256(json.dumps([seed, args.n_noise, args.n_per_snr, list(snrs), args.n_waveforms,
                                      res["bank"], cfg.to_dict()["psd"], cfg.to_dict()["whiten"],
-                                     cfg.to_dict()["train"]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+                                     {k: tcfg[k] for k in data_keys}], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
     cache_path = Path(args.mf_cache) / f"mf-{key}.npz"
     cached: list = []
     if cache_path.exists():
