@@ -139,6 +139,44 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    from .searchproc import run_search_process
+
+    cfg = _load(args)
+    run_search_process(cfg, exit_on_eos=args.exit_on_eos)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run_daemon
+
+    cfg = _load(args, **{"output.dir": args.out})
+    return run_daemon(cfg, log_level=args.log_level)
+
+
+def cmd_replay(args) -> int:
+    from .procs import free_tcp_endpoint
+    from .runner import run_replay
+
+    extra = {"output.dir": args.out, "model.path": args.model, "ranking.n_slides": args.slides,
+             "ranking.n_slides_joint": args.slides}
+    for name in ("frames", "alerts", "blocks"):  # private ports unless given: replays never collide
+        if getattr(args, f"{name}_endpoint", None) is None:
+            extra[f"endpoints.{name}"] = free_tcp_endpoint()
+    cfg = _load(args, **extra)
+    summary = run_replay(cfg, args.input, speed=args.speed, log_level=args.log_level)
+    print(json.dumps(summary))
+    return 0 if summary["exit_code"] == 0 else 1
+
+
+def cmd_listen(args) -> int:
+    from .runner import run_listen
+
+    cfg = _load(args)
+    run_listen(cfg.endpoints.alerts, count=args.count, timeout_s=args.timeout)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -215,6 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FAR thresholds of the summary table (per day)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="the long-running daemon: ingest + search processes, supervised")
+    _common(p)
+    _endpoints(p, "frames", "alerts", "blocks")
+    p.add_argument("--out", default=None, help="override output.dir (archive, alerts file, ranking state)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="the whole daemon over an archive (GWF directory or HDF5 file)")
+    p.add_argument("input", help="GWF directory or HDF5 file")
+    _common(p)
+    _endpoints(p, "frames", "alerts", "blocks")
+    p.add_argument("--speed", default="max", help="real | max | <factor> (default max)")
+    p.add_argument("--out", required=True, help="directory for triggers, alerts and logs")
+    p.add_argument("--model", default=None, help="checkpoint (override model.path)")
+    p.add_argument("--slides", type=int, default=None, help="time slides (override ranking.n_slides)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("listen", help="print alerts as JSON lines (reconnects when the daemon restarts)")
+    _common(p)
+    _endpoints(p, "alerts")
+    p.add_argument("--count", type=int, default=0, help="exit after this many alerts (0: never)")
+    p.add_argument("--timeout", type=float, default=None, help="exit after this many seconds without an alert")
+    p.set_defaults(func=cmd_listen, log_level="warning")
+
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # a daemon child process (started by run/replay)
+    p.add_argument("role", choices=("search",))
+    _common(p)
+    p.add_argument("--exit-on-eos", action="store_true")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="the embedded default end to end (what `make demo` runs)")
     _common(p)

@@ -357,6 +357,18 @@ class RankingConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """Where the daemon writes, and what makes an alert."""
+
+    dir: str = setting("out/online", doc="trigger archive, alerts file, ranking state, logs")
+    far_threshold_hz: float = setting(1.0 / 86400.0, gt=0, unit="Hz", doc="publish an alert when FAR <= this")
+    alerts_file: str = setting("alerts.jsonl", doc="every alert appended as one JSON line (relative to dir)")
+    archive_dir: str = setting("triggers", doc="every trigger, one HDF5 file per GPS hour (relative to dir)")
+    flush_interval_s: float = setting(10.0, gt=0, unit="s", doc="how often the open archive hour is rewritten")
+    status_interval_s: float = setting(10.0, gt=0, unit="s", doc="period of the search status log line")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per TOML table."""
 
@@ -371,6 +383,7 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
     def check(self, prefix: str) -> None:
         rate = self.data.analysis_rate_hz

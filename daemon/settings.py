@@ -10,6 +10,7 @@ names the dotted key, the value and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from typing import Any, Mapping
 
@@ -179,3 +180,32 @@ def section_to_dict(obj: Any) -> dict:
             list(value) if isinstance(value, tuple) else value
         )
     return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v) if v == v and v not in (float("inf"), float("-inf")) else ("nan" if v != v else
+                                                                                  ("inf" if v > 0 else "-inf"))
+    return repr(int(v))
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """TOML text of nested dicts of scalars and lists (what :func:`section_to_dict` returns)."""
+    lines: list[str] = []
+
+    def table(name: str, d: Mapping[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, Mapping))
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                table(f"{name}.{k}", v)
+
+    for name, d in data.items():
+        table(name, d)
+    return "\n".join(lines) + "\n"

@@ -255,6 +255,8 @@ class Block:
         bool per sample: present, finite and analysis-ready.
     seq : int
         Block counter.
+    complete_unix_ns : int or None
+        Wall-clock time (Unix ns) at which ingest completed the block.
     """
 
     gps_ns: int
@@ -264,17 +266,22 @@ class Block:
     data: tuple[np.ndarray, ...] = field(repr=False)
     valid: tuple[np.ndarray, ...] = field(repr=False)
     seq: int = 0
+    complete_unix_ns: int | None = None
 
     @property
     def end_ns(self) -> int:
         return self.gps_ns + self.duration_ns
 
 
-def encode_block(block: Block) -> list[bytes]:
+def encode_block(block: Block, complete_unix_ns: int | None = None) -> list[bytes]:
+    """``[b"block", json, valid, data, ...]``; ``complete_unix_ns`` stamps when ingest completed the block
+    (wall clock, for the alert latency figures)."""
     header = {
         "v": WIRE_VERSION, "gps_ns": block.gps_ns, "duration_ns": block.duration_ns,
         "ifos": list(block.ifos), "sample_rates": list(block.sample_rates), "seq": block.seq,
     }
+    if complete_unix_ns is not None:
+        header["complete_unix_ns"] = int(complete_unix_ns)
     parts = [b"block", json.dumps(header).encode()]
     for data, valid in zip(block.data, block.valid):
         parts.append(np.ascontiguousarray(valid, dtype=np.uint8).tobytes())
@@ -306,5 +313,6 @@ def decode_block_message(parts: Sequence[bytes | memoryview]):
     block = Block(
         gps_ns=header["gps_ns"], duration_ns=header["duration_ns"], ifos=ifos,
         sample_rates=tuple(header["sample_rates"]), data=tuple(data), valid=tuple(valid), seq=header["seq"],
+        complete_unix_ns=header.get("complete_unix_ns"),
     )
     return "block", block
