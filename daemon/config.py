@@ -282,6 +282,9 @@ class TrainConfig:
     lr: float = setting(1e-3, gt=0)
     weight_decay: float = setting(1e-4, ge=0)
     signal_fraction: float = setting(0.5, gt=0, lt=1)
+    single_ifo_fraction: float = setting(0.0, ge=0, lt=1, doc="windows with a signal in one detector only, "
+                                         "labelled noise (teaches coincidence: time slides, glitches)")
+    single_ifo_snr: tuple[float, float] = setting((5.0, 40.0), gt=0, doc="single-detector SNR of those")
     snr_start: tuple[float, float] = setting((12.0, 30.0), gt=0, doc="network SNR range, first epoch")
     snr_end: tuple[float, float] = setting((5.0, 20.0), gt=0, doc="network SNR range after the curriculum")
     curriculum_epochs: int = setting(8, ge=0, doc="epochs to move from snr_start to snr_end")
@@ -304,6 +307,9 @@ class TrainConfig:
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
 
     def check(self, prefix: str) -> None:
+        if self.signal_fraction + self.single_ifo_fraction >= 1:
+            raise ConfigError(f"{prefix}single_ifo_fraction", self.single_ifo_fraction,
+                              f"< 1 - signal_fraction = {1 - self.signal_fraction:g} (some windows must be noise)")
         for name in ("snr_start", "snr_end", "merger_span_s"):
             lo, hi = getattr(self, name)
             if lo > hi:

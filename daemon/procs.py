@@ -19,10 +19,11 @@ def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
         return f"tcp://{host}:{s.getsockname()[1]}"
 
 
-def spawn(args: Sequence[str], *, log_path: str | os.PathLike | None = None, env: dict | None = None
-          ) -> subprocess.Popen:
-    """Start ``gwstream <args>`` with this interpreter; stderr (logs) to ``log_path`` if given."""
-    stderr = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL
+def spawn(args: Sequence[str], *, log_path: str | os.PathLike | None = None, env: dict | None = None,
+          inherit_stderr: bool = False) -> subprocess.Popen:
+    """Start ``gwstream <args>`` with this interpreter; stderr (logs) to ``log_path`` if given, else to
+    this process's stderr with ``inherit_stderr``, else discarded."""
+    stderr = open(log_path, "ab") if log_path is not None else (None if inherit_stderr else subprocess.DEVNULL)
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "gwstream.daemon.cli", *args],

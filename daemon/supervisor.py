@@ -79,7 +79,7 @@ class Supervisor:
         self.failure: str | None = None
 
     def _start(self, c: Child) -> None:
-        c.proc = spawn(c.args, log_path=c.log_path)
+        c.proc = spawn(c.args, log_path=c.log_path, inherit_stderr=True)
         c.starts += 1
         c.restart_at = None
         log.info("started %s pid=%d%s", c.name, c.proc.pid, "" if c.starts == 1 else f" (restart {c.starts - 1})")

@@ -73,7 +73,8 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
 
     def make_epoch(epoch: int):
         snr_range = curriculum(epoch, t.snr_start, t.snr_end, t.curriculum_epochs)
-        return maker.epoch((t.seed, epoch), t.windows_per_epoch, snr_range, t.signal_fraction)
+        return maker.epoch((t.seed, epoch), t.windows_per_epoch, snr_range, t.signal_fraction,
+                           single_fraction=t.single_ifo_fraction, single_snr_range=t.single_ifo_snr)
 
     history = fit(model, make_epoch, validation, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
                   weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, progress=progress)
@@ -123,7 +124,11 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         f"{t['injections']['mass1_msun']} M☉, spins `{t['injections']['spin']}` ≤ {t['injections']['spin_max']}, "
         f"isotropic sky and orientation, merger uniformly in {t['merger_span_s']} s of the window "
         f"(trigger time = window start + {meta['merger_offset_s']:.2f} s), network SNR curriculum "
-        f"{t['snr_start']} → {t['snr_end']} over {t['curriculum_epochs']} epochs.",
+        f"{t['snr_start']} → {t['snr_end']} over {t['curriculum_epochs']} epochs."
+        + (f" A further {t.get('single_ifo_fraction', 0):.0%} of the windows hold a signal in *one* detector only "
+           f"(single-detector SNR uniform in {t.get('single_ifo_snr')}), labelled noise: a coincidence statistic "
+           f"must rank a time-slid event or a single-detector glitch as noise." if t.get("single_ifo_fraction")
+           else ""),
         f"- **Selected epoch**: {meta['selected_epoch']} of {len(history)} (highest TPR at per-window FPR 1e-3, SNR 8).",
         "",
         f"## Validation (held out: {v['n_noise']} noise windows, {t['val_windows_per_snr']} signal windows per SNR, "

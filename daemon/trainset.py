@@ -263,8 +263,14 @@ class WindowMaker:
         return out
 
     def from_stretch(self, white: np.ndarray, taps: np.ndarray, rng: np.random.Generator, n_windows: int,
-                     n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None):
+                     n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None,
+                     n_single: int = 0, single_snr_range: tuple[float, float] = (5.0, 40.0)):
         """``n_windows`` windows from one whitened stretch, the first ``n_signals`` with signals.
+
+        The next ``n_single`` windows (label 0) hold a signal in *one* detector
+        only (chosen at random), at a single-detector SNR drawn from
+        ``single_snr_range``: what a time slide of a real event, or a glitch,
+        looks like. A coincidence statistic must rank them as noise.
 
         Returns ``(x float32 (n, n_ifo, window), label float32 (n,), snr float32 (n,))``.
         """
@@ -286,18 +292,40 @@ class WindowMaker:
                 x[j] += sig[j, :, m - pos[j]:m - pos[j] + self.window].astype(np.float32)
             label[:n_signals] = 1.0
             snr[:n_signals] = snrs
+        if n_single:
+            if n_signals + n_single > n_windows:
+                raise ValueError(f"{n_signals} signal + {n_single} single-detector windows > {n_windows} windows")
+            idx = rng.integers(len(self.bank), size=n_single)
+            sig = self.whitened_signals(idx, taps, rng)
+            which = rng.integers(sig.shape[1], size=n_single)
+            rho1 = rng.uniform(*single_snr_range, n_single)
+            pos = rng.integers(self.span[0], self.span[1] + 1, n_single)
+            m = self.bank.merger_index
+            for j in range(n_single):
+                one = sig[j, which[j], m - pos[j]:m - pos[j] + self.window]
+                norm = np.sqrt((sig[j, which[j]] ** 2).sum())
+                if norm > 0:
+                    x[n_signals + j, which[j]] += (one * (rho1[j] / norm)).astype(np.float32)
         return x, label, snr
 
     def epoch(self, seed_words: tuple[int, ...], n: int, snr_range: tuple[float, float],
-              signal_fraction: float = 0.5, windows_per_stretch: int = 64):
-        """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``."""
+              signal_fraction: float = 0.5, windows_per_stretch: int = 64, single_fraction: float = 0.0,
+              single_snr_range: tuple[float, float] = (5.0, 40.0)):
+        """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``.
+
+        ``signal_fraction`` of them hold a signal (label 1); ``single_fraction``
+        hold a signal in one detector only (label 0, see :meth:`from_stretch`).
+        """
         rng = np.random.default_rng(np.random.SeedSequence([*seed_words, 11]))
         xs, ys, ss = [], [], []
         made, s = 0, 0
         while made < n:
             m = min(windows_per_stretch, n - made)
             white, taps = self.pool.stretch((*seed_words, s), self.stretch_s, rng)
-            x, y, snr = self.from_stretch(white, taps, rng, m, int(round(m * signal_fraction)), snr_range)
+            n_sig = int(round(m * signal_fraction))
+            n_one = min(m - n_sig, int(round(m * single_fraction)))
+            x, y, snr = self.from_stretch(white, taps, rng, m, n_sig, snr_range, n_single=n_one,
+                                          single_snr_range=single_snr_range)
             xs.append(x), ys.append(y), ss.append(snr)
             made += m
             s += 1
