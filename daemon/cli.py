@@ -288,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=int, default=180, help="seconds of simulated data")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="out/demo", help="directory for the demo's files")
+    p.add_argument("--speed", default="real", help="real | max | <factor> (default real: latencies as live)")
     p.set_defaults(func=cmd_demo, log_level="warning")
     return parser
 

@@ -1,0 +1,135 @@
+"""The daemon end to end: run + source + listen over real sockets; replay == search; supervision."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from gwstream.daemon.archive import read_archive
+from gwstream.daemon.background import Background
+from gwstream.daemon.config import load_config
+from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
+from gwstream.daemon.search import default_model_path, read_triggers
+from gwstream.daemon.simulate import Simulator
+from gwstream.daemon.supervisor import Child, Supervisor
+
+from .streams import write_toml
+
+GW = [sys.executable, "-m", "gwstream.daemon.cli"]
+
+
+def daemon_config(path, out, **extra):
+    cfg = {
+        "endpoints": {"frames": free_tcp_endpoint(), "alerts": free_tcp_endpoint(), "blocks": free_tcp_endpoint()},
+        "data": {"input_rate_hz": 2048},
+        "simulate": {"sample_rate_hz": 2048, "start_gps": 1_100_000_000,
+                     "injections": {"approximant": "IMRPhenomD", "mass1_msun": [30.0, 32.0],
+                                    "mass2_msun": [25.0, 28.0], "snr": [40.0, 41.0], "spacing_s": 240.0,
+                                    "jitter_s": 1.0}},
+        "psd": {"psd_length_s": 32.0},
+        "ranking": {"n_slides": 50},
+        "model": {"threads": 1},
+        "output": {"dir": str(out), "far_threshold_hz": 1e-3, "status_interval_s": 2.0},
+    }
+    for k, v in extra.items():
+        cfg.setdefault(k, {}).update(v)
+    write_toml(path, cfg)
+    return load_config(path)
+
+
+def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
+    out = tmp_path / "out"
+    cfg_path = tmp_path / "run.toml"
+    cfg = daemon_config(cfg_path, out)
+    duration, seed = 160, 3
+    tc = Simulator(cfg.simulate, seed=seed, duration_s=duration, injections=True).injection_table(0, duration)["tc"]
+    assert len(tc) == 1
+    daemon = spawn(["run", "--config", str(cfg_path)], log_path=tmp_path / "run.log")
+    listener = subprocess.Popen([*GW, "listen", "--config", str(cfg_path)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+    source = spawn(["source", "synthetic", "--config", str(cfg_path), "--duration", str(duration), "--seed",
+                    str(seed), "--speed", "max"], log_path=tmp_path / "source.log")
+    try:
+        assert source.wait(120) == 0
+        alerts_file = out / "alerts.jsonl"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and "end of stream" not in (tmp_path / "run.log").read_text():
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        stop(source)
+        listener.terminate()
+        printed, _ = listener.communicate(timeout=30)
+        code = stop(daemon, timeout_s=60)
+    log_text = (tmp_path / "run.log").read_text()
+    assert code == 0, log_text[-3000:]
+    lines = [json.loads(x) for x in printed.splitlines() if x.strip()]
+    assert len(lines) == 1, (lines, log_text[-3000:])
+    alert = lines[0]
+    assert json.loads(alerts_file.read_text().splitlines()[0]) == alert
+    assert abs(alert["gpstime"] - tc[0]) <= alert["var_s"]
+    assert alert["pipeline"] == "gwstream" and alert["event_id"] == f"gwstream-{alert['gps_ns'] // 1_000_000}"
+    assert alert["far"] <= 1e-3 and alert["saturated"] and alert["ifos"] == ["H1", "L1"]
+    assert alert["model"]["name"] == "factorized" and len(alert["model"]["sha256"]) == 64
+    assert alert["background"]["n_slides"] == 50 and alert["background"]["livetime_s"] > 0
+    assert alert["latency"]["frame_end_to_alert_s"] >= 0 and alert["latency"]["merger_to_alert_s"] > 0
+    assert "alert event_id=" in log_text and "status blocks=" in log_text
+    # SIGTERM left the background and the archive on disk, readable
+    bg = Background.load(out / "ranking-state.h5")
+    assert bg.livetime_s > 0
+    cols = read_archive(out / "triggers")
+    assert cols["time"].size > 10 and np.min(np.abs(cols["time"] - tc[0])) <= alert["var_s"]
+
+
+def test_replay_equals_search(tmp_path):
+    cfg_path = tmp_path / "replay.toml"
+    daemon_config(cfg_path, tmp_path / "unused", ranking={"n_slides": 10},
+                  simulate={"injections": {"spacing_s": 40.0, "snr": [25.0, 30.0]}})
+    subprocess.run([*GW, "simulate", "--config", str(cfg_path), "--duration", "130", "--seed", "4", "--out",
+                    str(tmp_path / "data.hdf"), "--injections", str(tmp_path / "inj.hdf"), "--no-progress"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*GW, "search", str(tmp_path / "data.hdf"), str(tmp_path / "search.h5"), "--config",
+                    str(cfg_path), "--no-progress"], check=True, capture_output=True, timeout=300)
+    r = subprocess.run([*GW, "replay", str(tmp_path / "data.hdf"), "--config", str(cfg_path), "--out",
+                        str(tmp_path / "replay"), "--speed", "max", "--log-level", "warning"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    a, _ = read_triggers(tmp_path / "search.h5")
+    b, _ = read_triggers(tmp_path / "replay" / "triggers.h5")
+    assert summary["n_triggers"] == a["time"].size > 0
+    assert np.array_equal(a["gps_ns"], b["gps_ns"])
+    np.testing.assert_array_equal(a["stat"], b["stat"])
+    np.testing.assert_array_equal(a["far"], b["far"])
+    alerts = [json.loads(x) for x in (tmp_path / "replay" / "alerts.jsonl").read_text().splitlines()]
+    assert [x["gps_ns"] for x in alerts] == [int(g) for g, f in zip(a["gps_ns"], a["far"]) if f <= 1e-3]
+
+
+def test_supervisor_restarts_then_gives_up_naming_the_child(tmp_path):
+    bad = ["worker", "search", "--config", str(tmp_path / "missing.toml")]
+    sup = Supervisor([Child("search", bad, tmp_path / "search.log")], max_restarts=3, window_s=60,
+                     backoff_s=0.05)
+    t0 = time.monotonic()
+    assert sup.run() == 1
+    assert time.monotonic() - t0 < 60
+    assert "search exited 3 times" in sup.failure and "search.log" in sup.failure
+    assert sup.children[0].starts == 3
+
+
+def test_default_model_ships_with_the_package():
+    assert default_model_path().is_file()
+
+
+@pytest.mark.parametrize("bad", ["no_such_dir", "file.txt"])
+def test_replay_names_bad_input(tmp_path, bad, capsys):
+    from gwstream.daemon.cli import main
+
+    target = tmp_path / bad
+    if bad.endswith(".txt"):
+        target.write_text("x")
+    assert main(["replay", str(target), "--out", str(tmp_path / "o")]) == 2
+    assert "INPUT" in capsys.readouterr().err
