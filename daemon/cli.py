@@ -163,6 +163,7 @@ def cmd_replay(args) -> int:
     for name in ("frames", "alerts", "blocks"):  # private ports unless given: replays never collide
         if getattr(args, f"{name}_endpoint", None) is None:
             extra[f"endpoints.{name}"] = free_tcp_endpoint()
+    extra["endpoints.metrics"] = free_tcp_endpoint()[len("tcp://"):]
     cfg = _load(args, **extra)
     summary = run_replay(cfg, args.input, speed=args.speed, log_level=args.log_level)
     print(json.dumps(summary))

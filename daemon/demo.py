@@ -118,6 +118,7 @@ def run_demo(args) -> int:
     endpoints = {k: free_tcp_endpoint() for k in ("frames", "alerts", "blocks")}
     overrides = {f"endpoints.{k}": v for k, v in endpoints.items()}
     overrides["output.dir"] = str(daemon_out)
+    overrides["endpoints.metrics"] = free_tcp_endpoint()[len("tcp://"):]
     bg_path = default_background_path()
     bg_note = "no shipped background: the background starts empty and grows with the data"
     if bg_path.exists():

@@ -71,7 +71,7 @@ class IngestStage:
 
 def _encode_output(out, counters: dict) -> list[bytes]:
     if isinstance(out, Block):
-        return encode_block(out, complete_unix_ns=time.time_ns())
+        return encode_block(out, complete_unix_ns=time.time_ns(), counters=counters)
     if isinstance(out, Gap):
         return encode_control("gap", {"gps_ns": out.gps_ns, "end_ns": out.end_ns})
     if isinstance(out, EndOfStream):

@@ -29,6 +29,7 @@ import zmq
 from .alerts import encode_alert, event_id, make_alert
 from .archive import TriggerArchive
 from .errors import WireError
+from .metrics import Metrics
 from .search import SearchStage, load_scorer
 from .wire import decode_block_message
 
@@ -92,6 +93,8 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
     pub.bind(cfg.endpoints.alerts)
     log.info("search listening blocks=%s alerts=%s model=%s sha256=%s slides=%d state=%s", cfg.endpoints.blocks,
              cfg.endpoints.alerts, scorer.name, (scorer.sha256 or "")[:12], stage.n_slides, spath)
+    metrics = Metrics()
+    metrics.serve(cfg.endpoints.metrics)
     counters = stage.counters
     threshold = cfg.output.far_threshold_hz
     ifos = tuple(cfg.data.ifos)
@@ -119,6 +122,9 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                                n_slides=stage.n_slides, model_name=scorer.name, model_sha256=scorer.sha256,
                                latency=latency, created_unix_ns=now)
             pub.send_multipart(encode_alert(alert))
+            metrics.alerts.inc()
+            if frame_end is not None:
+                metrics.latency.observe(frame_end)
             alerts_file.write(json.dumps(alert) + "\n")
             alerts_file.flush()
             published.add(eid)
@@ -142,10 +148,23 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                     log.error("bad message on the blocks stream: %s", exc)
                     continue
                 if kind == "block":
-                    handle(stage.process(item), item)
+                    t_block = time.perf_counter()
+                    n_win, n_gaps = counters["windows"], counters["gaps"]
+                    triggers = stage.process(item)
+                    handle(triggers, item)
                     last_block_end = item.end_ns
                     if item.complete_unix_ns:
                         lag_s = (time.time_ns() - item.complete_unix_ns) / NS
+                        metrics.lag.set(lag_s)
+                    metrics.block_seconds.observe(time.perf_counter() - t_block)
+                    metrics.blocks.inc()
+                    metrics.windows.inc(counters["windows"] - n_win)
+                    metrics.batch.observe(counters["windows"] - n_win)
+                    metrics.gaps.inc(counters["gaps"] - n_gaps)
+                    metrics.triggers.inc(len(triggers))
+                    metrics.background.set(stage.background.livetime_s)
+                    metrics.livetime.set(stage.ranking.foreground_livetime_s)
+                    metrics.ingest_counters(item.counters)
                 elif kind == "gap":
                     counters["gap_messages"] += 1
                 elif kind == "eos":

@@ -257,6 +257,8 @@ class Block:
         Block counter.
     complete_unix_ns : int or None
         Wall-clock time (Unix ns) at which ingest completed the block.
+    counters : dict or None
+        Ingest's counters when it sent the block (frames, rejections by reason).
     """
 
     gps_ns: int
@@ -267,21 +269,24 @@ class Block:
     valid: tuple[np.ndarray, ...] = field(repr=False)
     seq: int = 0
     complete_unix_ns: int | None = None
+    counters: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def end_ns(self) -> int:
         return self.gps_ns + self.duration_ns
 
 
-def encode_block(block: Block, complete_unix_ns: int | None = None) -> list[bytes]:
+def encode_block(block: Block, complete_unix_ns: int | None = None, counters: dict | None = None) -> list[bytes]:
     """``[b"block", json, valid, data, ...]``; ``complete_unix_ns`` stamps when ingest completed the block
-    (wall clock, for the alert latency figures)."""
+    (wall clock, for the alert latency figures), ``counters`` carries ingest's counters (for metrics)."""
     header = {
         "v": WIRE_VERSION, "gps_ns": block.gps_ns, "duration_ns": block.duration_ns,
         "ifos": list(block.ifos), "sample_rates": list(block.sample_rates), "seq": block.seq,
     }
     if complete_unix_ns is not None:
         header["complete_unix_ns"] = int(complete_unix_ns)
+    if counters:
+        header["counters"] = {str(k): int(v) for k, v in counters.items()}
     parts = [b"block", json.dumps(header).encode()]
     for data, valid in zip(block.data, block.valid):
         parts.append(np.ascontiguousarray(valid, dtype=np.uint8).tobytes())
@@ -313,6 +318,6 @@ def decode_block_message(parts: Sequence[bytes | memoryview]):
     block = Block(
         gps_ns=header["gps_ns"], duration_ns=header["duration_ns"], ifos=ifos,
         sample_rates=tuple(header["sample_rates"]), data=tuple(data), valid=tuple(valid), seq=header["seq"],
-        complete_unix_ns=header.get("complete_unix_ns"),
+        complete_unix_ns=header.get("complete_unix_ns"), counters=header.get("counters"),
     )
     return "block", block

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -24,7 +25,8 @@ GW = [sys.executable, "-m", "gwstream.daemon.cli"]
 
 def daemon_config(path, out, **extra):
     cfg = {
-        "endpoints": {"frames": free_tcp_endpoint(), "alerts": free_tcp_endpoint(), "blocks": free_tcp_endpoint()},
+        "endpoints": {"frames": free_tcp_endpoint(), "alerts": free_tcp_endpoint(), "blocks": free_tcp_endpoint(),
+                      "metrics": free_tcp_endpoint()[len("tcp://"):]},
         "data": {"input_rate_hz": 2048},
         "simulate": {"sample_rate_hz": 2048, "start_gps": 1_100_000_000,
                      "injections": {"approximant": "IMRPhenomD", "mass1_msun": [30.0, 32.0],
@@ -60,6 +62,8 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
         while time.monotonic() < deadline and "end of stream" not in (tmp_path / "run.log").read_text():
             time.sleep(0.5)
         time.sleep(1.0)
+        with urllib.request.urlopen(f"http://{cfg.endpoints.metrics}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
     finally:
         stop(source)
         listener.terminate()
@@ -78,6 +82,9 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
     assert alert["background"]["n_slides"] == 50 and alert["background"]["livetime_s"] > 0
     assert alert["latency"]["frame_end_to_alert_s"] >= 0 and alert["latency"]["merger_to_alert_s"] > 0
     assert "alert event_id=" in log_text and "status blocks=" in log_text
+    for line in ('gwstream_alerts_total 1.0', 'gwstream_frames_received{ifo="H1"} 160.0', "gwstream_blocks_total 160.0",
+                 "gwstream_alert_latency_seconds_count 1.0", "gwstream_processing_lag_seconds"):
+        assert line in metrics, line
     # SIGTERM left the background and the archive on disk, readable
     bg = Background.load(out / "ranking-state.h5")
     assert bg.livetime_s > 0
