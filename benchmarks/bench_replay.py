@@ -1,0 +1,121 @@
+"""Replay throughput and alert latency of the whole daemon (real processes, real sockets).
+
+Throughput: ``gwstream replay --speed max`` over ``--minutes`` of simulated
+2048-Hz H1/L1 data with injections, as a multiple of real time, for each
+``--slides`` value; the peer in the same run is ``gwstream search`` on the
+same file with the same settings (the same pipeline without processes and
+sockets), so the ratio is the daemon's overhead.
+
+Latency: ``gwstream replay --speed real`` over ``--latency-minutes`` of data
+with loud injections every 30 s: the alerts' ``frame_end_to_alert_s``
+(ingest completing the block that closed the cluster -> alert published) and
+``merger_to_alert_s`` (merger GPS -> alert, frames arriving when their data
+ends), p50 / p99.
+
+    .venv/bin/python benchmarks/bench_replay.py --minutes 20 --slides 0 1000 --latency-minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GW = [sys.executable, "-m", "gwstream.daemon.cli"]
+
+
+def _toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--slides", type=int, nargs="+", default=[0, 1000])
+    ap.add_argument("--latency-minutes", type=float, default=10.0, help="0: skip the real-time run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", default="out/bench_replay")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "replay.json"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = _toml(work / "bench.toml", f"""
+[simulate]
+sample_rate_hz = 2048
+[simulate.injections]
+approximant = "IMRPhenomD"
+mass1_msun = [20.0, 40.0]
+mass2_msun = [15.0, 35.0]
+snr = [15.0, 25.0]
+spacing_s = 30.0
+jitter_s = 3.0
+[model]
+threads = {args.threads}
+[output]
+far_threshold_hz = 0.01
+""")
+    res: dict = {"benchmark": "replay", "minutes": args.minutes, "threads": args.threads, "runs": []}
+    duration = int(args.minutes * 60)
+    data = work / f"data-{duration}s.hdf"
+    if not data.exists():
+        subprocess.run([*GW, "simulate", "--config", str(cfg), "--duration", str(duration), "--seed", "7", "--out",
+                        str(data), "--injections", str(work / "inj.hdf"), "--no-progress"], check=True)
+    for k in args.slides:
+        t0 = time.perf_counter()
+        subprocess.run([*GW, "search", str(data), str(work / f"search-{k}.h5"), "--config", str(cfg), "--slides",
+                        str(k), "--no-progress", "--log-level", "warning"], check=True)
+        t_search = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = subprocess.run([*GW, "replay", str(data), "--config", str(cfg), "--out", str(work / f"replay-{k}"),
+                            "--speed", "max", "--slides", str(k), "--log-level", "warning"], check=True,
+                           capture_output=True, text=True)
+        t_replay = time.perf_counter() - t0
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        row = {"slides": k, "replay_wall_s": round(t_replay, 1), "search_wall_s": round(t_search, 1),
+               "replay_x_real_time": round(duration / t_replay, 1), "search_x_real_time": round(duration / t_search, 1),
+               "ratio_replay_over_search": round(t_search / t_replay, 2), "n_triggers": summary["n_triggers"]}
+        res["runs"].append(row)
+        print(json.dumps(row), flush=True)
+    if args.latency_minutes > 0:
+        lat_s = int(args.latency_minutes * 60)
+        ldata = work / f"latency-{lat_s}s.hdf"
+        if not ldata.exists():
+            subprocess.run([*GW, "simulate", "--config", str(cfg), "--duration", str(lat_s), "--seed", "8", "--out",
+                            str(ldata), "--injections", str(work / "inj-latency.hdf"), "--no-progress"], check=True)
+        out = work / "replay-real"
+        subprocess.run([*GW, "replay", str(ldata), "--config", str(cfg), "--out", str(out), "--speed", "real",
+                        "--log-level", "warning"], check=True, capture_output=True)
+        alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
+        lat = {}
+        for key in ("frame_end_to_alert_s", "merger_to_alert_s"):
+            v = np.array([a["latency"][key] for a in alerts if a["latency"].get(key) is not None])
+            if v.size:
+                lat[key] = {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
+                            "max": float(v.max()), "n": int(v.size)}
+        res["latency"] = {"minutes": args.latency_minutes, "n_alerts": len(alerts), **lat}
+        print(json.dumps(res["latency"]), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    lines = [f"# Replay: {args.minutes:g} min of 2048-Hz H1/L1, default model, {args.threads} threads", "",
+             "| slides | replay x real time | search x real time (peer) | replay / search |", "|---|---|---|---|"]
+    lines += [f"| {r['slides']} | {r['replay_x_real_time']} | {r['search_x_real_time']} | "
+              f"{r['ratio_replay_over_search']} |" for r in res["runs"]]
+    if "latency" in res:
+        lines += ["", f"Latency at --speed real ({args.latency_minutes:g} min, {res['latency']['n_alerts']} alerts):"]
+        for key in ("frame_end_to_alert_s", "merger_to_alert_s"):
+            if key in res["latency"]:
+                v = res["latency"][key]
+                lines.append(f"- {key}: p50 {v['p50']:.3f} s, p99 {v['p99']:.3f} s (max {v['max']:.3f} s)")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
