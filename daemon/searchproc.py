@@ -134,8 +134,14 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                      None if frame_end is None else round(frame_end, 3))
 
     def save() -> None:
-        stage.ranking.save(spath)
-        archive.flush()
+        # a full or failing disk must not stop the search: the files on disk stay the last good
+        # ones (atomic writes), the error is logged, and the next save tries again
+        for what, fn in (("ranking state", lambda: stage.ranking.save(spath)), ("trigger archive", archive.flush)):
+            try:
+                fn()
+            except OSError as exc:
+                counters["write_errors"] += 1
+                log.error("could not write the %s (%s): keeping it in memory, retrying at the next save", what, exc)
 
     try:
         while not stop.is_set():
@@ -178,7 +184,11 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                 save()
                 last_save = last_flush = now
             elif now - last_flush >= cfg.output.flush_interval_s:
-                archive.flush()
+                try:
+                    archive.flush()
+                except OSError as exc:
+                    counters["write_errors"] += 1
+                    log.error("could not write the trigger archive (%s): retrying at the next flush", exc)
                 last_flush = now
             if now - last_status >= cfg.output.status_interval_s:
                 last_status = now
