@@ -92,8 +92,11 @@ def cmd_source(args) -> int:
                                                 read_retries=cfg.source.read_retries,
                                                 retry_wait_s=cfg.source.retry_wait_s, **kw)
     t0 = time.monotonic()
+    from .security import secure_client
+
     sent = sources.publish(frames, cfg.endpoints.frames, speed=speed, ifos=ifos,
-                           high_water_mark=cfg.ingest.high_water_mark)
+                           high_water_mark=cfg.ingest.high_water_mark,
+                           secure=lambda sock: secure_client(sock, cfg.endpoints))
     stats.update(sent)
     stats["wall_s"] = round(time.monotonic() - t0, 3)
     log.info("source done %s", " ".join(f"{k}={v}" for k, v in stats.items()))
@@ -174,7 +177,7 @@ def cmd_listen(args) -> int:
     from .runner import run_listen
 
     cfg = _load(args)
-    run_listen(cfg.endpoints.alerts, count=args.count, timeout_s=args.timeout)
+    run_listen(cfg.endpoints.alerts, count=args.count, timeout_s=args.timeout, endpoints=cfg.endpoints)
     return 0
 
 

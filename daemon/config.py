@@ -74,19 +74,34 @@ class EndpointsConfig:
     alerts: str = setting("tcp://127.0.0.1:5556", doc="alerts out (subscribers connect here)")
     blocks: str = setting("tcp://127.0.0.1:5557", doc="ingest -> search aligned blocks")
     metrics: str = setting("127.0.0.1:9108", doc="Prometheus host:port")
-    allow_remote: bool = setting(False, doc="permit non-loopback endpoints")
+    allow_remote: bool = setting(False, doc="permit non-loopback frames/alerts endpoints (CURVE required)")
+    curve_server_secret: str = setting("", doc="daemon: CURVE secret key file; frames/alerts become CURVE servers")
+    curve_clients_dir: str = setting("", doc="daemon: directory of allowed clients' CURVE public keys")
+    curve_client_secret: str = setting("", doc="source/listen: this client's CURVE secret key file")
+    curve_server_public: str = setting("", doc="source/listen: the daemon's CURVE public key file")
 
     def check(self, prefix: str) -> None:
+        curve = bool(self.curve_server_secret or self.curve_server_public)
         for name in ("frames", "alerts", "blocks"):
             value = getattr(self, name)
             _check_endpoint(f"{prefix}{name}", value)
-            if not self.allow_remote and value.startswith("tcp://"):
+            if value.startswith("tcp://"):
                 host = value[len("tcp://"):].rsplit(":", 1)[0]
                 if host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
-                    raise ConfigError(
-                        f"{prefix}{name}", value,
-                        "a loopback address (127.0.0.1, localhost, [::1]) unless endpoints.allow_remote = true",
-                    )
+                    if name == "blocks":
+                        raise ConfigError(f"{prefix}{name}", value,
+                                          "a loopback or ipc:// endpoint (ingest -> search never leaves the host)")
+                    if not self.allow_remote:
+                        raise ConfigError(
+                            f"{prefix}{name}", value,
+                            "a loopback address (127.0.0.1, localhost, [::1]) unless endpoints.allow_remote = true",
+                        )
+                    if not curve:
+                        raise ConfigError(
+                            f"{prefix}{name}", value,
+                            "CURVE authentication for a non-loopback endpoint: set endpoints.curve_server_secret "
+                            "(daemon) or endpoints.curve_server_public + curve_client_secret (clients)",
+                        )
         host, _, port = self.metrics.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{prefix}metrics", self.metrics, "'host:port', e.g. '127.0.0.1:9108'")

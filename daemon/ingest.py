@@ -24,6 +24,7 @@ import zmq
 
 from .aligner import Aligner, EndOfStream, Gap
 from .errors import WireError
+from .security import ServerAuth, secure_server
 from .wire import NS, Block, decode_source_message, encode_block, encode_control
 
 __all__ = ["IngestStage", "run_ingest"]
@@ -123,7 +124,9 @@ def run_ingest(
             signal.signal(sig, lambda *_: stop.set())
     stage = IngestStage(Aligner.from_config(cfg), cfg.ingest.max_message_bytes)
     ctx = zmq.Context()
+    auth = ServerAuth(ctx, cfg.endpoints)
     sub = ctx.socket(zmq.SUB)
+    secure_server(sub, cfg.endpoints)
     sub.setsockopt(zmq.RCVHWM, cfg.ingest.high_water_mark)
     # zmq's own cap is a memory safety net well above ours: our decoder counts and
     # logs the oversize message, zmq would just drop the connection
@@ -178,6 +181,7 @@ def run_ingest(
             Path(stats_path).write_text(json.dumps(counters, indent=1))
         sub.close()
         push.close()
+        auth.stop()
         ctx.term()
         log.info("ingest stopped %s", " ".join(f"{k}={v}" for k, v in counters.items()))
     return counters

@@ -97,7 +97,7 @@ def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "inf
 
 
 def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None, out=sys.stdout,
-               stop_event: threading.Event | None = None) -> int:
+               stop_event: threading.Event | None = None, endpoints=None) -> int:
     """Print every alert on ``endpoint`` as one JSON line; reconnects by itself if the daemon restarts.
 
     Returns the number of alerts printed (stops after ``count`` when > 0, or ``timeout_s`` without one).
@@ -112,6 +112,10 @@ def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None,
     sub.setsockopt(zmq.RECONNECT_IVL, 200)
     sub.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
     sub.setsockopt(zmq.SUBSCRIBE, ALERT_TOPIC)
+    if endpoints is not None:
+        from .security import secure_client
+
+        secure_client(sub, endpoints)
     sub.connect(endpoint)
     n = 0
     last = time.monotonic()

@@ -31,6 +31,7 @@ from .archive import TriggerArchive
 from .errors import WireError
 from .metrics import Metrics
 from .search import SearchStage, load_scorer
+from .security import ServerAuth, secure_server
 from .wire import decode_block_message
 
 __all__ = ["run_search_process", "state_path", "alerts_path", "archive_path"]
@@ -88,8 +89,10 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
     pull.setsockopt(zmq.RCVHWM, cfg.ingest.high_water_mark)
     pull.setsockopt(zmq.LINGER, 0)
     pull.connect(cfg.endpoints.blocks)
+    auth = ServerAuth(ctx, cfg.endpoints)
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 1000)
+    secure_server(pub, cfg.endpoints)
     pub.bind(cfg.endpoints.alerts)
     log.info("search listening blocks=%s alerts=%s model=%s sha256=%s slides=%d state=%s", cfg.endpoints.blocks,
              cfg.endpoints.alerts, scorer.name, (scorer.sha256 or "")[:12], stage.n_slides, spath)
@@ -201,6 +204,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
         alerts_file.close()
         pull.close()
         pub.close()
+        auth.stop()
         ctx.term()
         log.info("search stopped: blocks=%d triggers=%d alerts=%d state=%s", counters["blocks"],
                  counters["triggers"], counters["alerts"], spath)

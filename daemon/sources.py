@@ -251,6 +251,7 @@ def publish(
     sleep: Callable[[float], None] = time.sleep,
     stop: Callable[[], bool] = lambda: False,
     context: zmq.Context | None = None,
+    secure: Callable[[zmq.Socket], None] | None = None,
 ) -> Counter:
     """Publish frames on ``endpoint`` (connect), paced by their GPS time.
 
@@ -268,6 +269,9 @@ def publish(
         Detectors that get an end-of-stream marker when ``frames`` is exhausted.
     wait_subscriber_s : float
         How long to wait for the daemon's subscription before the first frame.
+    secure : callable, optional
+        Applied to the socket before it connects (CURVE client keys,
+        :func:`gwstream.daemon.security.secure_client`).
 
     Returns
     -------
@@ -279,6 +283,8 @@ def publish(
     sock.setsockopt(zmq.XPUB_NODROP, 1)
     sock.setsockopt(zmq.SNDHWM, high_water_mark)
     sock.setsockopt(zmq.LINGER, 10_000)
+    if secure is not None:
+        secure(sock)
     sock.connect(endpoint)
     stats: Counter = Counter()
     try:

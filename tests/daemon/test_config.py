@@ -69,9 +69,15 @@ def test_rejections_name_key_value_and_expectation(data, key, words):
     assert repr(info.value.value) in str(info.value) or str(info.value.value) in str(info.value)
 
 
-def test_remote_endpoint_allowed_when_configured():
-    cfg = config_from_dict({"endpoints": {"frames": "tcp://10.0.0.1:5555", "allow_remote": True}})
+def test_remote_endpoint_allowed_only_with_allow_remote_and_curve():
+    cfg = config_from_dict({"endpoints": {"frames": "tcp://10.0.0.1:5555", "allow_remote": True,
+                                          "curve_server_secret": "server.key_secret"}})
     assert cfg.endpoints.frames.startswith("tcp://10.")
+    with pytest.raises(ConfigError, match="CURVE"):
+        config_from_dict({"endpoints": {"frames": "tcp://10.0.0.1:5555", "allow_remote": True}})
+    with pytest.raises(ConfigError, match="loopback or ipc"):
+        config_from_dict({"endpoints": {"blocks": "tcp://10.0.0.1:5557", "allow_remote": True,
+                                        "curve_server_secret": "server.key_secret"}})
 
 
 def test_bad_toml_file(tmp_path):
