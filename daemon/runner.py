@@ -36,7 +36,8 @@ def _children(cfg_path: Path, log_level: str, *, exit_on_eos: bool, logs: Path |
     eos = ["--exit-on-eos"] if exit_on_eos else []
     common = ["--config", str(cfg_path), "--log-level", log_level]
     lp = (lambda n: logs / f"{n}.log") if logs else (lambda n: None)
-    return [Child("ingest", ["ingest", *common, *eos], lp("ingest")),
+    stats = ["--stats", str(logs / "ingest-stats.json")] if logs else []
+    return [Child("ingest", ["ingest", *common, *eos, *stats], lp("ingest")),
             Child("search", ["worker", "search", *common, *eos], lp("search"))]
 
 
