@@ -387,6 +387,9 @@ class OutputConfig:
     archive_dir: str = setting("triggers", doc="every trigger, one HDF5 file per GPS hour (relative to dir)")
     flush_interval_s: float = setting(10.0, gt=0, unit="s", doc="how often the open archive hour is rewritten")
     status_interval_s: float = setting(10.0, gt=0, unit="s", doc="period of the search status log line")
+    coinc_xml: bool = setting(False, doc="also write <dir>/coinc/<event_id>.xml (LIGO_LW) per alert")
+    gracedb_url: str = setting("", doc="upload each alert's coinc.xml to this GraceDB (needs ligo-gracedb); "
+                                       "empty = off")
 
 
 @dataclass(frozen=True)

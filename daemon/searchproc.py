@@ -130,11 +130,25 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                 metrics.latency.observe(frame_end)
             alerts_file.write(json.dumps(alert) + "\n")
             alerts_file.flush()
+            if cfg.output.coinc_xml or cfg.output.gracedb_url:
+                _coinc(alert)
             published.add(eid)
             counters["alerts"] += 1
             log.info("alert event_id=%s gps=%.3f stat=%.2f far=%.3g ifar_years=%.3g saturated=%s latency_s=%s", eid,
                      t.gps_ns / NS, t.stat, t.far, t.ifar_years, t.saturated,
                      None if frame_end is None else round(frame_end, 3))
+
+    def _coinc(alert: dict) -> None:
+        from .coincxml import upload_to_gracedb, write_coinc_xml
+
+        try:
+            xml = write_coinc_xml(alert, out / "coinc")
+            if cfg.output.gracedb_url:
+                gid = upload_to_gracedb(xml, cfg.output.gracedb_url)
+                log.info("uploaded %s to GraceDB as %s", alert["event_id"], gid)
+        except Exception as exc:  # noqa: BLE001 - an optional output must never stop the search
+            counters["coinc_errors"] += 1
+            log.error("coinc.xml / GraceDB for %s failed: %s", alert["event_id"], exc)
 
     def save() -> None:
         # a full or failing disk must not stop the search: the files on disk stay the last good
