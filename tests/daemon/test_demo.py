@@ -23,3 +23,16 @@ def test_short_demo_runs_end_to_end(tmp_path):
     assert "end of stream" in log and "stopped search (exit code 0)" in log
     # the daemon left its ranking state and archive behind
     assert (out / "daemon" / "ranking-state.h5").exists()
+
+
+def test_alert_plot_is_written(tmp_path):
+    from gwstream.daemon.config import config_from_dict
+    from gwstream.daemon.demo import _plot_alert
+    from gwstream.daemon.simulate import Simulator
+
+    cfg = config_from_dict({"simulate": {"sample_rate_hz": 2048, "injections": {
+        "approximant": "IMRPhenomD", "snr": [30.0, 30.0], "spacing_s": 40.0, "jitter_s": 0.0}}})
+    tc = Simulator(cfg.simulate, seed=1, duration_s=40, injections=True).injection_table()["tc"][0]
+    alert = {"event_id": "gwstream-test", "gpstime": float(tc), "stat": 40.0, "far": 1e-7}
+    _plot_alert(tmp_path / "a.png", cfg.simulate, 1, 40, alert)
+    assert (tmp_path / "a.png").stat().st_size > 20_000
