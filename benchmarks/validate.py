@@ -34,6 +34,7 @@ import argparse
 import hashlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes generating waveforms")
     ap.add_argument("--threads", type=int, default=2, help="torch threads and matched-filter FFT threads")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "validation.json"))
+    ap.add_argument("--model-card", default=None, metavar="CARD.md",
+                    help="also write the table into this model card (replacing its previous issue-4 section)")
     ap.add_argument("--mf-cache", default="out/validation",
                     help="directory of matched-filter score caches: an interrupted run resumes, and a later run "
                          "on the same set (other models) reuses them")
@@ -252,6 +255,22 @@ def main() -> None:
     out.with_suffix(".md").write_text(md)
     print(md)
     print(f"wrote {out} and {out.with_suffix('.md')}")
+    if args.model_card:
+        update_model_card(Path(args.model_card), md, " ".join(["python", *sys.argv]))
+
+
+CARD_MARK = "<!-- issue-4 validation -->"
+
+
+def update_model_card(card: Path, md: str, command: str) -> None:
+    """Put the table into a model card, between markers (replacing an earlier one)."""
+    text = card.read_text()
+    if CARD_MARK in text:
+        text = text[:text.index(CARD_MARK)].rstrip() + "\n"
+    body = md.replace("# Validation:", "## Validation against matched filtering:", 1).replace("\n## per-window",
+                                                                                          "\n### per-window")
+    card.write_text(f"{text}\n{CARD_MARK}\n{body}\nReproduce: `{command}`\n")
+    print(f"updated {card}")
 
 
 if __name__ == "__main__":
