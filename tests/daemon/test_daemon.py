@@ -140,3 +140,34 @@ def test_replay_names_bad_input(tmp_path, bad, capsys):
         target.write_text("x")
     assert main(["replay", str(target), "--out", str(tmp_path / "o")]) == 2
     assert "INPUT" in capsys.readouterr().err
+
+
+def test_listen_reconnects_when_the_daemon_restarts():
+    import threading
+
+    import zmq
+    from gwstream.daemon.alerts import encode_alert
+
+    ep = free_tcp_endpoint()
+    listener = subprocess.Popen([*GW, "listen", "--alerts-endpoint", ep], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(listener.stdout.readline, "")), daemon=True)
+    reader.start()
+    ctx = zmq.Context()
+    try:
+        for k in range(2):  # two daemon lifetimes on the same endpoint
+            pub = ctx.socket(zmq.PUB)
+            pub.bind(ep)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(f'"gwstream-{k}"' in x for x in lines):
+                pub.send_multipart(encode_alert({"event_id": f"gwstream-{k}"}))
+                time.sleep(0.2)
+            pub.close(0)
+    finally:
+        listener.terminate()
+        listener.wait(30)
+        reader.join(5)
+        ctx.term()
+    ids = [json.loads(x)["event_id"] for x in lines if x.strip()]
+    assert "gwstream-0" in ids and "gwstream-1" in ids
