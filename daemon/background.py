@@ -121,6 +121,14 @@ class Background:
             return
         self.n_triggers += stats.size
         self.counts += np.bincount(self._bins(stats), minlength=self.n_bins)
+        if self.loudest.size == self.n_exact:
+            # the list is full: only statistics above its quietest entry can enter it
+            low = stats <= self.loudest[-1]
+            if low.any():
+                self.floor = max(self.floor, float(stats[low].max()))
+                stats = stats[~low]
+            if not stats.size:
+                return
         merged = np.concatenate([self.loudest, stats])
         if merged.size > self.n_exact:
             part = np.partition(merged, merged.size - self.n_exact)
