@@ -218,8 +218,8 @@ class SlideScorer:
         self._flags.put(index, ok)
         k_rows = self.n_slides + 1
         valid = np.empty((k_rows, n), dtype=bool)
-        for r in range(k_rows):
-            valid[r] = ok[:, 0] & self._flags.get(index - r * self.slide_windows, 1)
+        l1_index = index[None, :] - (np.arange(k_rows) * self.slide_windows)[:, None]
+        valid[:] = ok[None, :, 0] & self._flags.get(l1_index, 1)
         if self.factorized:
             stats = self._score_factorized(index, starts)
         else:
