@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gwstream-installed
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow bench background venv clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,14 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ingest.py
+
+# The time-slid background shipped next to the default model (the demo starts from it):
+# an hour of simulated noise, 1000 slides = about 1000 hours of background.
+background: $(STAMP)
+	mkdir -p out/background
+	$(VENV)/bin/gwstream simulate --duration 3600 --seed 500 --sample-rate 2048 --out out/background/noise-1h.hdf --no-progress
+	$(VENV)/bin/gwstream search out/background/noise-1h.hdf out/background/triggers.h5 --slides 1000 \
+		--background-out models/default-background.h5 --no-progress
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis
