@@ -19,6 +19,21 @@ def free_tcp_endpoint(host: str = "127.0.0.1") -> str:
         return f"tcp://{host}:{s.getsockname()[1]}"
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM this child when the process that spawned it dies (even by SIGKILL).
+
+    Without it a supervisor killed hard (OOM killer, ``kill -9``, a test timeout)
+    would leave its ingest/search children running, holding ports and files.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def spawn(args: Sequence[str], *, log_path: str | os.PathLike | None = None, env: dict | None = None,
           inherit_stderr: bool = False) -> subprocess.Popen:
     """Start ``gwstream <args>`` with this interpreter; stderr (logs) to ``log_path`` if given, else to
@@ -28,6 +43,7 @@ def spawn(args: Sequence[str], *, log_path: str | os.PathLike | None = None, env
         return subprocess.Popen(
             [sys.executable, "-m", "gwstream.daemon.cli", *args],
             stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **(env or {})},
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
     finally:
         if log_path is not None:

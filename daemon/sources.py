@@ -252,6 +252,7 @@ def publish(
     stop: Callable[[], bool] = lambda: False,
     context: zmq.Context | None = None,
     secure: Callable[[zmq.Socket], None] | None = None,
+    delivery_timeout_s: float = 600.0,
 ) -> Counter:
     """Publish frames on ``endpoint`` (connect), paced by their GPS time.
 
@@ -272,13 +273,17 @@ def publish(
     secure : callable, optional
         Applied to the socket before it connects (CURVE client keys,
         :func:`gwstream.daemon.security.secure_client`).
+    delivery_timeout_s : float
+        After the last frame, how long to wait for the daemon to take what is
+        still queued (frames and end-of-stream) before giving up on it.
 
     Returns
     -------
     collections.Counter
         ``frames_sent``, ``bytes_sent``.
     """
-    ctx = context or zmq.Context.instance()
+    own_ctx = context is None
+    ctx = zmq.Context() if own_ctx else context
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.XPUB_NODROP, 1)
     sock.setsockopt(zmq.SNDHWM, high_water_mark)
@@ -287,6 +292,7 @@ def publish(
         secure(sock)
     sock.connect(endpoint)
     stats: Counter = Counter()
+    finished = False
     try:
         if sock.poll(int(wait_subscriber_s * 1000), zmq.POLLIN):
             sock.recv()  # the daemon's subscription: from here on nothing is dropped
@@ -308,12 +314,22 @@ def publish(
             _send(sock, parts, stop)
             stats["frames_sent"] += 1
             stats["bytes_sent"] += sum(len(p) for p in parts)
-        if send_eos and not stop():
+        finished = not stop()
+        if send_eos and finished:
             for ifo in ifos:
                 _send(sock, encode_eos(ifo, stats["frames_sent"]), stop)
         _drain_subscriptions(sock)
     finally:
-        sock.close()
+        # A finished stream waits (up to delivery_timeout_s) until the daemon has taken
+        # every queued frame and the end-of-stream marker: a daemon busy warming up
+        # must not lose the tail of a replay. A stopped one leaves at once.
+        linger_ms = int(delivery_timeout_s * 1000) if finished else 0
+        t0 = time.monotonic()
+        sock.close(linger=linger_ms)
+        if own_ctx:
+            ctx.term()
+            if time.monotonic() - t0 > 1.0:
+                log.info("delivered the queued frames in %.1f s after the last send", time.monotonic() - t0)
     return stats
 
 

@@ -175,7 +175,9 @@ def decode_source_message(parts: Sequence[bytes | memoryview], max_bytes: int = 
         _check_version(header)
         ifo, seq = header.get("ifo"), header.get("seq", 0)
         if not isinstance(ifo, str) or type(seq) is not int:
-            raise WireError("bad_type", f"eos header ifo={ifo!r} seq={seq!r}, expected string and integer")
+            raise WireError("bad_type", f"eos header ifo={ifo!r:.40} seq={seq!r:.40}, expected string and integer")
+        if not 0 <= seq < 2**64:
+            raise WireError("bad_value", f"eos seq = {seq!r:.40}, expected a uint64 counter")
         if topic != f"eos.{ifo}".encode():
             raise WireError("topic_mismatch", f"topic {topic!r} does not match ifo {ifo!r}")
         return ("eos", ifo, seq)
@@ -220,6 +222,8 @@ def decode_frame(parts: Sequence[bytes | memoryview]) -> Frame:
         raise WireError("bad_value", f"n = {n} samples at {rate} Hz is not a whole number of nanoseconds")
     if not 0 <= gps_ns < 2**62:
         raise WireError("bad_value", f"gps_ns = {gps_ns}, expected a non-negative int64")
+    if not 0 <= seq < 2**64:
+        raise WireError("bad_value", f"seq = {seq!r:.40}, expected a uint64 counter")
     state = header["state"]
     words = (state,) if isinstance(state, int) else tuple(state)
     if not words or any(isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < 2**32 for w in words):

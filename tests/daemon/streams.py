@@ -22,7 +22,7 @@ def frame_data(ifo: str, t: int) -> np.ndarray:
 def make_frame(ifo: str, t: int, *, state=3, data=None, rate=RATE, dtype="<f8", seq=None) -> Frame:
     data = frame_data(ifo, t) if data is None else data
     return Frame(ifo, f"{ifo}:GDS-CALIB_STRAIN", (T0 + t) * NS, rate, np.asarray(data, dtype=dtype),
-                 (state,), t if seq is None else seq)
+                 (state,), max(t, 0) if seq is None else seq)
 
 
 @dataclass

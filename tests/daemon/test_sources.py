@@ -173,6 +173,37 @@ def test_publish_paces_by_gps_time(speed):
     assert sum(clock.sleeps) == pytest.approx(4.0 / speed if speed != float("inf") else 0.0)
 
 
+def test_publish_waits_for_a_slow_daemon_to_take_the_tail():
+    """A daemon that stops reading (warming up) still gets every frame and the end-of-stream markers:
+    the publisher does not return, dropping its queue, while frames are undelivered."""
+    sim = Simulator(_sim_cfg(16384), seed=0, duration_s=64, injections=False)  # 16 MiB: more than socket buffers
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 4)
+    sub.setsockopt(zmq.RCVBUF, 2**16)
+    ep = free_tcp_endpoint()
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind(ep)
+    th = threading.Thread(target=publish, args=(synthetic_frames(sim), ep),
+                          kwargs=dict(high_water_mark=4, delivery_timeout_s=120.0))
+    th.start()
+    received = []
+    try:
+        assert sub.poll(20_000), "publisher sent nothing"
+        received.append(sub.recv_multipart()[0])
+        time.sleep(3.0)  # the daemon is busy: nothing is read
+        assert th.is_alive(), "publisher returned with frames still queued"
+        while len(received) < 130:  # 128 frames + 2 end-of-stream markers
+            assert sub.poll(20_000), f"stream stopped after {len(received)} messages"
+            received.append(sub.recv_multipart()[0])
+        th.join(30)
+        assert not th.is_alive()
+    finally:
+        th.join(5)
+        ctx.destroy(linger=0)
+    assert received[-2:] == [b"eos.H1", b"eos.L1"] and received.count(b"frame.L1") == 64
+
+
 def test_hour_at_max_speed_delivers_every_sample(tmp_path):
     """An hour of two-detector frames, source -> ingest processes at max speed: checksums equal."""
     path = tmp_path / "hour.hdf"

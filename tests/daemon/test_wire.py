@@ -90,6 +90,8 @@ def _with_header(**changes):
         (_with_header(n=-1), "bad_value"),
         (_with_header(n=3, sample_rate=7), "bad_value"),
         (_with_header(gps_ns=-5), "bad_value"),
+        (_with_header(seq=-1), "bad_value"),
+        (_with_header(seq=2**70), "bad_value"),
         (_with_header(state=-1), "bad_value"),
         (_with_header(state=[]), "bad_value"),
         (_with_header(state=[3, 3, 3]), "bad_value"),
