@@ -300,6 +300,9 @@ class TrainConfig:
     single_ifo_fraction: float = setting(0.0, ge=0, lt=1, doc="windows with a signal in one detector only, "
                                          "labelled noise (teaches coincidence: time slides, glitches)")
     single_ifo_snr: tuple[float, float] = setting((5.0, 40.0), gt=0, doc="single-detector SNR of those")
+    loud_fraction: float = setting(0.0, ge=0, le=1, doc="signals whose network SNR is instead log-uniform in "
+                                   "loud_snr (keeps the statistic rising with SNR)")
+    loud_snr: tuple[float, float] = setting((16.0, 64.0), gt=0, doc="network SNR range of those")
     snr_start: tuple[float, float] = setting((12.0, 30.0), gt=0, doc="network SNR range, first epoch")
     snr_end: tuple[float, float] = setting((5.0, 20.0), gt=0, doc="network SNR range after the curriculum")
     curriculum_epochs: int = setting(8, ge=0, doc="epochs to move from snr_start to snr_end")
@@ -319,13 +322,14 @@ class TrainConfig:
     workers: int = setting(2, gt=0, doc="processes generating the waveform bank")
     out_dir: str = setting("out/train", doc="checkpoints, cached banks, history")
     weights: str = setting("models/default.pt", doc="where the selected model is written")
+    init_weights: str = setting("", doc="start from this checkpoint's weights (fine-tuning); empty = random")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
 
     def check(self, prefix: str) -> None:
         if self.signal_fraction + self.single_ifo_fraction >= 1:
             raise ConfigError(f"{prefix}single_ifo_fraction", self.single_ifo_fraction,
                               f"< 1 - signal_fraction = {1 - self.signal_fraction:g} (some windows must be noise)")
-        for name in ("snr_start", "snr_end", "merger_span_s"):
+        for name in ("snr_start", "snr_end", "merger_span_s", "single_ifo_snr", "loud_snr"):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ConfigError(f"{prefix}{name}", [lo, hi], "[low, high] with low <= high")

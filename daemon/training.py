@@ -59,7 +59,9 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
     import torch
 
     from gwstream.models.networks import build_model, count_parameters
-    from gwstream.models.scorer import save_checkpoint
+    from gwstream.models.scorer import load_checkpoint, save_checkpoint
+
+    from .errors import ConfigError
     from gwstream.models.train import fit
 
     t = cfg.train
@@ -70,11 +72,19 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
              time.monotonic() - t0)
     torch.manual_seed(t.seed)
     model = build_model(t.model)
+    if t.init_weights:
+        init, _, init_sha = load_checkpoint(t.init_weights)
+        if type(init) is not type(model):
+            raise ConfigError("train.init_weights", t.init_weights,
+                              f"a {t.model} checkpoint (it holds {type(init).__name__})")
+        model = init
+        log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
 
     def make_epoch(epoch: int):
         snr_range = curriculum(epoch, t.snr_start, t.snr_end, t.curriculum_epochs)
         return maker.epoch((t.seed, epoch), t.windows_per_epoch, snr_range, t.signal_fraction,
-                           single_fraction=t.single_ifo_fraction, single_snr_range=t.single_ifo_snr)
+                           single_fraction=t.single_ifo_fraction, single_snr_range=t.single_ifo_snr,
+                           loud_fraction=t.loud_fraction, loud_snr_range=t.loud_snr)
 
     history = fit(model, make_epoch, validation, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
                   weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, progress=progress)
@@ -89,6 +99,8 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         "n_parameters": count_parameters(model),
     }
+    if t.init_weights:
+        meta["init_sha256"] = init_sha
     weights = Path(t.weights)
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, weights, meta=meta)
@@ -128,7 +140,12 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         + (f" A further {t.get('single_ifo_fraction', 0):.0%} of the windows hold a signal in *one* detector only "
            f"(single-detector SNR uniform in {t.get('single_ifo_snr')}), labelled noise: a coincidence statistic "
            f"must rank a time-slid event or a single-detector glitch as noise." if t.get("single_ifo_fraction")
-           else ""),
+           else "")
+        + (f" A {t.get('loud_fraction', 0):.0%} share of the coincident signals instead has a network SNR log-uniform "
+           f"in {t.get('loud_snr')}, so the statistic keeps rising with SNR." if t.get("loud_fraction") else ""),
+        *([f"- **Initialised from**: `{t['init_weights']}` (sha256 `{meta.get('init_sha256', '?')}`), i.e. this run "
+           f"fine-tunes that checkpoint (see its own model card for how it was trained); the wall time above is the "
+           f"fine-tuning alone."] if t.get("init_weights") else []),
         f"- **Selected epoch**: {meta['selected_epoch']} of {len(history)} (highest TPR at per-window FPR 1e-3, SNR 8).",
         "",
         f"## Validation (held out: {v['n_noise']} noise windows, {t['val_windows_per_snr']} signal windows per SNR, "

@@ -264,8 +264,14 @@ class WindowMaker:
 
     def from_stretch(self, white: np.ndarray, taps: np.ndarray, rng: np.random.Generator, n_windows: int,
                      n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None,
-                     n_single: int = 0, single_snr_range: tuple[float, float] = (5.0, 40.0)):
+                     n_single: int = 0, single_snr_range: tuple[float, float] = (5.0, 40.0),
+                     loud_fraction: float = 0.0, loud_snr_range: tuple[float, float] = (16.0, 64.0)):
         """``n_windows`` windows from one whitened stretch, the first ``n_signals`` with signals.
+
+        A ``loud_fraction`` of the signals (when their SNR is drawn from
+        ``snr_range``) instead get a network SNR log-uniform in ``loud_snr_range``:
+        coincident signals as loud as the single-detector negatives, so the
+        network cannot learn "loud means noise" (the statistic must rise with SNR).
 
         The next ``n_single`` windows (label 0) hold a signal in *one* detector
         only (chosen at random), at a single-detector SNR drawn from
@@ -284,6 +290,10 @@ class WindowMaker:
             sig = self.whitened_signals(idx, taps, rng)
             if snrs is None:
                 snrs = rng.uniform(*snr_range, n_signals)
+                if loud_fraction > 0:
+                    loud = rng.random(n_signals) < loud_fraction
+                    lo, hi = np.log(loud_snr_range[0]), np.log(loud_snr_range[1])
+                    snrs = np.where(loud, np.exp(rng.uniform(lo, hi, n_signals)), snrs)
             rho = np.sqrt((sig ** 2).sum(axis=(1, 2)))
             sig *= (snrs / rho)[:, None, None]
             pos = rng.integers(self.span[0], self.span[1] + 1, n_signals)
@@ -310,7 +320,8 @@ class WindowMaker:
 
     def epoch(self, seed_words: tuple[int, ...], n: int, snr_range: tuple[float, float],
               signal_fraction: float = 0.5, windows_per_stretch: int = 64, single_fraction: float = 0.0,
-              single_snr_range: tuple[float, float] = (5.0, 40.0)):
+              single_snr_range: tuple[float, float] = (5.0, 40.0), loud_fraction: float = 0.0,
+              loud_snr_range: tuple[float, float] = (16.0, 64.0)):
         """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``.
 
         ``signal_fraction`` of them hold a signal (label 1); ``single_fraction``
@@ -325,7 +336,8 @@ class WindowMaker:
             n_sig = int(round(m * signal_fraction))
             n_one = min(m - n_sig, int(round(m * single_fraction)))
             x, y, snr = self.from_stretch(white, taps, rng, m, n_sig, snr_range, n_single=n_one,
-                                          single_snr_range=single_snr_range)
+                                          single_snr_range=single_snr_range, loud_fraction=loud_fraction,
+                                          loud_snr_range=loud_snr_range)
             xs.append(x), ys.append(y), ss.append(snr)
             made += m
             s += 1

@@ -69,6 +69,15 @@ def test_epoch_is_deterministic_and_labelled(maker):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_loud_fraction_draws_loud_coincident_signals(maker):
+    x, y, snr = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, loud_fraction=0.5,
+                            loud_snr_range=(20.0, 60.0))
+    sig = snr[y == 1]
+    loud = sig > 12
+    assert 0 < loud.sum() < sig.size and np.all((sig[loud] >= 20) & (sig[loud] <= 60))
+    assert np.all((sig[~loud] >= 8) & (sig[~loud] <= 12))
+
+
 def test_signal_windows_carry_the_signal(maker):
     rng = np.random.default_rng(4)
     white, taps = maker.pool.stretch((9,), 32, rng)
