@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .alerts import ALERT_TOPIC, decode_alert
 from .archive import read_archive
@@ -117,12 +118,24 @@ def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None,
         from .security import secure_client
 
         secure_client(sub, endpoints)
+    monitor = sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
     sub.connect(endpoint)
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
     n = 0
     last = time.monotonic()
     try:
         while not stop_event.is_set():
-            if sub.poll(200):
+            events = dict(poller.poll(200))
+            if monitor in events:
+                event = recv_monitor_message(monitor)["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    log.info("connected to %s", endpoint)
+                else:
+                    log.info("disconnected from %s; reconnecting", endpoint)
+                continue
+            if sub in events:
                 parts = sub.recv_multipart()
                 try:
                     alert = decode_alert(parts)
@@ -138,6 +151,8 @@ def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None,
             elif timeout_s is not None and time.monotonic() - last > timeout_s:
                 break
     finally:
+        sub.disable_monitor()
+        monitor.close(0)
         sub.close()
         ctx.term()
     return n

@@ -53,8 +53,13 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
     # one loud event seen by both detectors (a signal in one detector alone is, rightly, not an alert)
     assert len(tc) == 1 and min(table["optimal_snr_H1"][0], table["optimal_snr_L1"][0]) > 20
     daemon = spawn(["run", "--config", str(cfg_path)], log_path=tmp_path / "run.log")
-    listener = subprocess.Popen([*GW, "listen", "--config", str(cfg_path)], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+    with open(tmp_path / "listen.log", "w") as listen_log:
+        listener = subprocess.Popen([*GW, "listen", "--config", str(cfg_path), "--log-level", "info"],
+                                    stdout=subprocess.PIPE, stderr=listen_log, text=True)
+    deadline = time.monotonic() + 60  # a subscriber hears only what is published after it has connected
+    while "connected to" not in (tmp_path / "listen.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # its subscription reaches the daemon
     source = spawn(["source", "synthetic", "--config", str(cfg_path), "--duration", str(duration), "--seed",
                     str(seed), "--speed", "max"], log_path=tmp_path / "source.log")
     try:
