@@ -10,7 +10,7 @@ Runs, with the repository's CLI only:
    with ``--slides`` time slides, writing its background (``--background-out``);
 3. ``gwstream evaluate`` of the injections against that background.
 
-    .venv/bin/python benchmarks/sensitivity.py --hours 24 --slides 100
+    .venv/bin/python benchmarks/sensitivity.py --hours 24 --slides 20
 
 Writes ``results/sensitivity.json`` (the evaluate summary plus timings) and a
 markdown table; the plots stay in ``--work``/evaluate.
@@ -29,8 +29,9 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0)
-    ap.add_argument("--slides", type=int, default=100, help="time slides of the noise stretch (background)")
+    ap.add_argument("--slides", type=int, default=20, help="time slides of the noise stretch (background)")
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    ap.add_argument("--config", default=None, help="search configuration (e.g. [model] threads = 1)")
     ap.add_argument("--work", default="out/sensitivity")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sensitivity.json"))
     args = ap.parse_args()
@@ -39,6 +40,8 @@ def main() -> None:
     duration = int(round(args.hours * 3600))
     gw = [sys.executable, "-m", "gwstream.daemon.cli"]
     model = ["--model", args.model] if args.model else []
+    if args.config:
+        model += ["--config", args.config]
     timing = {}
 
     def step(name, cmd, output):
