@@ -84,6 +84,10 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | {r['auc']:.4f} | " + " | ".join(cells) + " |")
         lines.append("")
     t = res["timing_s"]
+    if "mf_from" in res:
+        lines.append(f"Matched-filter row and its timing from `{res['mf_from']}` (same validation set, checked by "
+                     "its data key); networks scored in this run.")
+        lines.append("")
     lines.append(f"Timings (s): data {t['data']:.1f}, MF {t['mf']:.1f} "
                  f"({res['n_windows'] / max(t['mf'], 1e-9):.0f} windows/s, bank preparation "
                  f"{t['mf_prepare']:.1f} s of it), " + ", ".join(f"{k} {v:.1f}" for k, v in t["models"].items())
@@ -115,6 +119,9 @@ def main() -> None:
     ap.add_argument("--mf-cache", default="out/validation",
                     help="directory of matched-filter score caches: an interrupted run resumes, and a later run "
                          "on the same set (other models) reuses them")
+    ap.add_argument("--mf-from", default=None, metavar="RESULT.json",
+                    help="take the matched-filter row from an earlier result on the same validation set (checked "
+                         "by its data key) instead of recomputing it; the networks are scored afresh")
     args = ap.parse_args()
     for name in ("n_noise", "n_per_snr", "n_waveforms"):
         if getattr(args, name) < 1:
@@ -140,28 +147,37 @@ def main() -> None:
     maker = WindowMaker(val_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
                         stretch_s=t.stretch_s)
     t_bank = time.perf_counter()
-    design_taps = kwh.design_fir(rate, pool.freqs, pool.psds[0], cfg.whiten.fduration_s, cfg.whiten.highpass_hz,
-                                 "linear")
     inj = t.injections
     mass_range = (min(inj.mass1_msun[0], inj.mass2_msun[0]), max(inj.mass1_msun[1], inj.mass2_msun[1]))
-    bank = place_bank(mass_range, inj.spin_max if inj.spin != "zero" else 0.0, taps=design_taps,
-                      minimal_match=args.minimal_match, n_candidates=args.bank_candidates, seed=seed,
-                      sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=args.workers, cache=cache)
-    mf = MatchedFilter(bank, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, workers=args.threads)
-    t_bank = time.perf_counter() - t_bank
-    print(f"data: waveform bank {len(val_bank)}, MF bank {len(bank)} templates (placed/loaded in {t_bank:.1f} s), "
-          f"MF search merger samples [{mf.first}, {mf.last}], nfft {mf.nfft}", flush=True)
-
     res: dict = {"benchmark": "validation", "config": args.config, "seed": seed, "n_noise": args.n_noise,
                  "n_per_snr": args.n_per_snr, "snrs": list(snrs), "n_waveforms": args.n_waveforms,
                  "approximant": inj.approximant,
-                 "bank": {"n_templates": len(bank), "approximant": bank.approximant,
-                          "minimal_match": args.minimal_match, "candidates": args.bank_candidates,
-                          "mass_range_msun": list(mass_range), "spin_max": inj.spin_max,
-                          "search_merger_samples": [mf.first, mf.last], "coinc_samples": mf.coinc_samples},
                  "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+    prev = None
+    if args.mf_from:
+        prev = json.loads(Path(args.mf_from).read_text())
+        for k in ("seed", "n_noise", "n_per_snr", "snrs", "n_waveforms", "approximant"):
+            if prev.get(k) != res[k]:
+                ap.error(f"--mf-from {args.mf_from}: {k} = {prev.get(k)!r} there, {res[k]!r} here: "
+                         "not the same validation set")
+        res["bank"] = prev["bank"]
+        mf = None
+        print(f"data: waveform bank {len(val_bank)}; matched-filter row from {args.mf_from}", flush=True)
+    else:
+        design_taps = kwh.design_fir(rate, pool.freqs, pool.psds[0], cfg.whiten.fduration_s,
+                                     cfg.whiten.highpass_hz, "linear")
+        bank = place_bank(mass_range, inj.spin_max if inj.spin != "zero" else 0.0, taps=design_taps,
+                          minimal_match=args.minimal_match, n_candidates=args.bank_candidates, seed=seed,
+                          sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=args.workers, cache=cache)
+        mf = MatchedFilter(bank, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, workers=args.threads)
+        res["bank"] = {"n_templates": len(bank), "approximant": bank.approximant,
+                       "minimal_match": args.minimal_match, "candidates": args.bank_candidates,
+                       "mass_range_msun": list(mass_range), "spin_max": inj.spin_max,
+                       "search_merger_samples": [mf.first, mf.last], "coinc_samples": mf.coinc_samples}
+        print(f"data: waveform bank {len(val_bank)}, MF bank {len(bank)} templates", flush=True)
+    t_bank = time.perf_counter() - t_bank
 
-    if args.bank_check:
+    if args.bank_check and mf is not None:
         _, taps0 = pool.stretch((seed, 77), t.stretch_s, np.random.default_rng(seed))
         res["bank_check"] = {f"{inj.approximant} (validation bank)": fitting_factors(mf, maker, taps0,
                                                                                       args.bank_check, seed)}
@@ -182,6 +198,11 @@ def main() -> None:
                                      {k: tcfg[k] for k in data_keys}], sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     cache_path = Path(args.mf_cache) / f"mf-{key}.npz"
+    if prev is not None:
+        if Path(prev.get("mf_cache", "")).name != cache_path.name:
+            sys.exit(f"--mf-from {args.mf_from}: its data key ({Path(prev.get('mf_cache', '?')).name}) is not this "
+                     f"set's ({cache_path.name}): the config's PSD, whitening or injections differ")
+        res["mf_from"] = args.mf_from
     cached: list = []
     if cache_path.exists():
         with np.load(cache_path) as z:
@@ -206,7 +227,10 @@ def main() -> None:
         t1 = time.perf_counter()
         timing["data"] += t1 - t0
         i_chunk = len(mf_scores)
-        if i_chunk < len(cached) and cached[i_chunk].size == x.shape[0]:
+        if mf is None:
+            t2 = t3 = time.perf_counter()
+            mf_scores.append(np.zeros(0))
+        elif i_chunk < len(cached) and cached[i_chunk].size == x.shape[0]:
             t2 = t3 = time.perf_counter()
             mf_scores.append(cached[i_chunk])
         else:
@@ -228,11 +252,17 @@ def main() -> None:
         if n_done // 5000 != (n_done - x.shape[0]) // 5000:
             print(f"  {n_done}/{total} windows, {time.perf_counter() - t_start:.0f} s", flush=True)
         t0 = time.perf_counter()
-    if len(mf_scores) > len(cached):
-        save_cache(mf_scores)
     labels, snr_all = np.concatenate(labels), np.concatenate(snr_all)
     res["n_windows"] = int(labels.size)
-    res["mf"] = summarize(np.concatenate(mf_scores), labels, snr_all, FPRS)
+    if mf is None:
+        if prev["n_windows"] != res["n_windows"]:
+            sys.exit(f"--mf-from {args.mf_from}: {prev['n_windows']} windows there, {res['n_windows']} here")
+        res["mf"] = prev["mf"]
+        timing["mf"], timing["mf_prepare"] = prev["timing_s"]["mf"], prev["timing_s"]["mf_prepare"]
+    else:
+        if len(mf_scores) > len(cached):
+            save_cache(mf_scores)
+        res["mf"] = summarize(np.concatenate(mf_scores), labels, snr_all, FPRS)
     res["models"] = {}
     for name in scorers:
         r = summarize(np.concatenate(model_scores[name]).astype(np.float64), labels, snr_all, FPRS)
