@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+SEND_TIMEOUT_MS = 100  # longest blocking send before the stop flag is checked again
 
 
 # ------------------------------------------------------------------ synthetic
@@ -284,10 +285,7 @@ def publish(
     """
     own_ctx = context is None
     ctx = zmq.Context() if own_ctx else context
-    sock = ctx.socket(zmq.XPUB)
-    sock.setsockopt(zmq.XPUB_NODROP, 1)
-    sock.setsockopt(zmq.SNDHWM, high_water_mark)
-    sock.setsockopt(zmq.LINGER, 10_000)
+    sock = publisher_socket(ctx, high_water_mark)
     if secure is not None:
         secure(sock)
     sock.connect(endpoint)
@@ -333,16 +331,32 @@ def publish(
     return stats
 
 
+def publisher_socket(ctx: zmq.Context, high_water_mark: int) -> zmq.Socket:
+    """The frames publisher: XPUB that never drops (a full queue blocks the sender)."""
+    sock = ctx.socket(zmq.XPUB)
+    sock.setsockopt(zmq.XPUB_NODROP, 1)
+    sock.setsockopt(zmq.SNDHWM, high_water_mark)
+    sock.setsockopt(zmq.LINGER, 10_000)
+    # A full queue makes send block (up to SNDTIMEO, then `stop` is checked) instead of
+    # failing at once: XPUB reports POLLOUT even at its high-water mark, so waiting on
+    # POLLOUT spun a whole core at --speed max, taken from the search on a 2-core machine.
+    sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+    return sock
+
+
 def _send(sock: zmq.Socket, parts: list[bytes], stop: Callable[[], bool]) -> None:
-    """Send, waiting (never dropping) while the subscriber's queue is full."""
+    """Send, waiting (never dropping) while the subscriber's queue is full.
+
+    The socket's ``SNDTIMEO`` bounds each blocking attempt, so ``stop`` is
+    checked at least that often.
+    """
     while True:
         try:
-            sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            sock.send_multipart(parts, copy=False)
             return
         except zmq.Again:
             if stop():
                 return
-            sock.poll(100, zmq.POLLOUT)
             _drain_subscriptions(sock)
 
 

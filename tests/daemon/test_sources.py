@@ -17,6 +17,7 @@ from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.framefiles import gwf_name, write_gwf_frame
 from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
 from gwstream.daemon.simulate import Simulator, run_simulate
+from gwstream.daemon import sources
 from gwstream.daemon.sources import (
     gwf_archive_frames, gwf_follow_frames, hdf5_frames, publish, synthetic_frames,
 )
@@ -202,6 +203,41 @@ def test_publish_waits_for_a_slow_daemon_to_take_the_tail():
         th.join(5)
         ctx.destroy(linger=0)
     assert received[-2:] == [b"eos.H1", b"eos.L1"] and received.count(b"frame.L1") == 64
+
+
+def test_publisher_waits_without_spinning_on_a_full_queue(monkeypatch):
+    """At --speed max a full queue blocks the publisher in send (bounded by SNDTIMEO, then the stop
+    flag is checked): it does not retry in a loop, which took a whole core from the search."""
+    retries = []
+    drain = sources._drain_subscriptions
+    monkeypatch.setattr(sources, "_drain_subscriptions", lambda sock: (retries.append(1), drain(sock)))
+    sim = Simulator(_sim_cfg(16384), seed=0, duration_s=64, injections=False)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 2)
+    sub.setsockopt(zmq.RCVBUF, 2**16)
+    ep = free_tcp_endpoint()
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind(ep)
+    halt = threading.Event()
+    stats = Counter()
+    th = threading.Thread(target=lambda: stats.update(publish(synthetic_frames(sim), ep, high_water_mark=2,
+                                                              stop=halt.is_set)))
+    th.start()
+    try:
+        assert sub.poll(20_000), "publisher sent nothing"
+        time.sleep(1.0)  # nothing is read: the queue fills and the publisher has to wait
+        n_blocked = len(retries)
+        halt.set()
+        th.join(10)
+        assert not th.is_alive(), "a stopped publisher did not return"
+    finally:
+        halt.set()
+        th.join(5)
+        ctx.destroy(linger=0)
+    assert 0 < stats["frames_sent"] < 128, "the queue never filled: the test proves nothing"
+    # one retry per SNDTIMEO (100 ms) while blocked; the old POLLOUT loop made ~10^5 a second
+    assert n_blocked <= 3 * 1000 // sources.SEND_TIMEOUT_MS, n_blocked
 
 
 def test_hour_at_max_speed_delivers_every_sample(tmp_path):
