@@ -96,7 +96,12 @@ class SearchStage:
             background = Background.load(r.background_init)
         meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
                 "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
-                "analysis_rate_hz": int(rate)}
+                "analysis_rate_hz": int(rate),
+                # the statistic's distribution depends on how the data were conditioned too
+                "whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
+                           "phase": cfg.whiten.phase},
+                "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
+                        "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
         self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
                                     merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
                                     n_slides=self.n_slides, background=background, meta=meta,

@@ -196,6 +196,29 @@ def test_search_finds_loud_injections_and_gwf_equals_hdf5(simulated):
     np.testing.assert_allclose(gcols["stat"], cols["stat"], rtol=0, atol=1e-4)
 
 
+def test_background_from_other_conditioning_is_refused(simulated, capsys):
+    """A background's statistics belong to the whitening and PSD that produced them: a search
+    conditioned otherwise refuses it, naming the setting, instead of computing FARs against it."""
+    from gwstream.daemon.cli import main
+
+    d, cfg, run = simulated
+    bg = d / "bg-slides2.h5"
+    run("search", str(d / "noise.hdf"), str(d / "noise-trig.hdf"), "--config", str(cfg), "--no-progress",
+        "--slides", "2", "--background-out", str(bg))
+    text = cfg.read_text()
+    same = d / "same.toml"
+    same.write_text(text.replace("[ranking]", f'[ranking]\nbackground_init = "{bg}"'))
+    assert main(["search", str(d / "noise.hdf"), str(d / "again.hdf"), "--config", str(same), "--slides", "2",
+                 "--no-progress"]) == 0
+    other = d / "other.toml"
+    other.write_text(same.read_text() + "\n[whiten]\nfduration_s = 0.5\n")
+    assert main(["search", str(d / "noise.hdf"), str(d / "other.hdf"), "--config", str(other), "--slides", "2",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "whiten" in err and "0.5" in err, err
+    assert not (d / "other.hdf").exists()
+
+
 def test_evaluate_writes_summary_and_plots(simulated):
     d, cfg, run = simulated
     if not (d / "fg-trig.hdf").exists():
