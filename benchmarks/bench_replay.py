@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +72,9 @@ far_threshold_hz = 0.01
         subprocess.run([*GW, "search", str(data), str(work / f"search-{k}.h5"), "--config", str(cfg), "--slides",
                         str(k), "--no-progress", "--log-level", "warning"], check=True)
         t_search = time.perf_counter() - t0
+        # a replay into a directory holding an earlier run's state continues that run
+        # (analysed data skipped, published events not re-sent): start from nothing
+        shutil.rmtree(work / f"replay-{k}", ignore_errors=True)
         t0 = time.perf_counter()
         r = subprocess.run([*GW, "replay", str(data), "--config", str(cfg), "--out", str(work / f"replay-{k}"),
                             "--speed", "max", "--slides", str(k), "--log-level", "warning"], check=True,
@@ -89,6 +93,7 @@ far_threshold_hz = 0.01
             subprocess.run([*GW, "simulate", "--config", str(cfg), "--duration", str(lat_s), "--seed", "8", "--out",
                             str(ldata), "--injections", str(work / "inj-latency.hdf"), "--no-progress"], check=True)
         out = work / "replay-real"
+        shutil.rmtree(out, ignore_errors=True)
         subprocess.run([*GW, "replay", str(ldata), "--config", str(cfg), "--out", str(out), "--speed", "real",
                         "--log-level", "warning"], check=True, capture_output=True)
         alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]

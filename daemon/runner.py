@@ -74,6 +74,10 @@ def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "inf
     kind = replay_source_kind(input_path)
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
+    state = Path(cfg.ranking.state_file) if cfg.ranking.state_file else out / "ranking-state.h5"
+    if state.exists():
+        log.warning("%s holds the state of an earlier run: continuing it (data it analysed are skipped, events it "
+                    "published are not sent again); give an empty --out for a fresh replay", state)
     # an archive's sample rate is whatever its files hold
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input_rate_hz=0))
     cfg_path = write_run_config(cfg)
