@@ -29,12 +29,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ingest.py
 
 # The time-slid background shipped next to the default model (the demo starts from it):
-# an hour of simulated noise, 1000 slides = about 1000 hours of background.
+# an hour of simulated noise, 1000 slides = about 1000 hours of background, conditioned
+# like the demo (configs/background.toml).
 background: $(STAMP)
 	mkdir -p out/background
 	$(VENV)/bin/gwstream simulate --duration 3600 --seed 500 --sample-rate 2048 --out out/background/noise-1h.hdf --no-progress
 	$(VENV)/bin/gwstream search out/background/noise-1h.hdf out/background/triggers.h5 --slides 1000 \
-		--background-out models/default-background.h5 --no-progress
+		--config configs/background.toml --background-out models/default-background.h5 --no-progress
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis

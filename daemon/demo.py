@@ -27,7 +27,7 @@ from .alerts import ALERT_TOPIC, decode_alert
 from .background import Background, BackgroundError
 from .config import load_config
 from .procs import free_tcp_endpoint, spawn, stop
-from .search import default_model_path
+from .search import conditioning_meta, default_model_path
 from .settings import to_toml
 from .simulate import Simulator
 
@@ -121,7 +121,11 @@ def run_demo(args) -> int:
 
             sha = load_checkpoint(default_model_path())[2]
             bg = Background.load(bg_path)
-            if bg.meta.get("model_sha256") == sha:
+            mine = conditioning_meta(load_config(args.config, overrides))
+            other = next((f"{k} = {bg.meta[k]}" for k in mine if k in bg.meta and bg.meta[k] != mine[k]), None)
+            if other is not None:
+                bg_note = f"{bg_path.name} was built with {other}, unlike this demo: not used"
+            elif bg.meta.get("model_sha256") == sha:
                 overrides["ranking.background_init"] = str(bg_path)
                 bg_note = (f"seeded with the shipped background ({bg.livetime_s / 86400:.0f} days of time slides "
                            f"of simulated noise, {bg_path.name})")

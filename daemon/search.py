@@ -57,6 +57,14 @@ def load_scorer(cfg: Config, path: str | Path | None = None):
                                   threads=cfg.model.threads or None)
 
 
+def conditioning_meta(cfg: Config) -> dict:
+    """The conditioning settings a background's statistics depend on (part of its identity)."""
+    return {"whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
+                       "phase": cfg.whiten.phase},
+            "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
+                    "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
+
+
 class SearchStage:
     """Blocks in, zero-lag triggers with FARs out.
 
@@ -96,12 +104,7 @@ class SearchStage:
             background = Background.load(r.background_init)
         meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
                 "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
-                "analysis_rate_hz": int(rate),
-                # the statistic's distribution depends on how the data were conditioned too
-                "whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
-                           "phase": cfg.whiten.phase},
-                "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
-                        "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
+                "analysis_rate_hz": int(rate), **conditioning_meta(cfg)}
         self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
                                     merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
                                     n_slides=self.n_slides, background=background, meta=meta,
