@@ -80,6 +80,15 @@ def save_checkpoint(model: GWNet, path: str | os.PathLike, meta: dict[str, Any] 
     return path
 
 
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _new_file_mode()  # what open() would give a new file (mkstemp's are 0600)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed.
@@ -92,6 +101,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)  # archives and backgrounds are read by other accounts too
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -172,3 +172,24 @@ def test_scorer_stream_path_matches_score():
     np.testing.assert_allclose(scorer.head_windows(feats, starts), scorer.score(cut), rtol=0, atol=THREADS_ATOL)
     with pytest.raises(ValueError, match="joint"):
         Scorer(_model("resnet"), device="cpu").encode_stream(stream)
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    """Files written through a temporary file get the mode open() would give them (mkstemp's 0600
+    would hide trigger archives and backgrounds from the accounts that read them)."""
+    import os
+
+    from gwstream.models.scorer import atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        import gwstream.models.scorer as sc
+
+        mode = sc._new_file_mode()
+        with atomic_path(tmp_path / "x.h5") as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"data")
+    finally:
+        os.umask(mask)
+    assert mode == 0o644
+    assert (tmp_path / "x.h5").stat().st_mode & 0o777 == sc._FILE_MODE
