@@ -174,17 +174,23 @@ def test_publish_paces_by_gps_time(speed):
     assert sum(clock.sleeps) == pytest.approx(4.0 / speed if speed != float("inf") else 0.0)
 
 
+def _small_subscriber(ctx: zmq.Context, hwm: int) -> tuple[zmq.Socket, str]:
+    """A daemon-side SUB with tiny queues, so a publisher fills them within a few frames."""
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, hwm)
+    sub.setsockopt(zmq.RCVBUF, 2**16)
+    ep = free_tcp_endpoint()
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind(ep)
+    return sub, ep
+
+
 def test_publish_waits_for_a_slow_daemon_to_take_the_tail():
     """A daemon that stops reading (warming up) still gets every frame and the end-of-stream markers:
     the publisher does not return, dropping its queue, while frames are undelivered."""
     sim = Simulator(_sim_cfg(16384), seed=0, duration_s=64, injections=False)  # 16 MiB: more than socket buffers
     ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 4)
-    sub.setsockopt(zmq.RCVBUF, 2**16)
-    ep = free_tcp_endpoint()
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(ep)
+    sub, ep = _small_subscriber(ctx, 4)
     th = threading.Thread(target=publish, args=(synthetic_frames(sim), ep),
                           kwargs=dict(high_water_mark=4, delivery_timeout_s=120.0))
     th.start()
@@ -213,12 +219,7 @@ def test_publisher_waits_without_spinning_on_a_full_queue(monkeypatch):
     monkeypatch.setattr(sources, "_drain_subscriptions", lambda sock: (retries.append(1), drain(sock)))
     sim = Simulator(_sim_cfg(16384), seed=0, duration_s=64, injections=False)
     ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 2)
-    sub.setsockopt(zmq.RCVBUF, 2**16)
-    ep = free_tcp_endpoint()
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.bind(ep)
+    sub, ep = _small_subscriber(ctx, 2)
     halt = threading.Event()
     stats = Counter()
     th = threading.Thread(target=lambda: stats.update(publish(synthetic_frames(sim), ep, high_water_mark=2,
