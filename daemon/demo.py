@@ -121,18 +121,15 @@ def run_demo(args) -> int:
 
             sha = load_checkpoint(default_model_path())[2]
             bg = Background.load(bg_path)
-            mine = conditioning_meta(load_config(args.config, overrides))
-            other = next((f"{k} = {bg.meta[k]}" for k in mine if k in bg.meta and bg.meta[k] != mine[k]), None)
-            if other is not None:
-                bg_note = f"{bg_path.name} was built with {other}, unlike this demo: not used"
-            elif bg.meta.get("model_sha256") == sha:
-                overrides["ranking.background_init"] = str(bg_path)
-                bg_note = (f"seeded with the shipped background ({bg.livetime_s / 86400:.0f} days of time slides "
-                           f"of simulated noise, {bg_path.name})")
-            else:
-                bg_note = f"{bg_path.name} was built for another model: not used"
+            # the check the search makes of an initial background, for the parts known before it starts:
+            # a mismatch leaves the background aside here instead of stopping the search
+            mine = {"model_sha256": sha, **conditioning_meta(load_config(args.config, overrides))}
+            Background(bg.stride_ns, mine).check_compatible(bg, bg_path.name)
+            overrides["ranking.background_init"] = str(bg_path)
+            bg_note = (f"seeded with the shipped background ({bg.livetime_s / 86400:.0f} days of time slides "
+                       f"of simulated noise, {bg_path.name})")
         except BackgroundError as exc:
-            bg_note = f"{bg_path.name} unreadable ({exc}): not used"
+            bg_note = f"not seeded: {exc}"
     cfg = load_config(args.config, overrides)
     cfg_path = daemon_out / "demo-config.toml"
     cfg_path.write_text(to_toml(cfg.to_dict()))

@@ -74,7 +74,9 @@ def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "inf
     kind = replay_source_kind(input_path)
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = Path(cfg.ranking.state_file) if cfg.ranking.state_file else out / "ranking-state.h5"
+    from .searchproc import state_path
+
+    state = state_path(cfg)
     if state.exists():
         log.warning("%s holds the state of an earlier run: continuing it (data it analysed are skipped, events it "
                     "published are not sent again); give an empty --out for a fresh replay", state)
