@@ -204,7 +204,7 @@ def main() -> None:
                      f"set's ({cache_path.name}): the config's PSD, whitening or injections differ")
         res["mf_from"] = args.mf_from
     cached: list = []
-    if cache_path.exists():
+    if mf is not None and cache_path.exists():
         with np.load(cache_path) as z:
             cached = np.split(z["scores"], np.cumsum(z["sizes"])[:-1]) if z["sizes"].size else []
         print(f"matched-filter scores of {len(cached)} chunks from {cache_path}", flush=True)
@@ -227,21 +227,18 @@ def main() -> None:
         t1 = time.perf_counter()
         timing["data"] += t1 - t0
         i_chunk = len(mf_scores)
-        if mf is None:
-            t2 = t3 = time.perf_counter()
-            mf_scores.append(np.zeros(0))
+        if mf is None:  # the row comes from --mf-from
+            pass
         elif i_chunk < len(cached) and cached[i_chunk].size == x.shape[0]:
-            t2 = t3 = time.perf_counter()
             mf_scores.append(cached[i_chunk])
         else:
             filters = mf.prepare(taps)
             t2 = time.perf_counter()
             mf_scores.append(mf.statistic(x, filters=filters))
-            t3 = time.perf_counter()
+            timing["mf_prepare"] += t2 - t1
+            timing["mf"] += time.perf_counter() - t1
             if len(mf_scores) % 20 == 0:
                 save_cache(mf_scores)
-        timing["mf_prepare"] += t2 - t1
-        timing["mf"] += t3 - t1
         for name, scorer in scorers.items():
             t4 = time.perf_counter()
             model_scores[name].append(scorer.score(x))
