@@ -8,7 +8,8 @@ statistic of H1's window ``i`` paired with L1's window ``i - k * slide``
 (both detectors' windows analysed).
 
 * **factorized** models: the encoder runs once over the contiguous whitened
-  stream of each detector; the head's per-step projections go into ring
+  stream of each detector, block by block without recomputing any context
+  (:class:`~gwstream.models.factorized.StreamEncoder`); the head's per-step projections go into ring
   buffers holding ``K * slide`` of history, and every slide costs one pass of
   the coincidence head (:meth:`FactorizedNet.head_projected`).
 * **joint** models: every slid pair is a new window scored by the network, so
@@ -24,6 +25,8 @@ import logging
 
 import numpy as np
 import torch
+
+from gwstream.models.factorized import StreamEncoder
 
 from .conditioning import Conditioned
 
@@ -113,6 +116,7 @@ class SlideScorer:
             dev = scorer.device
             self._a = torch.full((h, self._cap), float("nan"), device=dev)
             self._b = torch.full((h, self._cap), float("nan"), device=dev)
+            self._encoder = StreamEncoder(model)
         else:
             self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
         self.reset()
@@ -145,8 +149,10 @@ class SlideScorer:
 
     def reset(self) -> None:
         """Forget the stream (the ring buffers' history stays valid only through window flags)."""
-        self._x = None  # encoder input not yet consumed, float32 (2, n)
-        self._x0 = None  # absolute sample index of self._x[:, 0]
+        self._next_sample = None  # absolute sample index the encoder expects next (None: no stream yet)
+        self._feat_next = None  # absolute feature step of the encoder's next output
+        if self.factorized:
+            self._encoder.reset()
         self._p_tail = None  # last 2k L1 projections (H, <= 2k) and their first step
         self._p_tail_step = None
 
@@ -155,23 +161,26 @@ class SlideScorer:
         if cond.stream_start is None or cond.stream is None or cond.stream.shape[1] == 0:
             return
         model = self.scorer.model
-        fs, rf = self._fs, model.receptive_field_samples
+        fs = self._fs
         start = int(cond.stream_start)
-        if self._x is None or self._x0 + self._x.shape[1] != start:
+        x = cond.stream
+        if self._next_sample != start:
             # (re)start on the encoder grid: the first feature step at or after `start`
             first = -(-start // fs) * fs
-            self._x, self._x0 = cond.stream[:, first - start:].copy(), first
+            x = x[:, first - start:]
+            self._encoder.reset()
+            self._feat_next = first // fs
             self._p_tail, self._p_tail_step = None, None
-        else:
-            self._x = np.concatenate([self._x, cond.stream], axis=1)
-        n = self._x.shape[1]
-        if n < rf:
+        self._next_sample = start + cond.stream.shape[1]
+        if x.shape[1] == 0:
             return
-        nf = (n - rf) // fs + 1
-        j0 = self._x0 // fs
         with self.scorer.session():
-            x = torch.from_numpy(np.ascontiguousarray(self._x[:, : (nf - 1) * fs + rf])).to(self.scorer.device)
-            f = model.encode_stream(x)  # (2, C, nf)
+            f = self._encoder(torch.from_numpy(np.ascontiguousarray(x)).to(self.scorer.device))  # (2, C, nf)
+            nf = f.shape[-1]
+            if nf == 0:
+                return
+            j0 = self._feat_next
+            self._feat_next += nf
             a, p = model.project(f[0], f[1])
             self._put(self._a, j0, a)
             # centred lag pool: b[j] = max p[j-k .. j+k], needs k steps on each side
@@ -184,8 +193,6 @@ class SlideScorer:
                 self._put(self._b, p0 + k, model.lag_pool(pp))
             keep = min(2 * k, pp.shape[1])
             self._p_tail, self._p_tail_step = pp[:, pp.shape[1] - keep:].clone(), p0 + pp.shape[1] - keep
-        consumed = nf * fs
-        self._x, self._x0 = self._x[:, consumed:].copy(), self._x0 + consumed
 
     def _put(self, ring: torch.Tensor, step0: int, values: torch.Tensor) -> None:
         n = values.shape[1]

@@ -33,7 +33,7 @@ from torch import nn
 
 from gwstream.models.networks import GWNet
 
-__all__ = ["FactorizedNet"]
+__all__ = ["FactorizedNet", "StreamEncoder"]
 
 _STEM_STRIDE = 4
 _STEM_KERNEL = 32
@@ -414,3 +414,100 @@ class FactorizedNet(GWNet):
             pooled = torch.cat([bmax[..., bidx], bsum[..., bidx] / tp], dim=1)  # [Kc, 2H, n_w]
             outs.append(self.mlp(pooled.transpose(1, 2)).squeeze(-1))
         return torch.cat(outs, dim=0)
+
+
+class StreamEncoder:
+    """The encoder of a :class:`FactorizedNet` run incrementally over a stream, each output computed once.
+
+    :meth:`FactorizedNet.encode_stream` on a chunk recomputes the receptive
+    field's worth of context (0.5 s of a 1-s block by default) in every layer.
+    Here every layer keeps the tail of its input that its next outputs still
+    need, so a chunk costs only its new samples. Batch normalisation is folded
+    into the preceding convolution (inference), and activations run in place.
+
+    Outputs equal :meth:`FactorizedNet.encode_stream` over the concatenated
+    chunks, to float rounding, whatever the chunking; feature ``j`` (counted
+    from the first sample fed after :meth:`reset`) depends on samples
+    ``[j * stride_samples, j * stride_samples + receptive_field_samples)``.
+
+    Parameters
+    ----------
+    model : FactorizedNet
+        Its weights are read once; later changes to them are not seen.
+    """
+
+    def __init__(self, model: FactorizedNet) -> None:
+        self.model = model
+        self.n_ifos = model.n_ifos
+        with torch.no_grad():
+            self._layers = self._fuse(list(model.encoder))
+        self.reset()
+
+    @staticmethod
+    def _fold(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        w = conv.weight * scale[:, None, None]
+        b = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            b = b + conv.bias * scale
+        return w.detach().clone(), b.detach().clone()
+
+    def _fuse(self, mods: list) -> list[tuple]:
+        """(kind, span, stride, params) per spatial layer: conv+BN(+ELU) fused, pooling, residual blocks."""
+        layers, i = [], 0
+        while i < len(mods):
+            m = mods[i]
+            if isinstance(m, nn.Conv1d):
+                if not (i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm1d)):
+                    raise TypeError(f"encoder layer {i}: Conv1d without BatchNorm1d after it")
+                w, b = self._fold(m, mods[i + 1])
+                act = i + 2 < len(mods) and isinstance(mods[i + 2], nn.ELU)
+                d, k, s = m.dilation[0], m.kernel_size[0], m.stride[0]
+                layers.append(("conv", d * (k - 1) + 1, s, (w, b, s, d, act)))
+                i += 3 if act else 2
+            elif isinstance(m, nn.MaxPool1d):
+                k, s = int(np.atleast_1d(m.kernel_size)[0]), int(np.atleast_1d(m.stride)[0])
+                layers.append(("pool", k, s, (k, s)))
+                i += 1
+            elif isinstance(m, _DilatedValidBlock):
+                w, b = self._fold(m.conv, m.bn)
+                layers.append(("block", 2 * m.dilation + 1, 1, (w, b, m.dilation)))
+                i += 1
+            else:
+                raise TypeError(f"encoder layer {i} ({type(m).__name__}) has no streaming form")
+        return layers
+
+    def reset(self) -> None:
+        """Forget the stream: the next chunk starts feature 0."""
+        self._tails: list[torch.Tensor | None] = [None] * len(self._layers)
+
+    @staticmethod
+    def _apply(kind: str, p: tuple, x: torch.Tensor) -> torch.Tensor:
+        if kind == "conv":
+            w, b, s, d, act = p
+            y = F.conv1d(x, w, b, stride=s, dilation=d)
+            return F.elu(y, inplace=True) if act else y
+        if kind == "pool":
+            return F.max_pool1d(x, p[0], p[1])
+        w, b, d = p
+        y = F.elu(F.conv1d(x, w, b, dilation=d), inplace=True)
+        return y.add_(x[..., d : x.shape[-1] - d])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Features that the new samples ``x`` (shape ``(n_ifos, n)``) complete: ``(n_ifos, C, n_new)``."""
+        if x.dim() != 2 or x.shape[0] != self.n_ifos:
+            raise ValueError(f"stream chunk has shape {tuple(x.shape)}, expected [{self.n_ifos}, n_samples]")
+        y = x.unsqueeze(1).to(self._layers[0][3][0].dtype)
+        for i, (kind, span, stride, p) in enumerate(self._layers):
+            tail = self._tails[i]
+            buf = y if tail is None else torch.cat([tail, y], dim=-1)
+            n = buf.shape[-1]
+            n_out = (n - span) // stride + 1 if n >= span else 0
+            self._tails[i] = buf[..., n_out * stride:].clone()
+            if n_out == 0:
+                channels = p[0].shape[0] if kind != "pool" else buf.shape[1]
+                for kind2, _, _, p2 in self._layers[i + 1:]:
+                    channels = p2[0].shape[0] if kind2 != "pool" else channels
+                return buf.new_empty((self.n_ifos, channels, 0))
+            y = self._apply(kind, p, buf[..., : (n_out - 1) * stride + span])
+        return y

@@ -192,3 +192,11 @@ def test_welch_rejects_bad_precision_and_workers():
         kpsd.welch(np.zeros(FS * 4), FS, 1.0, precision="half")
     with pytest.raises(ValueError, match="workers = 0"):
         kpsd.welch(np.zeros(FS * 4), FS, 1.0, workers=0)
+
+
+@pytest.mark.parametrize("shape", [(31, 2, 4097), (2, 30, 4097), (1, 5), (2, 3, 1, 7), (4, 6)])
+def test_median_of_segments_is_numpys_bit_for_bit(shape):
+    from gwstream.kernels.psd import _median_segments
+
+    pg = np.random.default_rng(sum(shape)).exponential(size=shape)
+    assert np.array_equal(_median_segments(pg), np.median(pg, axis=-2))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from gwstream.models.factorized import FactorizedNet
+from gwstream.models.factorized import FactorizedNet, StreamEncoder
 from gwstream.models.networks import MODEL_NAMES, build_model, count_parameters
 
 # Stream features vs per-window features: the same float32 convolutions over a
@@ -220,3 +220,33 @@ def test_wrap_is_circular_and_bounds_checked(fnet, feats):
             atol=1e-6,
         )
         assert fnet.head_windows(feats, starts, last, wrap=True).shape == (3,)
+
+
+@given(cuts=st.lists(st.integers(1, 3000), min_size=1, max_size=12))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_stream_encoder_equals_encode_stream_whatever_the_chunking(fnet, stream, feats, cuts):
+    """Each layer keeps only the context its next outputs need; batch norm is folded into the convolutions."""
+    enc = StreamEncoder(fnet)
+    bounds = np.unique(np.clip(np.cumsum(cuts), 0, stream.shape[1]))
+    pieces, a = [], 0
+    with torch.inference_mode():
+        for b in [*bounds.tolist(), stream.shape[1]]:
+            if b > a:
+                pieces.append(enc(stream[:, a:b]))
+                a = b
+    got = torch.cat(pieces, dim=-1)
+    assert got.shape == feats.shape
+    torch.testing.assert_close(got, feats, atol=STREAM_ATOL, rtol=0)
+
+
+def test_stream_encoder_reset_starts_a_new_stream(fnet, stream, feats):
+    enc = StreamEncoder(fnet)
+    with torch.inference_mode():
+        enc(torch.ones(2, 777))  # a stream that is then abandoned
+        enc.reset()
+        short = enc(stream[:, : fnet.receptive_field_samples - 1])
+        rest = enc(stream[:, fnet.receptive_field_samples - 1:])
+    assert short.shape == (2, feats.shape[1], 0)
+    torch.testing.assert_close(rest, feats, atol=STREAM_ATOL, rtol=0)
+    with pytest.raises(ValueError, match=r"expected \[2, n_samples\]"):
+        enc(torch.zeros(3, 100))
