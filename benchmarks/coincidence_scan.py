@@ -44,23 +44,31 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = load_config(args.config)
     t = cfg.train
-    pool_kw = dict(psd_name=t.psd, n_variants=t.psd_variants, scale=t.psd_scale, tilt=t.psd_tilt,
-                   fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap, average=cfg.psd.average,
-                   fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz)
     rate = cfg.data.analysis_rate_hz
     bank = WaveformBank.generate(t.injections, 200, seed=args.seed, sample_rate_hz=rate, workers=1, cache=None)
-    maker = WindowMaker(bank, NoisePool(cfg.data.ifos, rate, seed=args.seed, **pool_kw),
-                        window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, stretch_s=t.stretch_s)
-    x, y, snr = make_validation_set(maker, args.seed, args.n_noise, SNRS, args.n_per_snr)
-    rng = np.random.default_rng(args.seed + 5)
-    singles, single_snr = [], []
-    for k, rho1 in enumerate(SINGLE):
-        white, taps = maker.pool.stretch((args.seed, 5, k), maker.stretch_s, rng)
-        x1, _, _ = maker.from_stretch(white, taps, rng, args.n_per_snr, 0, n_single=args.n_per_snr,
-                                      single_snr_range=(rho1, rho1))
-        singles.append(x1)
-        single_snr.append(np.full(args.n_per_snr, rho1))
-    x1, s1 = np.concatenate(singles), np.concatenate(single_snr)
+    data: dict = {}
+
+    def windows(phase: str):
+        """Held-out windows whitened with the ``phase`` filter (same stretches and signals for every phase)."""
+        if phase in data:
+            return data[phase]
+        pool = NoisePool(cfg.data.ifos, rate, seed=args.seed, psd_name=t.psd, n_variants=t.psd_variants,
+                         scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s,
+                         overlap=cfg.psd.overlap, average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
+                         highpass_hz=cfg.whiten.highpass_hz, phase=phase)
+        maker = WindowMaker(bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
+                            stretch_s=t.stretch_s)
+        x, y, snr = make_validation_set(maker, args.seed, args.n_noise, SNRS, args.n_per_snr)
+        rng = np.random.default_rng(args.seed + 5)
+        singles, single_snr = [], []
+        for k, rho1 in enumerate(SINGLE):
+            white, taps = maker.pool.stretch((args.seed, 5, k), maker.stretch_s, rng)
+            x1, _, _ = maker.from_stretch(white, taps, rng, args.n_per_snr, 0, n_single=args.n_per_snr,
+                                          single_snr_range=(rho1, rho1))
+            singles.append(x1)
+            single_snr.append(np.full(args.n_per_snr, rho1))
+        data[phase] = (x, y, snr, np.concatenate(singles), np.concatenate(single_snr))
+        return data[phase]
 
     def score(model, xs):
         with torch.inference_mode():
@@ -68,12 +76,14 @@ def main() -> None:
 
     results = {}
     for path in args.models:
-        model, _, sha = load_checkpoint(path)
+        model, meta, sha = load_checkpoint(path)
+        phase = (meta.get("whiten") or {}).get("phase", cfg.whiten.phase)  # as the model was trained and runs
+        x, y, snr, x1, s1 = windows(phase)
         s, o = score(model, x), score(model, x1)
         noise = np.sort(s[y == 0])
         thr = float(noise[int(len(noise) * (1 - 1e-3))])
         results[path] = {
-            "sha256": sha, "threshold_fpr_1e-3": thr,
+            "sha256": sha, "whiten_phase": phase, "threshold_fpr_1e-3": thr,
             "coincident": {f"{r:g}": {"median": float(np.median(s[(y == 1) & np.isclose(snr, r)])),
                                       "above": float(np.mean(s[(y == 1) & np.isclose(snr, r)] > thr))} for r in SNRS},
             "single": {f"{r:g}": {"median": float(np.median(o[s1 == r])), "above": float(np.mean(o[s1 == r] > thr))}

@@ -46,6 +46,10 @@ from gwstream.kernels import whiten as kwh
 from gwstream.models.metrics import summarize
 
 FPRS = (1e-3, 1e-4)
+# The matched filter whitens its templates with the linear-phase filter (daemon.mfreference), so the
+# reference windows are whitened that way whatever the config's whiten.phase; each network is scored on
+# the same stretches and signals whitened as it was trained (its checkpoint's whiten.phase).
+MF_PHASE = "linear"
 
 
 def fitting_factors(mf: MatchedFilter, maker: WindowMaker, taps: np.ndarray, n: int, seed: int) -> dict:
@@ -84,6 +88,13 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | {r['auc']:.4f} | " + " | ".join(cells) + " |")
         lines.append("")
     t = res["timing_s"]
+    own = {k: v for k, v in res.get("whiten_phase", {}).items() if v != res["whiten_phase"]["matched filter"]}
+    if own:
+        lines.append(", ".join(f"`{k}`" for k in own) + " scored on the same noise stretches and signals whitened "
+                     "with the " + "/".join(sorted(set(own.values()))) + "-phase filter it was trained with and "
+                     "runs with (window positions in each stretch shift by the filter's delay); the matched filter "
+                     f"and the other networks on the {res['whiten_phase']['matched filter']}-phase windows.")
+        lines.append("")
     if "mf_from" in res:
         lines.append(f"Matched-filter row and its timing from `{res['mf_from']}` (same validation set, checked by "
                      "its data key); networks scored in this run.")
@@ -141,7 +152,8 @@ def main() -> None:
 
     pool = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants, scale=t.psd_scale,
                      tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
-                     average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz)
+                     average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz,
+                   phase=MF_PHASE)
     val_bank = WaveformBank.generate(t.injections, args.n_waveforms, seed=seed, sample_rate_hz=rate,
                                      workers=args.workers, cache=cache)
     maker = WindowMaker(val_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
@@ -165,7 +177,7 @@ def main() -> None:
         print(f"data: waveform bank {len(val_bank)}; matched-filter row from {args.mf_from}", flush=True)
     else:
         design_taps = kwh.design_fir(rate, pool.freqs, pool.psds[0], cfg.whiten.fduration_s,
-                                     cfg.whiten.highpass_hz, "linear")
+                                     cfg.whiten.highpass_hz, MF_PHASE)
         bank = place_bank(mass_range, inj.spin_max if inj.spin != "zero" else 0.0, taps=design_taps,
                           minimal_match=args.minimal_match, n_candidates=args.bank_candidates, seed=seed,
                           sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=args.workers, cache=cache)
@@ -194,7 +206,7 @@ def main() -> None:
     tcfg = cfg.to_dict()["train"]
     data_keys = ("psd", "psd_variants", "psd_scale", "psd_tilt", "stretch_s", "merger_span_s", "injections")
     key = hashlib.sha256(json.dumps([seed, args.n_noise, args.n_per_snr, list(snrs), args.n_waveforms,
-                                     res["bank"], cfg.to_dict()["psd"], cfg.to_dict()["whiten"],
+                                     res["bank"], cfg.to_dict()["psd"], {**cfg.to_dict()["whiten"], "phase": MF_PHASE},
                                      {k: tcfg[k] for k in data_keys}], sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     cache_path = Path(args.mf_cache) / f"mf-{key}.npz"
@@ -217,13 +229,32 @@ def main() -> None:
                  sizes=np.array([c.size for c in chunks], dtype=np.int64))
         tmp.replace(cache_path)
 
+    # A network trained on windows whitened otherwise (whiten.phase in its checkpoint) is scored on windows
+    # made from the same noise stretches and signals, whitened its way: as it runs in the daemon.
+    phases = {name: (sc.meta.get("whiten") or {}).get("phase", cfg.whiten.phase) for name, sc in scorers.items()}
+    other = sorted(set(phases.values()) - {MF_PHASE})
+    makers = {MF_PHASE: maker}
+    for ph in other:
+        pool_ph = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants,
+                            scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s,
+                            overlap=cfg.psd.overlap, average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
+                            highpass_hz=cfg.whiten.highpass_hz, phase=ph)
+        makers[ph] = WindowMaker(val_bank, pool_ph, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
+                                 stretch_s=t.stretch_s)
+    res["whiten_phase"] = {"matched filter": MF_PHASE, **phases}
     labels, snr_all, mf_scores = [], [], []
     model_scores: dict[str, list] = {k: [] for k in scorers}
     timing = {"data": 0.0, "mf": 0.0, "mf_prepare": 0.0, "models": {k: 0.0 for k in scorers}}
     n_done = 0
     total = args.n_noise + len(snrs) * args.n_per_snr
     t0 = time.perf_counter()
-    for x, y, snr, taps in validation_chunks(maker, seed, args.n_noise, snrs, args.n_per_snr):
+    streams = {ph: validation_chunks(m, seed, args.n_noise, snrs, args.n_per_snr) for ph, m in makers.items()}
+    for chunks in zip(*streams.values()):
+        by_phase = dict(zip(streams, chunks))
+        x, y, snr, taps = by_phase[MF_PHASE]
+        for ph in other:  # same stretches, same signals: only the whitening filter differs
+            if not (np.array_equal(by_phase[ph][1], y) and np.array_equal(by_phase[ph][2], snr)):
+                sys.exit(f"internal error: the {ph}-phase validation windows do not follow the {MF_PHASE} ones")
         t1 = time.perf_counter()
         timing["data"] += t1 - t0
         i_chunk = len(mf_scores)
@@ -241,7 +272,7 @@ def main() -> None:
                 save_cache(mf_scores)
         for name, scorer in scorers.items():
             t4 = time.perf_counter()
-            model_scores[name].append(scorer.score(x))
+            model_scores[name].append(scorer.score(by_phase[phases[name]][0]))
             timing["models"][name] += time.perf_counter() - t4
         labels.append(y)
         snr_all.append(snr)
@@ -266,6 +297,7 @@ def main() -> None:
         r["checkpoint"] = str(scorers[name].path)
         r["sha256"] = scorers[name].sha256
         r["network"] = scorers[name].name
+        r["whiten_phase"] = phases[name]
         r["tpr_fraction_of_mf"] = {
             fpr: {b: (v / res["mf"]["tpr"][fpr][b] if res["mf"]["tpr"][fpr][b] > 0 else float("nan"))
                   for b, v in row.items()} for fpr, row in r["tpr"].items()}

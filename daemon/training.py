@@ -40,7 +40,8 @@ def build_data(cfg: Config):
     rate = cfg.data.analysis_rate_hz
     pool_kw = dict(psd_name=t.psd, n_variants=t.psd_variants, scale=t.psd_scale, tilt=t.psd_tilt,
                    fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap, average=cfg.psd.average,
-                   fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz)
+                   fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz,
+                   phase=cfg.whiten.phase)
     bank = WaveformBank.generate(t.injections, t.n_waveforms, seed=t.seed, sample_rate_hz=rate,
                                  workers=t.workers, cache=out / "banks")
     val_bank = WaveformBank.generate(t.injections, t.n_val_waveforms, seed=t.seed + 10_000, sample_rate_hz=rate,
@@ -131,7 +132,8 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         f"{t['epochs']} epochs. Noise: stationary Gaussian from `{t['psd']}` and {t['psd_variants'] - 1} perturbed "
         f"variants (scale up to x{t['psd_scale']} either way, tilt (f/100 Hz)^±{t['psd_tilt']}), whitened with a PSD "
         f"*estimated* (median Welch, {meta['psd']['fftlength_s']} s segments) from each {t['stretch_s']}-s stretch "
-        f"and the daemon's {meta['whiten']['fduration_s']}-s FIR (high-pass {meta['whiten']['highpass_hz']} Hz). "
+        f"and the daemon's {meta['whiten']['fduration_s']}-s {meta['whiten'].get('phase', 'linear')}-phase FIR "
+        f"(high-pass {meta['whiten']['highpass_hz']} Hz). "
         f"Signals: {t['n_waveforms']} pycbc `{t['injections']['approximant']}` waveforms, masses "
         f"{t['injections']['mass1_msun']} M☉, spins `{t['injections']['spin']}` ≤ {t['injections']['spin_max']}, "
         f"isotropic sky and orientation, merger uniformly in {t['merger_span_s']} s of the window "

@@ -144,7 +144,7 @@ class NoisePool:
         PSDs used: the design one plus ``n_variants - 1`` perturbed ones
         (scale ``10**U(-log10 s, log10 s)``, tilt ``(f / 100 Hz)**U(-t, t)``).
     scale, tilt : float
-    fftlength_s, overlap, average, fduration_s, highpass_hz :
+    fftlength_s, overlap, average, fduration_s, highpass_hz, phase :
         The daemon's PSD estimate and whitening filter (config sections psd, whiten).
     seed : int
     """
@@ -152,11 +152,11 @@ class NoisePool:
     def __init__(self, ifos=("H1", "L1"), sample_rate_hz: int = 2048, *, psd_name="aLIGOZeroDetHighPower",
                  n_variants: int = 8, scale: float = 2.0, tilt: float = 0.3, low_frequency_hz: float = 10.0,
                  fftlength_s: float = 4.0, overlap: float = 0.5, average: str = "median",
-                 fduration_s: float = 1.0, highpass_hz: float = 20.0, seed: int = 0):
+                 fduration_s: float = 1.0, highpass_hz: float = 20.0, phase: str = "linear", seed: int = 0):
         self.ifos = tuple(ifos)
         self.rate = int(sample_rate_hz)
         self.fftlength_s, self.overlap, self.average = fftlength_s, overlap, average
-        self.fduration_s, self.highpass_hz = fduration_s, highpass_hz
+        self.fduration_s, self.highpass_hz, self.phase = fduration_s, highpass_hz, phase
         freqs, design = load_psd(psd_name, sample_rate_hz=self.rate, delta_f_hz=1.0 / 16,
                                  low_frequency_hz=low_frequency_hz)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
@@ -168,7 +168,7 @@ class NoisePool:
             t = rng.uniform(-tilt, tilt)
             self.psds.append(design * s * f_ref ** t)
         self.n_taps = int(round(fduration_s * self.rate))
-        self.lookahead = kwh.lookahead_samples(self.n_taps, "linear")
+        self.lookahead = kwh.lookahead_samples(self.n_taps, phase)
 
     def _noise(self, psd: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         """Stationary Gaussian noise with one-sided ``psd``, coloured in the frequency domain.
@@ -194,13 +194,13 @@ class NoisePool:
             float64 ``(n_ifo, n_taps)`` whitening filter designed from the estimated PSD.
         """
         n = int(duration_s * self.rate)
-        head, tail = kwh.edge_samples(self.n_taps, "linear")
+        head, tail = kwh.edge_samples(self.n_taps, self.phase)
         white, taps = [], []
         for i in range(len(self.ifos)):
             psd = self.psds[rng.integers(len(self.psds))]
             x = self._noise(psd, n, np.random.default_rng(np.random.SeedSequence([*seed_words, i])))
             f_est, p_est = kpsd.welch(x, self.rate, self.fftlength_s, self.overlap, self.average)
-            args = (self.rate, f_est, p_est, self.fduration_s, self.highpass_hz, "linear")
+            args = (self.rate, f_est, p_est, self.fduration_s, self.highpass_hz, self.phase)
             white.append(kwh.whiten(x, *args)[head:n - tail])
             taps.append(kwh.design_fir(*args))
         return np.stack(white).astype(np.float32), np.stack(taps)
@@ -249,7 +249,7 @@ class WindowMaker:
         hp, hc = self.bank.hp[idx].astype(np.float64), self.bank.hc[idx].astype(np.float64)
         length = hp.shape[1]
         n_taps = taps.shape[-1]
-        la = kwh.lookahead_samples(n_taps, "linear")
+        la = kwh.lookahead_samples(n_taps, self.pool.phase)
         nfft = scipy.fft.next_fast_len(length + n_taps, real=True)
         freqs = np.fft.rfftfreq(nfft, 1.0 / self.rate)
         out = np.empty((k, len(self._detectors), length))

@@ -133,3 +133,26 @@ def test_fit_resume_is_identical(maker, tmp_path):
     assert resumed["epoch"] == 1
     for k in straight["state_dict"]:
         torch.testing.assert_close(straight["state_dict"][k], resumed["state_dict"][k], rtol=0, atol=0)
+
+
+def test_minimum_phase_pool_whitens_causally_like_the_daemon(maker):
+    """phase="minimum": white noise, no look-ahead, and the whitened signal is the causal filter's output."""
+    from gwstream.kernels import whiten as kwh
+
+    pool = NoisePool(seed=0, n_variants=3, phase="minimum")
+    assert pool.lookahead == 0
+    rng = np.random.default_rng(0)
+    white, taps = pool.stretch((5,), 32, rng)
+    assert abs(float(white.std()) - 1.0) < 0.05
+    assert taps.shape == (2, 2048)
+    # minimum phase: the energy comes first (a linear-phase filter centres it at tap 1023)
+    assert ((taps[:, :256] ** 2).sum(axis=1) > 0.9 * (taps ** 2).sum(axis=1)).all()
+    mp = WindowMaker(maker.bank, pool, stretch_s=32)
+    lin = maker.whitened_signals(np.array([0]), taps, np.random.default_rng(1))
+    causal = mp.whitened_signals(np.array([0]), taps, np.random.default_rng(1))
+    # the same filter: min-phase output = linear-phase alignment delayed by the linear look-ahead
+    la = kwh.lookahead_samples(2048, "linear")
+    np.testing.assert_allclose(causal[..., la:], lin[..., :-la], atol=1e-9 * np.abs(causal).max())
+    x, y, _ = mp.from_stretch(white, taps, rng, 8, 4, snrs=np.full(4, 40.0))
+    energy = (x.astype(np.float64) ** 2).sum(axis=(1, 2))
+    assert energy[:4].min() > energy[4:].max()
