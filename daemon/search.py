@@ -93,6 +93,13 @@ class SearchStage:
         if n_slides is None:
             n_slides = r.n_slides_joint if model.joint else r.n_slides
         self.n_slides = int(n_slides)
+        trained_phase = (scorer.meta.get("whiten") or {}).get("phase")
+        if trained_phase is not None and trained_phase != cfg.whiten.phase:
+            from .errors import ConfigError
+
+            raise ConfigError("whiten.phase", cfg.whiten.phase,
+                              f"{trained_phase!r}: the model was trained on windows whitened with the "
+                              f"{trained_phase}-phase filter")
         rate = cfg.data.analysis_rate_hz
         self.stride_samples = int(round(cfg.windows.stride_s * rate))
         stride_ns = self.stride_samples * NS // rate

@@ -219,6 +219,25 @@ def test_background_from_other_conditioning_is_refused(simulated, capsys):
     assert not (d / "other.hdf").exists()
 
 
+def test_model_trained_with_other_whitening_phase_is_refused(simulated, capsys):
+    """A network trained on minimum-phase-whitened windows scores linear-phase ones as garbage (and vice
+    versa): the search names the setting instead of running."""
+    from gwstream.daemon.cli import main
+    from gwstream.daemon.search import default_model_path
+    from gwstream.models.scorer import load_checkpoint
+
+    d, cfg, _ = simulated
+    trained = load_checkpoint(default_model_path())[1]["whiten"]["phase"]
+    wrong = {"linear": "minimum", "minimum": "linear"}[trained]
+    other = d / f"phase-{wrong}.toml"
+    other.write_text(cfg.read_text() + f'\n[whiten]\nphase = "{wrong}"\n')
+    assert main(["search", str(d / "noise.hdf"), str(d / "phase.hdf"), "--config", str(other), "--slides", "0",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "whiten.phase" in err and repr(trained) in err, err
+    assert not (d / "phase.hdf").exists()
+
+
 def test_evaluate_writes_summary_and_plots(simulated):
     d, cfg, run = simulated
     if not (d / "fg-trig.hdf").exists():
