@@ -189,7 +189,9 @@ class WhitenConfig:
 
     fduration_s: float = setting(1.0, gt=0, unit="s", doc="FIR length")
     highpass_hz: float = setting(20.0, ge=0, unit="Hz")
-    phase: str = setting("linear", choices=("linear", "minimum"))
+    phase: str = setting("minimum", choices=("linear", "minimum"),
+                         doc="minimum: causal, no look-ahead (the shipped model's); linear: symmetric, "
+                             "fduration_s / 2 of look-ahead. Must be the phase the model was trained with")
 
 
 @dataclass(frozen=True)

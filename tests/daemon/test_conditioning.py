@@ -42,7 +42,9 @@ def _blocks(x, valid=None, gps0=GPS0, skip=()):
 def test_from_config_and_costs_worked_out_once():
     c = Conditioner.from_config(Config())
     assert c.factor == 8 and c.window == 2048 and c.stride == 128
-    assert c.lookahead_s == pytest.approx((34 + 1023) / 2048)
+    assert c.phase == "minimum" and c.lookahead_s == pytest.approx(34 / 2048)  # resampler only: causal FIR
+    linear = Conditioner.from_config(config_from_dict({"whiten": {"phase": "linear"}}))
+    assert linear.lookahead_s == pytest.approx((34 + 1023) / 2048)  # + half the 1-s whitening FIR
     assert c.warmup_s > 64.0 and 0 < c.refill_s < c.warmup_s
     cfg = config_from_dict({"data": {"input_rate_hz": 0}})
     with pytest.raises(ValueError, match="input_rate_hz = 0"):
