@@ -44,6 +44,9 @@ def _children(cfg_path: Path, log_level: str, *, exit_on_eos: bool, logs: Path |
 
 def run_daemon(cfg, *, log_level: str = "info", max_restarts: int = 5, stop_event=None) -> int:
     """``gwstream run``: supervise ingest + search until SIGTERM/SIGINT; returns the exit code."""
+    from .search import preflight
+
+    preflight(cfg)  # what the search would refuse stops the daemon now, not after five restarts
     cfg_path = write_run_config(cfg)
     log.info("gwstream run: frames=%s alerts=%s output=%s", cfg.endpoints.frames, cfg.endpoints.alerts,
              cfg.output.dir)
@@ -72,6 +75,9 @@ def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "inf
     if not input_path.exists():
         raise ConfigError("INPUT", str(input_path), "an existing GWF directory or HDF5 file")
     kind = replay_source_kind(input_path)
+    from .search import preflight
+
+    preflight(cfg)
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     from .searchproc import state_path

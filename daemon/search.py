@@ -28,12 +28,12 @@ from .aligner import Aligner, EndOfStream, Gap
 from .background import Background
 from .conditioning import Conditioner, Status
 from .config import Config
-from .errors import FrameFileError
+from .errors import ConfigError, FrameFileError
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .wire import Block
 
-__all__ = ["SearchStage", "default_model_path", "load_scorer", "file_blocks", "input_duration_s",
+__all__ = ["SearchStage", "default_model_path", "load_scorer", "check_whitening", "preflight", "file_blocks", "input_duration_s",
            "run_search", "write_triggers", "read_triggers"]
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,42 @@ def conditioning_meta(cfg: Config) -> dict:
                     "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
 
 
+def check_whitening(cfg: Config, model_meta: dict) -> None:
+    """Raise :class:`ConfigError` unless ``cfg`` whitens with the filter phase the model was trained with."""
+    trained_phase = (model_meta.get("whiten") or {}).get("phase")
+    if trained_phase is not None and trained_phase != cfg.whiten.phase:
+        raise ConfigError("whiten.phase", cfg.whiten.phase,
+                          f"{trained_phase!r}: the model was trained on windows whitened with the "
+                          f"{trained_phase}-phase filter")
+
+
+def preflight(cfg: Config) -> None:
+    """The search process's start-up checks that need no data, made before any process starts.
+
+    ``gwstream run`` and ``gwstream replay`` call it so that a configuration the
+    search would refuse (a model trained with another whitening phase, an
+    initial background built with another model or conditioning, an unreadable
+    file) stops the daemon at once with that message, instead of a search
+    process failing at each of the supervisor's restarts.
+    """
+    from gwstream.models.scorer import load_checkpoint
+
+    path = Path(cfg.model.path or default_model_path())
+    try:
+        _, meta, sha = load_checkpoint(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("model.path", str(path), f"a readable checkpoint ({exc})") from None
+    check_whitening(cfg, meta)
+    if cfg.ranking.background_init:
+        try:
+            bg = Background.load(cfg.ranking.background_init)
+        except (OSError, ValueError) as exc:
+            raise ConfigError("ranking.background_init", cfg.ranking.background_init,
+                              f"a readable background file ({exc})") from None
+        mine = Background(bg.stride_ns, {"model_sha256": sha, **conditioning_meta(cfg)})
+        mine.check_compatible(bg, f"ranking.background_init {cfg.ranking.background_init}")
+
+
 class SearchStage:
     """Blocks in, zero-lag triggers with FARs out.
 
@@ -93,13 +129,7 @@ class SearchStage:
         if n_slides is None:
             n_slides = r.n_slides_joint if model.joint else r.n_slides
         self.n_slides = int(n_slides)
-        trained_phase = (scorer.meta.get("whiten") or {}).get("phase")
-        if trained_phase is not None and trained_phase != cfg.whiten.phase:
-            from .errors import ConfigError
-
-            raise ConfigError("whiten.phase", cfg.whiten.phase,
-                              f"{trained_phase!r}: the model was trained on windows whitened with the "
-                              f"{trained_phase}-phase filter")
+        check_whitening(cfg, scorer.meta)
         rate = cfg.data.analysis_rate_hz
         self.stride_samples = int(round(cfg.windows.stride_s * rate))
         stride_ns = self.stride_samples * NS // rate

@@ -178,3 +178,29 @@ def test_listen_reconnects_when_the_daemon_restarts():
         ctx.term()
     ids = [json.loads(x)["event_id"] for x in lines if x.strip()]
     assert "gwstream-0" in ids and "gwstream-1" in ids
+
+
+@pytest.mark.parametrize("case", ["phase", "background"])
+def test_run_and_replay_refuse_what_the_search_would_before_starting_it(tmp_path, case, capsys):
+    """A configuration the search process would refuse stops `run` / `replay` at once with the search's
+    message (exit 2), not after the supervisor has restarted a failing search five times."""
+    from gwstream.daemon.cli import main
+    from gwstream.models.scorer import load_checkpoint
+
+    trained = load_checkpoint(default_model_path())[1]["whiten"]["phase"]
+    if case == "phase":
+        extra, key = {"whiten": {"phase": {"linear": "minimum", "minimum": "linear"}[trained]}}, "whiten.phase"
+    else:  # the shipped background was conditioned with a 32-s PSD
+        bg = default_model_path().with_name("default-background.h5")
+        extra, key = {"psd": {"psd_length_s": 64.0}, "ranking": {"background_init": str(bg)}}, "psd_length_s"
+    cfg_path = tmp_path / "bad.toml"
+    daemon_config(cfg_path, tmp_path / "out", **extra)
+    t0 = time.monotonic()
+    assert main(["run", "--config", str(cfg_path)]) == 2
+    assert key in capsys.readouterr().err
+    data = tmp_path / "data.hdf"
+    data.write_bytes(b"")  # never read: the check comes first
+    assert main(["replay", str(data), "--config", str(cfg_path), "--out", str(tmp_path / "replay")]) == 2
+    assert key in capsys.readouterr().err
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "out" / "alerts.jsonl").exists()
