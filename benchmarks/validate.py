@@ -150,14 +150,20 @@ def main() -> None:
     scorers = {Path(p).stem: Scorer.from_checkpoint(p, device="cpu", threads=args.threads, batch_size=256)
                for p in args.models}
 
-    pool = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants, scale=t.psd_scale,
-                     tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
-                     average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz,
-                   phase=MF_PHASE)
     val_bank = WaveformBank.generate(t.injections, args.n_waveforms, seed=seed, sample_rate_hz=rate,
                                      workers=args.workers, cache=cache)
-    maker = WindowMaker(val_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
-                        stretch_s=t.stretch_s)
+
+    def window_maker(phase: str) -> WindowMaker:
+        """The validation windows, whitened with the ``phase`` filter (the stretches and signals do not depend on it)."""
+        pool = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants,
+                         scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
+                         average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
+                         highpass_hz=cfg.whiten.highpass_hz, phase=phase)
+        return WindowMaker(val_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
+                           stretch_s=t.stretch_s)
+
+    maker = window_maker(MF_PHASE)
+    pool = maker.pool
     t_bank = time.perf_counter()
     inj = t.injections
     mass_range = (min(inj.mass1_msun[0], inj.mass2_msun[0]), max(inj.mass1_msun[1], inj.mass2_msun[1]))
@@ -233,14 +239,7 @@ def main() -> None:
     # made from the same noise stretches and signals, whitened its way: as it runs in the daemon.
     phases = {name: (sc.meta.get("whiten") or {}).get("phase", cfg.whiten.phase) for name, sc in scorers.items()}
     other = sorted(set(phases.values()) - {MF_PHASE})
-    makers = {MF_PHASE: maker}
-    for ph in other:
-        pool_ph = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants,
-                            scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s,
-                            overlap=cfg.psd.overlap, average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
-                            highpass_hz=cfg.whiten.highpass_hz, phase=ph)
-        makers[ph] = WindowMaker(val_bank, pool_ph, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
-                                 stretch_s=t.stretch_s)
+    makers = {MF_PHASE: maker, **{ph: window_maker(ph) for ph in other}}
     res["whiten_phase"] = {"matched filter": MF_PHASE, **phases}
     labels, snr_all, mf_scores = [], [], []
     model_scores: dict[str, list] = {k: [] for k in scorers}

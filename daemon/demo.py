@@ -27,7 +27,7 @@ from .alerts import ALERT_TOPIC, decode_alert
 from .background import Background, BackgroundError
 from .config import load_config
 from .procs import free_tcp_endpoint, spawn, stop
-from .search import conditioning_meta, default_model_path
+from .search import check_initial_background, default_model_path
 from .settings import to_toml
 from .simulate import Simulator
 
@@ -123,8 +123,7 @@ def run_demo(args) -> int:
             bg = Background.load(bg_path)
             # the check the search makes of an initial background, for the parts known before it starts:
             # a mismatch leaves the background aside here instead of stopping the search
-            mine = {"model_sha256": sha, **conditioning_meta(load_config(args.config, overrides))}
-            Background(bg.stride_ns, mine).check_compatible(bg, bg_path.name)
+            check_initial_background(load_config(args.config, overrides), sha, bg, bg_path.name)
             overrides["ranking.background_init"] = str(bg_path)
             bg_note = (f"seeded with the shipped background ({bg.livetime_s / 86400:.0f} days of time slides "
                        f"of simulated noise, {bg_path.name})")

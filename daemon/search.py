@@ -33,7 +33,7 @@ from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .wire import Block
 
-__all__ = ["SearchStage", "default_model_path", "load_scorer", "check_whitening", "preflight", "file_blocks", "input_duration_s",
+__all__ = ["SearchStage", "default_model_path", "load_scorer", "check_whitening", "check_initial_background", "preflight", "file_blocks", "input_duration_s",
            "run_search", "write_triggers", "read_triggers"]
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,16 @@ def preflight(cfg: Config) -> None:
         except (OSError, ValueError) as exc:
             raise ConfigError("ranking.background_init", cfg.ranking.background_init,
                               f"a readable background file ({exc})") from None
-        mine = Background(bg.stride_ns, {"model_sha256": sha, **conditioning_meta(cfg)})
-        mine.check_compatible(bg, f"ranking.background_init {cfg.ranking.background_init}")
+        check_initial_background(cfg, sha, bg, f"ranking.background_init {cfg.ranking.background_init}")
+
+
+def check_initial_background(cfg: Config, model_sha256: str, bg: Background, what: str = "background") -> None:
+    """Raise :class:`BackgroundError` unless ``bg`` can seed a search of ``cfg`` with that model.
+
+    Checks what is known before the search starts: the model and the conditioning
+    (:func:`conditioning_meta`); :class:`SearchStage` checks the rest when it merges it.
+    """
+    Background(bg.stride_ns, {"model_sha256": model_sha256, **conditioning_meta(cfg)}).check_compatible(bg, what)
 
 
 class SearchStage:
