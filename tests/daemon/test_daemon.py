@@ -165,12 +165,25 @@ def test_listen_reconnects_when_the_daemon_restarts():
     try:
         for k in range(2):  # two daemon lifetimes on the same endpoint
             pub = ctx.socket(zmq.PUB)
-            pub.bind(ep)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not any(f'"gwstream-{k}"' in x for x in lines):
-                pub.send_multipart(encode_alert({"event_id": f"gwstream-{k}"}))
-                time.sleep(0.2)
-            pub.close(0)
+            try:
+                # The free port is in the kernel's ephemeral range, and the listener keeps reconnecting while
+                # no daemon is up: one of its attempts can briefly hold the port as its own source port (TCP
+                # self-connect), so the restarted daemon retries its bind (live, the port is a fixed one).
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        pub.bind(ep)
+                        break
+                    except zmq.ZMQError as exc:
+                        if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not any(f'"gwstream-{k}"' in x for x in lines):
+                    pub.send_multipart(encode_alert({"event_id": f"gwstream-{k}"}))
+                    time.sleep(0.2)
+            finally:
+                pub.close(0)  # an unclosed socket would hang ctx.term()
     finally:
         listener.terminate()
         listener.wait(30)
