@@ -33,8 +33,8 @@ from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .wire import Block
 
-__all__ = ["SearchStage", "default_model_path", "load_scorer", "check_whitening", "check_initial_background", "preflight", "file_blocks", "input_duration_s",
-           "run_search", "write_triggers", "read_triggers"]
+__all__ = ["SearchStage", "default_model_path", "load_scorer", "check_whitening", "check_initial_background",
+           "preflight", "file_blocks", "input_duration_s", "run_search", "write_triggers", "read_triggers"]
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000

@@ -441,6 +441,8 @@ class StreamEncoder:
         self.n_ifos = model.n_ifos
         with torch.no_grad():
             self._layers = self._fuse(list(model.encoder))
+        # feature channels: the output width of the last layer that has weights
+        self.channels = next(p[0].shape[0] for kind, _, _, p in reversed(self._layers) if kind != "pool")
         self.reset()
 
     @staticmethod
@@ -505,9 +507,6 @@ class StreamEncoder:
             n_out = (n - span) // stride + 1 if n >= span else 0
             self._tails[i] = buf[..., n_out * stride:].clone()
             if n_out == 0:
-                channels = p[0].shape[0] if kind != "pool" else buf.shape[1]
-                for kind2, _, _, p2 in self._layers[i + 1:]:
-                    channels = p2[0].shape[0] if kind2 != "pool" else channels
-                return buf.new_empty((self.n_ifos, channels, 0))
+                return buf.new_empty((self.n_ifos, self.channels, 0))
             y = self._apply(kind, p, buf[..., : (n_out - 1) * stride + span])
         return y
