@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
-from .ranking import Trigger
+from .trigger import Trigger
 
 __all__ = ["PIPELINE", "event_id", "make_alert", "encode_alert", "decode_alert", "ALERT_TOPIC"]
 

@@ -253,7 +253,7 @@ class Background:
         """Write to an HDF5 file of its own, atomically."""
         import h5py
 
-        from gwstream.models.scorer import atomic_path
+        from gwstream.models.checkpoint import atomic_path
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

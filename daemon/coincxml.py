@@ -78,7 +78,7 @@ def write_coinc_xml(alert: dict, directory: str | Path) -> Path:
 
     from igwn_ligolw import utils as ligolw_utils
 
-    from gwstream.models.scorer import atomic_path
+    from gwstream.models.checkpoint import atomic_path
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

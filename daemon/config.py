@@ -41,6 +41,9 @@ __all__ = [
     "config_from_dict",
     "IFO_NAMES",
     "PSD_ANALYTIC_DEFAULT",
+    "state_path",
+    "alerts_path",
+    "archive_path",
 ]
 
 #: Detectors gwstream knows the geometry of (pycbc.detector names).
@@ -439,6 +442,21 @@ class Config:
 
     def to_dict(self) -> dict:
         return section_to_dict(self)
+
+
+def state_path(cfg: Config) -> Path:
+    """The search's persisted ranking state: ``ranking.state_file``, else ``<output.dir>/ranking-state.h5``."""
+    return Path(cfg.ranking.state_file) if cfg.ranking.state_file else Path(cfg.output.dir) / "ranking-state.h5"
+
+
+def alerts_path(cfg: Config) -> Path:
+    """The JSON-lines file every published alert is appended to."""
+    return Path(cfg.output.dir) / cfg.output.alerts_file
+
+
+def archive_path(cfg: Config) -> Path:
+    """The directory of the hourly trigger archive files."""
+    return Path(cfg.output.dir) / cfg.output.archive_dir
 
 
 def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Config:

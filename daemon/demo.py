@@ -27,7 +27,7 @@ from .alerts import ALERT_TOPIC, decode_alert
 from .background import Background, BackgroundError
 from .config import load_config
 from .procs import free_tcp_endpoint, spawn, stop
-from .search import check_initial_background, default_model_path
+from .preflight import check_initial_background, default_model_path
 from .settings import to_toml
 from .simulate import Simulator
 

@@ -38,7 +38,7 @@ import numpy as np
 from .background import Background
 from .errors import FrameFileError
 from .framefiles import read_injection_file
-from .search import read_triggers
+from .archive import read_triggers
 
 __all__ = ["match_injections", "far_from_background", "sensitive_volume", "run_evaluate"]
 

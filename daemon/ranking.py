@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,55 +28,13 @@ import numpy as np
 from gwstream.kernels import cluster as kcl
 
 from .background import Background, BackgroundError, far_to_ifar_years
+from .trigger import TRIGGER_FIELDS, Trigger
 
 __all__ = ["Trigger", "RankingStage", "TRIGGER_FIELDS"]
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
 _STATE_VERSION = 1
-
-#: columns of a trigger archive, in order
-TRIGGER_FIELDS = ("time", "stat", "var", "far", "ifar_years", "saturated", "window_gps_ns", "gps_ns")
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """One clustered zero-lag trigger.
-
-    Attributes
-    ----------
-    gps_ns : int
-        Trigger (merger) time: start of the loudest window plus the model's merger offset (ns).
-    window_gps_ns : int
-        Start of the loudest window (ns).
-    stat : float
-        Ranking statistic (the network's logit).
-    var : float
-        Timing tolerance (s): the merger lies within ``var`` of ``time``.
-    far : float
-        False-alarm rate (Hz); ``inf`` before any background live time.
-    ifar_years : float
-    saturated : bool
-        Louder than every background trigger (``far`` is then an upper bound, ``1 / T_background``).
-    """
-
-    gps_ns: int
-    window_gps_ns: int
-    stat: float
-    var: float
-    far: float
-    ifar_years: float
-    saturated: bool
-
-    @property
-    def time(self) -> float:
-        """Trigger time, GPS seconds (float, for display and archives)."""
-        return self.gps_ns / NS
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["time"] = self.time
-        return d
 
 
 class RankingStage:
@@ -223,7 +180,7 @@ class RankingStage:
         """Write background and ranking state to one HDF5 file, atomically."""
         import h5py
 
-        from gwstream.models.scorer import atomic_path
+        from gwstream.models.checkpoint import atomic_path
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

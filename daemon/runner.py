@@ -44,7 +44,7 @@ def _children(cfg_path: Path, log_level: str, *, exit_on_eos: bool, logs: Path |
 
 def run_daemon(cfg, *, log_level: str = "info", max_restarts: int = 5, stop_event=None) -> int:
     """``gwstream run``: supervise ingest + search until SIGTERM/SIGINT; returns the exit code."""
-    from .search import preflight
+    from .preflight import preflight
 
     preflight(cfg)  # what the search would refuse stops the daemon now, not after five restarts
     cfg_path = write_run_config(cfg)
@@ -68,19 +68,21 @@ def replay_source_kind(path: Path) -> str:
 
 def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "info", stop_event=None) -> dict:
     """``gwstream replay``: the whole daemon over an archive; returns a summary."""
-    from .search import write_triggers
-    from .ranking import Trigger
+    from .archive import write_triggers
+    from .trigger import Trigger
 
     input_path = Path(input_path)
     if not input_path.exists():
         raise ConfigError("INPUT", str(input_path), "an existing GWF directory or HDF5 file")
     kind = replay_source_kind(input_path)
-    from .search import preflight
+    from .preflight import preflight
 
-    preflight(cfg)
+    # the search process loads and checks the weights itself (and is not restarted
+    # after a failure here): the parent checks what it can without torch
+    preflight(cfg, load_weights=False)
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    from .searchproc import state_path
+    from .config import state_path
 
     state = state_path(cfg)
     if state.exists():

@@ -15,20 +15,21 @@ files, and writes a trigger archive (:func:`write_triggers`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .aligner import Aligner, EndOfStream, Gap
+from .archive import read_triggers, write_triggers
 from .background import Background
 from .conditioning import Conditioner, Status
 from .config import Config
-from .errors import ConfigError, FrameFileError
+from .errors import FrameFileError
+from .preflight import check_initial_background, check_whitening, conditioning_meta, default_model_path, preflight
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .wire import Block
@@ -38,14 +39,6 @@ __all__ = ["SearchStage", "default_model_path", "load_scorer", "check_whitening"
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
-_ARCHIVE_FORMAT = "gwstream-triggers"
-
-
-def default_model_path() -> Path:
-    """The shipped default model, ``models/default.pt`` inside the installed package."""
-    import gwstream.models
-
-    return Path(gwstream.models.__path__[0]) / "default.pt"
 
 
 def load_scorer(cfg: Config, path: str | Path | None = None):
@@ -55,58 +48,6 @@ def load_scorer(cfg: Config, path: str | Path | None = None):
     path = Path(path or cfg.model.path or default_model_path())
     return Scorer.from_checkpoint(path, device=cfg.model.device, batch_size=cfg.model.batch_size,
                                   threads=cfg.model.threads or None)
-
-
-def conditioning_meta(cfg: Config) -> dict:
-    """The conditioning settings a background's statistics depend on (part of its identity)."""
-    return {"whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
-                       "phase": cfg.whiten.phase},
-            "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
-                    "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
-
-
-def check_whitening(cfg: Config, model_meta: dict) -> None:
-    """Raise :class:`ConfigError` unless ``cfg`` whitens with the filter phase the model was trained with."""
-    trained_phase = (model_meta.get("whiten") or {}).get("phase")
-    if trained_phase is not None and trained_phase != cfg.whiten.phase:
-        raise ConfigError("whiten.phase", cfg.whiten.phase,
-                          f"{trained_phase!r}: the model was trained on windows whitened with the "
-                          f"{trained_phase}-phase filter")
-
-
-def preflight(cfg: Config) -> None:
-    """The search process's start-up checks that need no data, made before any process starts.
-
-    ``gwstream run`` and ``gwstream replay`` call it so that a configuration the
-    search would refuse (a model trained with another whitening phase, an
-    initial background built with another model or conditioning, an unreadable
-    file) stops the daemon at once with that message, instead of a search
-    process failing at each of the supervisor's restarts.
-    """
-    from gwstream.models.scorer import load_checkpoint
-
-    path = Path(cfg.model.path or default_model_path())
-    try:
-        _, meta, sha = load_checkpoint(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError("model.path", str(path), f"a readable checkpoint ({exc})") from None
-    check_whitening(cfg, meta)
-    if cfg.ranking.background_init:
-        try:
-            bg = Background.load(cfg.ranking.background_init)
-        except (OSError, ValueError) as exc:
-            raise ConfigError("ranking.background_init", cfg.ranking.background_init,
-                              f"a readable background file ({exc})") from None
-        check_initial_background(cfg, sha, bg, f"ranking.background_init {cfg.ranking.background_init}")
-
-
-def check_initial_background(cfg: Config, model_sha256: str, bg: Background, what: str = "background") -> None:
-    """Raise :class:`BackgroundError` unless ``bg`` can seed a search of ``cfg`` with that model.
-
-    Checks what is known before the search starts: the model and the conditioning
-    (:func:`conditioning_meta`); :class:`SearchStage` checks the rest when it merges it.
-    """
-    Background(bg.stride_ns, {"model_sha256": model_sha256, **conditioning_meta(cfg)}).check_compatible(bg, what)
 
 
 class SearchStage:
@@ -304,70 +245,6 @@ def _learn_rate(cfg: Config) -> Config:
     import dataclasses
 
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, input_rate_hz=0))
-
-
-# ----------------------------------------------------------------- archive
-def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict | None = None,
-                   segments: np.ndarray | None = None) -> Path:
-    """Write a trigger archive (HDF5, one row per zero-lag trigger), atomically.
-
-    Datasets ``time`` (GPS s, float64), ``stat``, ``var`` (s), ``far`` (Hz),
-    ``ifar_years``, ``saturated`` (bool), ``gps_ns`` and ``window_gps_ns``
-    (int64 ns); ``segments`` (GPS s, ``(n, 2)``, the merger times the
-    analysed windows cover); file attributes from ``attrs`` (live times, model, config).
-    """
-    import h5py
-
-    from gwstream.models.scorer import atomic_path
-
-    rows = list(triggers)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cols = {
-        "time": np.array([t.gps_ns / NS for t in rows], dtype=np.float64),
-        "stat": np.array([t.stat for t in rows], dtype=np.float64),
-        "var": np.array([t.var for t in rows], dtype=np.float64),
-        "far": np.array([t.far for t in rows], dtype=np.float64),
-        "ifar_years": np.array([t.ifar_years for t in rows], dtype=np.float64),
-        "saturated": np.array([t.saturated for t in rows], dtype=bool),
-        "gps_ns": np.array([t.gps_ns for t in rows], dtype=np.int64),
-        "window_gps_ns": np.array([t.window_gps_ns for t in rows], dtype=np.int64),
-    }
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for k, v in cols.items():
-            f.create_dataset(k, data=v)
-        f.create_dataset("segments", data=np.zeros((0, 2)) if segments is None else np.asarray(segments, float))
-        f.attrs["format"] = _ARCHIVE_FORMAT
-        for k, v in (attrs or {}).items():
-            f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
-    return path
-
-
-def read_triggers(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Columns and attributes of a trigger archive; :class:`FrameFileError` naming what is wrong."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise FrameFileError(f"{path}: no such trigger file")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("time", "stat", "var") if k not in f]
-            if missing:
-                raise FrameFileError(f"{path}: not a trigger archive (datasets {missing} missing)")
-            cols = {k: np.asarray(f[k][()]) for k in f.keys() if isinstance(f[k], h5py.Dataset) and k != "segments"}
-            attrs_segments = np.asarray(f["segments"][()]) if "segments" in f else None
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise FrameFileError(f"{path}: unreadable as HDF5 ({exc})") from None
-    n = {v.shape[0] for v in cols.values()}
-    if len(n) > 1:
-        raise FrameFileError(f"{path}: columns of different lengths {sorted(n)}")
-    attrs["segments"] = attrs_segments
-    for k in ("livetime_s", "background_livetime_s"):
-        if k in attrs:
-            attrs[k] = float(attrs[k])
-    return cols, attrs
 
 
 # ------------------------------------------------------------------ command

@@ -28,6 +28,7 @@ import zmq
 
 from .alerts import encode_alert, event_id, make_alert
 from .archive import TriggerArchive
+from .config import alerts_path, archive_path, state_path
 from .errors import WireError
 from .metrics import Metrics
 from .search import SearchStage, load_scorer
@@ -38,18 +39,6 @@ __all__ = ["run_search_process", "state_path", "alerts_path", "archive_path"]
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
-
-
-def state_path(cfg) -> Path:
-    return Path(cfg.ranking.state_file) if cfg.ranking.state_file else Path(cfg.output.dir) / "ranking-state.h5"
-
-
-def alerts_path(cfg) -> Path:
-    return Path(cfg.output.dir) / cfg.output.alerts_file
-
-
-def archive_path(cfg) -> Path:
-    return Path(cfg.output.dir) / cfg.output.archive_dir
 
 
 def _published_ids(path: Path) -> set[str]:

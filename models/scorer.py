@@ -20,7 +20,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from gwstream.models.checkpoint import REQUIRED_KEYS, atomic_path  # noqa: F401 - atomic_path re-exported
 from gwstream.models.networks import GWNet, build_model
 
 __all__ = ["Scorer", "save_checkpoint", "load_checkpoint", "load_exported", "EXPORT_KINDS"]
 
 EXPORT_KINDS = ("torchscript", "export")
-_REQUIRED_KEYS = ("name", "hparams", "state_dict")
 
 
 def save_checkpoint(model: GWNet, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
@@ -80,35 +79,6 @@ def save_checkpoint(model: GWNet, path: str | os.PathLike, meta: dict[str, Any] 
     return path
 
 
-def _new_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _new_file_mode()  # what open() would give a new file (mkstemp's are 0600)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed.
-
-    Readers never see a half-written file under ``path`` (``os.replace`` is atomic
-    on one file system).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, _FILE_MODE)  # archives and backgrounds are read by other accounts too
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def load_checkpoint(path: str | os.PathLike) -> tuple[GWNet, dict[str, Any], str]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
@@ -143,10 +113,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[GWNet, dict[str, Any], str
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as exc:
         raise ValueError(f"{path}: not a readable weights-only checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: checkpoint holds a {type(ckpt).__name__}, expected a dict with keys {_REQUIRED_KEYS}")
-    missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
+        raise ValueError(f"{path}: checkpoint holds a {type(ckpt).__name__}, expected a dict with keys {REQUIRED_KEYS}")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: checkpoint lacks key(s) {missing}, expected {list(_REQUIRED_KEYS)} (+ optional 'meta')")
+        raise ValueError(f"{path}: checkpoint lacks key(s) {missing}, expected {list(REQUIRED_KEYS)} (+ optional 'meta')")
     hparams, state = ckpt["hparams"], ckpt["state_dict"]
     if not isinstance(hparams, dict) or not isinstance(state, dict):
         raise ValueError(f"{path}: 'hparams' and 'state_dict' must be dicts, got {type(hparams).__name__} and "

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .metrics import summarize
-from .scorer import atomic_path
+from .checkpoint import atomic_path
 
 __all__ = ["fit", "score_windows"]
 

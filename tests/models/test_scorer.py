@@ -179,7 +179,7 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path, monkeypatch):
     would hide trigger archives and backgrounds from the accounts that read them)."""
     import os
 
-    import gwstream.models.scorer as sc
+    import gwstream.models.checkpoint as sc
 
     mask = os.umask(0o022)
     try:

@@ -1,0 +1,56 @@
+"""A clustered zero-lag trigger: what the ranking stage emits, the archive stores and alerts describe.
+
+Its own module so that readers of archives and alerts (``gwstream replay``'s
+parent process, ``gwstream listen``) need not import the ranking kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["Trigger", "TRIGGER_FIELDS"]
+
+NS = 1_000_000_000
+
+#: columns of a trigger archive, in order
+TRIGGER_FIELDS = ("time", "stat", "var", "far", "ifar_years", "saturated", "window_gps_ns", "gps_ns")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One clustered zero-lag trigger.
+
+    Attributes
+    ----------
+    gps_ns : int
+        Trigger (merger) time: start of the loudest window plus the model's merger offset (ns).
+    window_gps_ns : int
+        Start of the loudest window (ns).
+    stat : float
+        Ranking statistic (the network's logit).
+    var : float
+        Timing tolerance (s): the merger lies within ``var`` of ``time``.
+    far : float
+        False-alarm rate (Hz); ``inf`` before any background live time.
+    ifar_years : float
+    saturated : bool
+        Louder than every background trigger (``far`` is then an upper bound, ``1 / T_background``).
+    """
+
+    gps_ns: int
+    window_gps_ns: int
+    stat: float
+    var: float
+    far: float
+    ifar_years: float
+    saturated: bool
+
+    @property
+    def time(self) -> float:
+        """Trigger time, GPS seconds (float, for display and archives)."""
+        return self.gps_ns / NS
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["time"] = self.time
+        return d
