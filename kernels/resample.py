@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-import scipy.signal
 
 __all__ = [
     "antialias_taps",
@@ -59,6 +58,8 @@ def _check_factor(factor) -> int:
 def _taps_cached(factor: int, passband_fraction: float, attenuation_db: float) -> np.ndarray:
     if factor == 1:
         return np.ones(1)
+    import scipy.signal  # here, not at the top: only a resampling search pays its import
+
     nyq_in = 1.0  # work in units of the input Nyquist frequency
     f_stop = nyq_in / factor
     f_pass = passband_fraction * f_stop

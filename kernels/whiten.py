@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
-from gwstream.kernels.psd import _check_precision, _n_threads, _run_split
+from gwstream.kernels.psd import _check_precision, _n_threads, _run_split, hann
 
 __all__ = [
     "whiten",
@@ -163,7 +162,7 @@ def _gwpy_transfer(sample_rate, transfer, highpass_hz, n_design):
     # hard corner, 5-sample Tukey taper at both ends
     ncorner = int(highpass_hz / df) if highpass_hz else 0
     transfer[:, :ncorner] = 0.0
-    taper = scipy.signal.windows.tukey(10, alpha=1.0)
+    taper = hann(10, sym=True)  # scipy.signal.windows.tukey(10, alpha=1.0)
     transfer[:, ncorner:ncorner + 5] *= taper[:5]
     transfer[:, -5:] *= taper[-5:]
     return transfer
@@ -173,7 +172,7 @@ def _truncate_impulse(impulse, n_taps):
     """gwpy's ``_truncate_impulse`` + roll: symmetric Hann truncation centred on tap n_taps/2 - 1."""
     n_design = impulse.shape[-1]
     half = n_taps // 2
-    win = scipy.signal.get_window("hann", n_taps)
+    win = hann(n_taps)
     taps = np.zeros((impulse.shape[0], n_taps))
     k = np.arange(half)
     taps[:, half - 1 + k] = impulse[:, k] * win[half + k]

@@ -200,3 +200,13 @@ def test_median_of_segments_is_numpys_bit_for_bit(shape):
 
     pg = np.random.default_rng(sum(shape)).exponential(size=shape)
     assert np.array_equal(_median_segments(pg), np.median(pg, axis=-2))
+
+
+@pytest.mark.parametrize("m", [0, 1, 2, 3, 10, 255, 256, 4096, 131072])
+def test_hann_is_scipys_bit_for_bit(m):
+    """The search does not import scipy.signal; its Hann windows are still scipy's, exactly."""
+    hann = kpsd.hann
+    np.testing.assert_array_equal(hann(m), scipy.signal.get_window("hann", m) if m else np.ones(0))
+    np.testing.assert_array_equal(hann(m, sym=True), scipy.signal.windows.hann(m, sym=True))
+    if m == 10:  # the whitening filter's corner taper
+        np.testing.assert_array_equal(hann(m, sym=True), scipy.signal.windows.tukey(10, alpha=1.0))
