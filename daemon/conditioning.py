@@ -142,6 +142,11 @@ class Conditioner:
         Window length and stride (s), whole numbers of analysis samples.
     design_length_s : float
         Filter design grid, see :func:`gwstream.kernels.whiten.design_fir`.
+    copy_windows : bool
+        Cut each window into a C-contiguous float32 batch (what a joint model
+        scores). ``False`` gives read-only views of the whitened stream instead
+        (same values, no copy): a factorized model scores ``stream`` and uses
+        the windows only for their number, times and validity.
 
     Attributes
     ----------
@@ -177,8 +182,10 @@ class Conditioner:
         window_s: float = 1.0,
         stride_s: float = 0.0625,
         design_length_s: float = 64.0,
+        copy_windows: bool = True,
     ):
         self.ifos = tuple(ifos)
+        self.copy_windows = bool(copy_windows)
         if not self.ifos:
             raise ValueError("ifos is empty, expected at least one detector")
         if int(input_rate_hz) != input_rate_hz or input_rate_hz <= 0:
@@ -231,7 +238,7 @@ class Conditioner:
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg, input_rate_hz: int | None = None) -> "Conditioner":
+    def from_config(cls, cfg, input_rate_hz: int | None = None, *, copy_windows: bool = True) -> "Conditioner":
         """Build from a :class:`gwstream.daemon.config.Config` (sections data, psd, whiten, windows).
 
         ``input_rate_hz`` overrides ``cfg.data.input_rate_hz`` (needed when the
@@ -248,7 +255,7 @@ class Conditioner:
             fftlength_s=p.fftlength_s, overlap=p.overlap, average=p.average, psd_length_s=p.psd_length_s,
             psd_refresh_s=p.refresh_s, psd_max_change=p.max_change,
             fduration_s=w.fduration_s, highpass_hz=w.highpass_hz, phase=w.phase,
-            window_s=win.window_s, stride_s=win.stride_s,
+            window_s=win.window_s, stride_s=win.stride_s, copy_windows=copy_windows,
         )
 
     # ------------------------------------------------------------------ state
@@ -470,7 +477,12 @@ class Conditioner:
         if nw > self._out.shape[0]:
             self._out = np.empty((nw, c, self.window), dtype=np.float32)
         if nw:
-            windows = kwin.slide(buf[:, off:], self.window, self.stride, out=self._out)
+            if self.copy_windows:
+                windows = kwin.slide(buf[:, off:], self.window, self.stride, out=self._out)
+            else:  # (nw, c, window) views of buf, which no later block writes to
+                windows = np.lib.stride_tricks.sliding_window_view(buf[:, off:], self.window, axis=1,
+                                                                   writeable=False)[:, ::self.stride][:, :nw]
+                windows = windows.swapaxes(0, 1)
             inv = np.stack([kwin.invalid_windows(~bbad[i, off:], self.window, self.stride) for i in range(c)], axis=1)
             gps = np.array(
                 [(first + k * self.stride) * NS // self.rate for k in range(nw)], dtype=np.int64

@@ -109,7 +109,9 @@ class SearchStage:
     def process(self, block: Block) -> list[Trigger]:
         """Analyse one aligned block; returns the triggers it completes."""
         if self.conditioner is None:
-            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=block.sample_rates[0])
+            # a factorized model scores the whitened stream: its windows need not be copied out
+            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=block.sample_rates[0],
+                                                       copy_windows=self.scorer.model.joint)
         cond = self.conditioner.process(block)
         self.counters["blocks"] += 1
         self.last_block_end_ns = block.end_ns

@@ -96,6 +96,19 @@ def test_stage_equals_offline_kernels(tol_stage=1e-5):
             np.testing.assert_allclose(windows[k], wh[:, i:i + FS], rtol=0, atol=tol_stage)
 
 
+def test_window_views_hold_the_copied_windows_values():
+    """copy_windows=False (a factorized model's search) gives views with the values the copies hold."""
+    x = _data(30, seed=3)
+    copied = [(r.gps_ns, r.windows.copy(), r.invalid_ifo) for r in map(_stage().process, _blocks(x))]
+    viewed = list(map(_stage(copy_windows=False).process, _blocks(x)))
+    assert sum(r.n_windows for r in viewed) > 100
+    for (gps, win, inv), r in zip(copied, viewed):
+        assert r.windows.shape == win.shape and (r.n_windows == 0 or not r.windows.flags.writeable)
+        np.testing.assert_array_equal(gps, r.gps_ns)
+        np.testing.assert_array_equal(inv, r.invalid_ifo)
+        np.testing.assert_array_equal(win, r.windows.astype(np.float32))
+
+
 def test_gap_restarts_filters_and_short_gap_keeps_psd():
     c = _stage()
     res = [c.process(b) for b in _blocks(_data(40, seed=3), skip=(25, 26))]
