@@ -186,6 +186,23 @@ def test_slides_equal_forward_on_shifted_l1(fnet, stream, feats):
         torch.testing.assert_close(fnet.head_windows(feats, starts, 16), got[slides.index(16)], rtol=0, atol=1e-6)
 
 
+def test_evenly_spaced_slides_read_as_one_view_give_the_same_bits(fnet, feats):
+    """Evenly spaced slides (the daemon's, increasing or decreasing) take a strided view of the L1
+    projections instead of one copy per slide; the logits are those of the copying path. (Bit for bit
+    when the slides come in the same order: the daemon's search gave identical triggers and FARs with
+    either path; here the rows reach the final dense layer in another order, which may move the last bit.)"""
+    even = [-48, -32, -16, 0, 16, 32]
+    shuffled = [0, -48, 16, -32, 32, -16]  # not evenly spaced: the copying path
+    with torch.inference_mode():
+        starts = np.arange(48, feats.shape[-1] - fnet.window_steps - 48 + 1, 48)
+        up = fnet.head_windows(feats, starts, even)
+        down = fnet.head_windows(feats, starts, even[::-1])
+        ref = fnet.head_windows(feats, starts, shuffled)
+    order = [shuffled.index(v) for v in even]
+    torch.testing.assert_close(up, ref[order], rtol=0, atol=1e-6)
+    torch.testing.assert_close(down, ref[order[::-1]], rtol=0, atol=1e-6)
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_irregular_starts_and_slides(fnet, stream, feats, data):
