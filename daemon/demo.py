@@ -18,6 +18,7 @@ import json
 import shutil
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,19 @@ def _listen(endpoint: str, alerts: list, stop_event: threading.Event, say) -> No
     finally:
         sub.close()
         ctx.term()
+
+
+def _blocks_analysed(metrics_endpoint: str) -> float:
+    """The search's ``gwstream_blocks_total`` from its Prometheus endpoint (0 while unreachable)."""
+    try:
+        with urllib.request.urlopen(f"http://{metrics_endpoint}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("gwstream_blocks_total "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def _plot_alert(path: Path, sim_cfg, seed: int, duration: int, alert: dict) -> None:
@@ -162,12 +176,15 @@ def run_demo(args) -> int:
             if daemon.poll() is not None:
                 say("demo: the daemon stopped unexpectedly; see", out / "daemon.log")
                 return 1
-        # let the search finish the stream's last seconds
+        # let the search finish the stream's last seconds: ingest logs the end of the
+        # stream, then the search works through what is still queued (1-s blocks)
         log_path = out / "daemon.log"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and "end of stream" not in log_path.read_text(errors="replace"):
             time.sleep(0.5)
-        time.sleep(2.0)
+        while time.monotonic() < deadline and _blocks_analysed(overrides["endpoints.metrics"]) < args.duration:
+            time.sleep(0.5)
+        time.sleep(1.0)  # the last cluster's alert reaches the listener
     finally:
         if source is not None:
             stop(source)

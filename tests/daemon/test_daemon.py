@@ -68,9 +68,13 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and "end of stream" not in (tmp_path / "run.log").read_text():
             time.sleep(0.5)
-        time.sleep(1.0)
-        with urllib.request.urlopen(f"http://{cfg.endpoints.metrics}/metrics", timeout=10) as r:
-            metrics = r.read().decode()
+        # ingest logs the end of the stream; the search may still be working through its queue
+        while True:
+            with urllib.request.urlopen(f"http://{cfg.endpoints.metrics}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            if f"gwstream_blocks_total {duration}.0" in metrics or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         stop(source)
         listener.terminate()
