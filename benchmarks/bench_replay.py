@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--slides", type=int, nargs="*", default=[0, 1000], help="time slides of each throughput "
                     "run; none: latency only")
     ap.add_argument("--latency-minutes", type=float, default=10.0, help="0: skip the real-time run")
+    ap.add_argument("--latency-seed", type=int, default=8, help="seed of the real-time run's data and injections")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="", help="checkpoint (default: the shipped models/default.pt); the "
                     "whitening follows the phase it was trained with")
@@ -100,35 +101,38 @@ far_threshold_hz = 0.01
         print(json.dumps(row), flush=True)
     if args.latency_minutes > 0:
         lat_s = int(args.latency_minutes * 60)
-        ldata = work / f"latency-{lat_s}s.hdf"
+        ldata = work / f"latency-{lat_s}s-seed{args.latency_seed}.hdf"
         if not ldata.exists():
-            subprocess.run([*GW, "simulate", "--config", str(cfg), "--duration", str(lat_s), "--seed", "8", "--out",
-                            str(ldata), "--injections", str(work / "inj-latency.hdf"), "--no-progress"], check=True)
+            subprocess.run([*GW, "simulate", "--config", str(cfg), "--duration", str(lat_s), "--seed",
+                            str(args.latency_seed), "--out", str(ldata), "--injections",
+                            str(work / f"inj-latency-seed{args.latency_seed}.hdf"), "--no-progress"], check=True)
         out = work / "replay-real"
         shutil.rmtree(out, ignore_errors=True)
         subprocess.run([*GW, "replay", str(ldata), "--config", str(cfg), "--out", str(out), "--speed", "real",
                         "--log-level", "warning"], check=True, capture_output=True)
         alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
         lat = {}
-        for key in ("frame_end_to_alert_s", "merger_to_alert_s"):
+        for key in ("frame_end_to_alert_s", "merger_to_block_end_s", "merger_to_alert_s"):
             v = np.array([a["latency"][key] for a in alerts if a["latency"].get(key) is not None])
             if v.size:
                 lat[key] = {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
                             "max": float(v.max()), "n": int(v.size)}
-        res["latency"] = {"minutes": args.latency_minutes, "n_alerts": len(alerts), **lat}
+        res["latency"] = {"minutes": args.latency_minutes, "seed": args.latency_seed, "n_alerts": len(alerts), **lat}
         print(json.dumps(res["latency"]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
-    lines = [f"# Replay: {args.minutes:g} min of 2048-Hz H1/L1, model `{model_path.name}` ({phase}-phase "
+    what = f"{args.minutes:g} min" if res["runs"] else f"{args.latency_minutes:g} min at --speed real"
+    lines = [f"# Replay: {what} of 2048-Hz H1/L1, model `{model_path.name}` ({phase}-phase "
              f"whitening), {args.threads} threads", ""]
     if res["runs"]:
         lines += ["| slides | replay x real time | search x real time (peer) | replay / search |", "|---|---|---|---|"]
     lines += [f"| {r['slides']} | {r['replay_x_real_time']} | {r['search_x_real_time']} | "
               f"{r['ratio_replay_over_search']} |" for r in res["runs"]]
     if "latency" in res:
-        lines += ["", f"Latency at --speed real ({args.latency_minutes:g} min, {res['latency']['n_alerts']} alerts):"]
-        for key in ("frame_end_to_alert_s", "merger_to_alert_s"):
+        lines += ["", f"Latency at --speed real ({args.latency_minutes:g} min, seed {args.latency_seed}, "
+                      f"{res['latency']['n_alerts']} alerts):"]
+        for key in ("frame_end_to_alert_s", "merger_to_block_end_s", "merger_to_alert_s"):
             if key in res["latency"]:
                 v = res["latency"][key]
                 lines.append(f"- {key}: p50 {v['p50']:.3f} s, p99 {v['p99']:.3f} s (max {v['max']:.3f} s)")
