@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointInfo", "read_checkpoint_info", "atomic_path", "REQUIRED_KEYS", "NETWORK_NAMES"]
+__all__ = ["CheckpointInfo", "read_checkpoint_info", "check_layout", "atomic_path", "REQUIRED_KEYS", "NETWORK_NAMES"]
 
 #: keys every checkpoint holds (``meta`` is optional)
 REQUIRED_KEYS = ("name", "hparams", "state_dict")
@@ -129,6 +129,24 @@ class _Unpickler(pickle.Unpickler):
         return None  # storages are not read: shapes are all this module reports
 
 
+def check_layout(path: str | os.PathLike, obj: Any) -> tuple[Any, dict, dict]:
+    """``(name, hparams, state_dict)`` of an unpickled checkpoint; :class:`ValueError` naming what is missing.
+
+    The layout check :func:`read_checkpoint_info` and
+    :func:`gwstream.models.scorer.load_checkpoint` share.
+    """
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: checkpoint holds a {type(obj).__name__}, expected a dict with keys {REQUIRED_KEYS}")
+    missing = [k for k in REQUIRED_KEYS if k not in obj]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks key(s) {missing}, expected {list(REQUIRED_KEYS)} (+ optional 'meta')")
+    hparams, state = obj["hparams"], obj["state_dict"]
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
+        raise ValueError(f"{path}: 'hparams' and 'state_dict' must be dicts, got {type(hparams).__name__} and "
+                         f"{type(state).__name__}")
+    return obj["name"], hparams, state
+
+
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """Name, hyper-parameters, meta, tensor shapes and SHA-256 of a checkpoint, without importing torch.
 
@@ -154,15 +172,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError) as exc:
         raise ValueError(f"{path}: not a readable weights-only checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: checkpoint holds a {type(obj).__name__}, expected a dict with keys {REQUIRED_KEYS}")
-    missing = [k for k in REQUIRED_KEYS if k not in obj]
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks key(s) {missing}, expected {list(REQUIRED_KEYS)} (+ optional 'meta')")
-    name, hparams, state = obj["name"], obj["hparams"], obj["state_dict"]
-    if not isinstance(hparams, dict) or not isinstance(state, dict):
-        raise ValueError(f"{path}: 'hparams' and 'state_dict' must be dicts, got {type(hparams).__name__} and "
-                         f"{type(state).__name__}")
+    name, hparams, state = check_layout(path, obj)
     if name not in NETWORK_NAMES:
         raise ValueError(f"{path}: unknown network {name!r}, expected one of {list(NETWORK_NAMES)}")
     bad = sorted(k for k, v in state.items() if not isinstance(v, _Tensor))

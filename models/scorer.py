@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gwstream.models.checkpoint import REQUIRED_KEYS, atomic_path  # noqa: F401 - atomic_path re-exported
+from gwstream.models.checkpoint import atomic_path, check_layout  # noqa: F401 - atomic_path re-exported
 from gwstream.models.networks import GWNet, build_model
 
 __all__ = ["Scorer", "save_checkpoint", "load_checkpoint", "load_exported", "EXPORT_KINDS"]
@@ -112,17 +112,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[GWNet, dict[str, Any], str
         ckpt = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as exc:
         raise ValueError(f"{path}: not a readable weights-only checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: checkpoint holds a {type(ckpt).__name__}, expected a dict with keys {REQUIRED_KEYS}")
-    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks key(s) {missing}, expected {list(REQUIRED_KEYS)} (+ optional 'meta')")
-    hparams, state = ckpt["hparams"], ckpt["state_dict"]
-    if not isinstance(hparams, dict) or not isinstance(state, dict):
-        raise ValueError(f"{path}: 'hparams' and 'state_dict' must be dicts, got {type(hparams).__name__} and "
-                         f"{type(state).__name__}")
+    name, hparams, state = check_layout(path, ckpt)
     try:
-        model = build_model(ckpt["name"], **hparams)
+        model = build_model(name, **hparams)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     expected = model.state_dict()
@@ -137,7 +129,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[GWNet, dict[str, Any], str
             shape = tuple(got.shape) if torch.is_tensor(got) else type(got).__name__
             problems.append(f"{key} has shape {shape}, expected {tuple(expected[key].shape)}")
     if problems:
-        raise ValueError(f"{path}: weights do not fit model {ckpt['name']!r} {hparams}: " + "; ".join(problems))
+        raise ValueError(f"{path}: weights do not fit model {name!r} {hparams}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
     meta = ckpt.get("meta") or {}
     return model.eval(), dict(meta), sha
