@@ -474,10 +474,10 @@ class Conditioner:
         n = buf.shape[1]
         off = first - b0
         nw = kwin.n_windows(n - off, self.window, self.stride) if n > off else 0
-        if nw > self._out.shape[0]:
-            self._out = np.empty((nw, c, self.window), dtype=np.float32)
         if nw:
             if self.copy_windows:
+                if nw > self._out.shape[0]:
+                    self._out = np.empty((nw, c, self.window), dtype=np.float32)
                 windows = kwin.slide(buf[:, off:], self.window, self.stride, out=self._out)
             else:  # (nw, c, window) views of buf, which no later block writes to
                 windows = np.lib.stride_tricks.sliding_window_view(buf[:, off:], self.window, axis=1,
