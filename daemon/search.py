@@ -28,7 +28,7 @@ from .archive import read_triggers, write_triggers
 from .background import Background
 from .conditioning import Conditioner, Status
 from .config import Config
-from .errors import FrameFileError
+from .errors import ConfigError, FrameFileError
 from .preflight import check_initial_background, check_whitening, conditioning_meta, default_model_path, preflight
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
@@ -46,8 +46,11 @@ def load_scorer(cfg: Config, path: str | Path | None = None):
     from gwstream.models.scorer import Scorer
 
     path = Path(path or cfg.model.path or default_model_path())
-    return Scorer.from_checkpoint(path, device=cfg.model.device, batch_size=cfg.model.batch_size,
-                                  threads=cfg.model.threads or None)
+    try:
+        return Scorer.from_checkpoint(path, device=cfg.model.device, batch_size=cfg.model.batch_size,
+                                      threads=cfg.model.threads or None)
+    except (OSError, ValueError) as exc:  # the message preflight gives, for a file it could not fully check
+        raise ConfigError("model.path", str(path), f"a readable checkpoint ({exc})") from None
 
 
 class SearchStage:

@@ -52,6 +52,23 @@ class Child:
     starts: int = 0
 
 
+def _last_line(path: Path, limit: int = 900) -> str:
+    """``' (last line: ...)'`` of a child's log, or ``''``: the failure message then says why."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 8192))
+            lines = [x for x in fh.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    line = lines[-1].strip()
+    if len(line) > limit:  # the reason is usually at the end
+        line = f"{line[: limit // 3]} ... {line[-(2 * limit) // 3 :]}"
+    return f" (last line: {line})"
+
+
 class Supervisor:
     """Start, watch, restart and stop the daemon's child processes.
 
@@ -111,7 +128,7 @@ class Supervisor:
                         log.info("%s finished", c.name)
                         continue
                     c.crashes = [t for t in c.crashes if now - t < self.window_s] + [now]
-                    where = f"; see {c.log_path}" if c.log_path else ""
+                    where = f"; see {c.log_path}{_last_line(c.log_path)}" if c.log_path else ""
                     if len(c.crashes) >= self.max_restarts:
                         self.failure = (f"{c.name} exited {len(c.crashes)} times within {self.window_s:.0f} s "
                                         f"(last exit code {code}){where}: giving up")

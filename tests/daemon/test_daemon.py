@@ -138,6 +138,23 @@ def test_supervisor_restarts_then_gives_up_naming_the_child(tmp_path):
     assert sup.children[0].starts == 3
 
 
+def test_supervisor_failure_quotes_the_childs_error(tmp_path):
+    """A search that cannot load its model (weights that do not fit the network: the check `gwstream replay`
+    leaves to the search process) stops with the search's own error in the supervisor's failure message."""
+    import torch
+
+    ckpt = torch.load(default_model_path(), weights_only=True)
+    ckpt["state_dict"]["encoder.0.weight"] = torch.zeros(3)
+    torch.save(ckpt, tmp_path / "misfit.pt")
+    cfg_path = tmp_path / "run.toml"
+    daemon_config(cfg_path, tmp_path / "out", model={"path": str(tmp_path / "misfit.pt")})
+    child = Child("search", ["worker", "search", "--config", str(cfg_path)], tmp_path / "search.log")
+    sup = Supervisor([child], exit_on_eos=True, max_restarts=1)
+    assert sup.run() == 1
+    assert "search exited 1 times" in sup.failure and "last exit code 2" in sup.failure
+    assert "model.path" in sup.failure and "encoder.0.weight has shape (3,)" in sup.failure
+
+
 def test_default_model_ships_with_the_package():
     assert default_model_path().is_file()
 
