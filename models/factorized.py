@@ -401,15 +401,16 @@ class FactorizedNet(GWNet):
             lo = lo_all[i0 : i0 + chunk]
             kc = len(lo)
             step = lo[1] - lo[0] if kc > 1 else 1
+            inside = all(v + span <= n_b for v in lo)  # no slide wraps around the end of a ring buffer
             flip = False
-            if step and all(v + span <= n_b for v in lo) and all(lo[i + 1] - lo[i] == step for i in range(kc - 1)):
+            if inside and step and all(lo[i + 1] - lo[i] == step for i in range(kc - 1)):
                 # evenly spaced slides (the daemon's): one strided view of b, read once by the add;
                 # a view cannot step backwards, so decreasing offsets are read in reverse
                 flip = step < 0
                 u = b.as_strided((hdim, kc, span), (b.stride(0), abs(step) * b.stride(1), b.stride(1)),
                                  b.storage_offset() + min(lo[0], lo[-1]) * b.stride(1))
                 u = torch.add(u, a_span[:, None])
-            elif all(v + span <= n_b for v in lo):  # contiguous slices: a copy per slide, no gather
+            elif inside:  # contiguous slices: a copy per slide, no gather
                 u = torch.stack([b[:, v : v + span] for v in lo], dim=1).add_(a_span[:, None])  # [H, Kc, span]
             else:  # a slide wraps around the end of a ring buffer
                 il = torch.remainder(sl[i0 : i0 + chunk, None] + j, n_b)
