@@ -82,18 +82,20 @@ def preflight(cfg: Config, *, load_weights: bool = True) -> None:
 
     path = Path(cfg.model.path or default_model_path())
     try:
-        info = read_checkpoint_info(path)
         if load_weights:
             from gwstream.models.scorer import load_checkpoint
 
-            load_checkpoint(path)
+            _, meta, sha = load_checkpoint(path)
+        else:
+            info = read_checkpoint_info(path)
+            meta, sha = info.meta, info.sha256
     except (OSError, ValueError) as exc:
         raise ConfigError("model.path", str(path), f"a readable checkpoint ({exc})") from None
-    check_whitening(cfg, info.meta)
+    check_whitening(cfg, meta)
     if cfg.ranking.background_init:
         try:
             bg = Background.load(cfg.ranking.background_init)
         except (OSError, ValueError) as exc:
             raise ConfigError("ranking.background_init", cfg.ranking.background_init,
                               f"a readable background file ({exc})") from None
-        check_initial_background(cfg, info.sha256, bg, f"ranking.background_init {cfg.ranking.background_init}")
+        check_initial_background(cfg, sha, bg, f"ranking.background_init {cfg.ranking.background_init}")
