@@ -365,6 +365,8 @@ class ModelConfig:
     device: str = setting("auto", doc="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'")
     batch_size: int = setting(1024, gt=0, doc="windows per forward pass (joint models)")
     threads: int = setting(0, ge=0, doc="torch CPU threads; 0 = torch's default")
+    group_blocks: int = setting(16, gt=0, doc="queued blocks a factorized model's encoder takes in one pass "
+                                "(a backlog: replay at full speed, catching up); 1 = one block at a time")
 
     def check(self, prefix: str) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):

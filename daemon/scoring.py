@@ -157,13 +157,40 @@ class SlideScorer:
         self._p_tail_step = None
 
     # -------------------------------------------------------------- features
-    def _feed_stream(self, cond: Conditioned) -> None:
-        if cond.stream_start is None or cond.stream is None or cond.stream.shape[1] == 0:
+    @staticmethod
+    def continues(prev: Conditioned, cond: Conditioned) -> bool:
+        """Whether ``cond``'s whitened stream starts where ``prev``'s ends (both have one)."""
+        return (prev.stream_start is not None and cond.stream_start is not None and prev.stream is not None
+                and int(cond.stream_start) == int(prev.stream_start) + prev.stream.shape[1])
+
+    def feed(self, conds: list[Conditioned]) -> None:
+        """Run the encoder once over the whitened streams of consecutive blocks ``conds``.
+
+        A backlog of blocks (a replay at full speed, catching up after an
+        outage) then costs one encoder pass instead of one per block; the
+        features are those of block-by-block feeding (the encoder carries its
+        context, see :class:`~gwstream.models.factorized.StreamEncoder`).
+        Each stream must continue the previous one (:meth:`continues`).
+        :meth:`score` must then be called for each block, in order. Joint
+        models have nothing to feed.
+        """
+        conds = [c for c in conds if c.stream_start is not None and c.stream is not None and c.stream.shape[1]]
+        if not self.factorized or not conds:
             return
+        for prev, cond in zip(conds, conds[1:]):
+            if not self.continues(prev, cond):
+                raise ValueError(f"whitened stream of the block at sample {cond.stream_start} does not continue "
+                                 f"the previous one (ends at {int(prev.stream_start) + prev.stream.shape[1]}): "
+                                 "feed consecutive blocks together")
+        x = conds[0].stream if len(conds) == 1 else np.concatenate([c.stream for c in conds], axis=1)
+        self._ensure_capacity(x.shape[1])
+        self._feed_stream(int(conds[0].stream_start), x)
+
+    def _feed_stream(self, start: int, x: np.ndarray) -> None:
+        """Encoder features of the whitened samples ``x`` (2, n) from absolute sample ``start`` into the rings."""
         model = self.scorer.model
         fs = self._fs
-        start = int(cond.stream_start)
-        x = cond.stream
+        n_new = x.shape[1]
         if self._next_sample != start:
             # (re)start on the encoder grid: the first feature step at or after `start`
             first = -(-start // fs) * fs
@@ -171,7 +198,7 @@ class SlideScorer:
             self._encoder.reset()
             self._feat_next = first // fs
             self._p_tail, self._p_tail_step = None, None
-        self._next_sample = start + cond.stream.shape[1]
+        self._next_sample = start + n_new
         if x.shape[1] == 0:
             return
         with self.scorer.session():
@@ -208,11 +235,14 @@ class SlideScorer:
 
         Windows are returned only when the block has some; their grid indices
         are consecutive (the conditioner cuts every grid window once).
+        ``process(c)`` is ``feed([c])`` then ``score(c)``.
         """
-        if cond.stream is not None:
-            self._ensure_capacity(max(cond.stream.shape[1], cond.n_windows * self.stride))
-        if self.factorized:
-            self._feed_stream(cond)
+        self.feed([cond])
+        return self.score(cond)
+
+    def score(self, cond: Conditioned) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """:meth:`process` for a block whose stream :meth:`feed` has already encoded."""
+        self._ensure_capacity(cond.n_windows * self.stride)
         n = cond.n_windows
         if n == 0:
             return None

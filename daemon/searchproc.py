@@ -89,6 +89,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
     metrics.serve(cfg.endpoints.metrics)
     counters = stage.counters
     threshold = cfg.output.far_threshold_hz
+    group = cfg.model.group_blocks
     ifos = tuple(cfg.data.ifos)
     last_save = last_flush = last_status = time.monotonic()
     last_block_end = None
@@ -152,32 +153,44 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
     try:
         while not stop.is_set():
             if pull.poll(200):
-                parts = pull.recv_multipart(copy=False)
-                try:
-                    kind, item = decode_block_message([p.buffer for p in parts])
-                except (WireError, ValueError, KeyError, TypeError) as exc:
-                    counters["bad_block_messages"] += 1
-                    log.error("bad message on the blocks stream: %s", exc)
-                    continue
-                if kind == "block":
-                    t_block = time.perf_counter()
+                # a backlog (replay at full speed, catching up) is analysed up to `group` blocks at a time;
+                # live, one block is queued at most and goes through alone
+                batch, other, first = [], None, True
+                while other is None and len(batch) < group and (first or pull.poll(0)):
+                    first = False
+                    parts = pull.recv_multipart(copy=False)
+                    try:
+                        kind, item = decode_block_message([p.buffer for p in parts])
+                    except (WireError, ValueError, KeyError, TypeError) as exc:
+                        counters["bad_block_messages"] += 1
+                        log.error("bad message on the blocks stream: %s", exc)
+                        continue
+                    if kind == "block":
+                        batch.append(item)
+                    else:
+                        other = (kind, item)
+                if batch:
+                    t_batch = time.perf_counter()
                     n_win, n_gaps = counters["windows"], counters["gaps"]
-                    triggers = stage.process(item)
-                    handle(triggers, item)
-                    last_block_end = item.end_ns
-                    if item.complete_unix_ns:
-                        lag_s = (time.time_ns() - item.complete_unix_ns) / NS
-                        metrics.lag.set(lag_s)
-                    metrics.block_seconds.observe(time.perf_counter() - t_block)
-                    metrics.blocks.inc()
+                    found = stage.process_many(batch)
+                    per_block_s = (time.perf_counter() - t_batch) / len(batch)
+                    for item, triggers in zip(batch, found):
+                        handle(triggers, item)
+                        last_block_end = item.end_ns
+                        if item.complete_unix_ns:
+                            lag_s = (time.time_ns() - item.complete_unix_ns) / NS
+                            metrics.lag.set(lag_s)
+                        metrics.block_seconds.observe(per_block_s)
+                        metrics.blocks.inc()
+                        metrics.triggers.inc(len(triggers))
+                    metrics.ingest_counters(batch[-1].counters)
                     metrics.windows.inc(counters["windows"] - n_win)
                     metrics.batch.observe(counters["windows"] - n_win)
                     metrics.gaps.inc(counters["gaps"] - n_gaps)
-                    metrics.triggers.inc(len(triggers))
                     metrics.background.set(stage.background.livetime_s)
                     metrics.livetime.set(stage.ranking.foreground_livetime_s)
-                    metrics.ingest_counters(item.counters)
-                elif kind == "gap":
+                kind, item = other or (None, None)
+                if kind == "gap":
                     counters["gap_messages"] += 1
                 elif kind == "eos":
                     counters["eos"] += 1

@@ -332,8 +332,16 @@ class FactorizedNet(GWNet):
         p : torch.Tensor, shape (H, T)
             ``B f_L1`` at every step; the head uses its running maximum over
             ``2 * lag_steps + 1`` steps (see :meth:`lag_pool`).
+
+        Notes
+        -----
+        Plain matrix products rather than the 1x1 convolutions (same values
+        to float rounding): their columns do not depend on how many steps are
+        projected at once, so a stream gives the same projections whether it
+        arrives block by block or many blocks at a time.
         """
-        return self.proj_h1(f_h1[None])[0], self.proj_l1(f_l1[None])[0]
+        a = torch.addmm(self.proj_h1.bias[:, None], self.proj_h1.weight[:, :, 0], f_h1)
+        return a, torch.mm(self.proj_l1.weight[:, :, 0], f_l1)
 
     def lag_pool(self, p: torch.Tensor) -> torch.Tensor:
         """``b[j] = max(p[j .. j + 2 lag_steps])``, the L1 term centred at step ``j + lag_steps``; shape (H, T - 2k)."""
