@@ -4,7 +4,10 @@ Throughput: ``gwstream replay --speed max`` over ``--minutes`` of simulated
 2048-Hz H1/L1 data with injections, as a multiple of real time, for each
 ``--slides`` value; the peer in the same run is ``gwstream search`` on the
 same file with the same settings (the same pipeline without processes and
-sockets), so the ratio is the daemon's overhead.
+sockets), so the ratio is the daemon's overhead. The second peer is a plain
+matched-filter search of the same file (``benchmarks/bench_mf.py``: the
+477-template bank of the issue-4 reference, FFTW when the ``bench`` extra is
+installed), the yardstick the throughput target is set against.
 
 Latency: ``gwstream replay --speed real`` over ``--latency-minutes`` of data
 with loud injections every 30 s: the alerts' ``frame_end_to_alert_s``
@@ -43,6 +46,7 @@ def main() -> None:
     ap.add_argument("--latency-minutes", type=float, default=10.0, help="0: skip the real-time run")
     ap.add_argument("--latency-seed", type=int, default=8, help="seed of the real-time run's data and injections")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-mf", action="store_true", help="skip the matched-filter peer")
     ap.add_argument("--model", default="", help="checkpoint (default: the shipped models/default.pt); the "
                     "whitening follows the phase it was trained with")
     ap.add_argument("--work", default="out/bench_replay")
@@ -99,6 +103,15 @@ far_threshold_hz = 0.01
                "ratio_replay_over_search": round(t_search / t_replay, 2), "n_triggers": summary["n_triggers"]}
         res["runs"].append(row)
         print(json.dumps(row), flush=True)
+    if args.slides and not args.no_mf:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_mf import run_mf_search, validation_bank
+
+        bank, _ = validation_bank()
+        mf = run_mf_search(data, bank=bank, out=work / "mf-triggers.h5", threads=args.threads)
+        res["matched_filter"] = {k: mf[k] for k in ("wall_s", "x_real_time", "data_s", "analysed_s", "n_templates",
+                                                   "n_triggers", "fft", "threads")}
+        print(json.dumps(res["matched_filter"]), flush=True)
     if args.latency_minutes > 0:
         lat_s = int(args.latency_minutes * 60)
         ldata = work / f"latency-{lat_s}s-seed{args.latency_seed}.hdf"
@@ -125,10 +138,19 @@ far_threshold_hz = 0.01
     what = f"{args.minutes:g} min" if res["runs"] else f"{args.latency_minutes:g} min at --speed real"
     lines = [f"# Replay: {what} of 2048-Hz H1/L1, model `{model_path.name}` ({phase}-phase "
              f"whitening), {args.threads} threads", ""]
+    mf = res.get("matched_filter")
     if res["runs"]:
-        lines += ["| slides | replay x real time | search x real time (peer) | replay / search |", "|---|---|---|---|"]
+        lines += ["| slides | replay x real time | search x real time (peer) | replay / search |"
+                  + (" matched filter x real time (peer) | replay / matched filter |" if mf else ""),
+                  "|---|---|---|---|" + ("---|---|" if mf else "")]
     lines += [f"| {r['slides']} | {r['replay_x_real_time']} | {r['search_x_real_time']} | "
-              f"{r['ratio_replay_over_search']} |" for r in res["runs"]]
+              f"{r['ratio_replay_over_search']} |"
+              + (f" {mf['x_real_time']} | {round(r['replay_x_real_time'] / mf['x_real_time'], 1)} |" if mf else "")
+              for r in res["runs"]]
+    if mf:
+        lines += ["", f"Matched filter: `benchmarks/bench_mf.py`, {mf['n_templates']} aligned-spin IMRPhenomD "
+                      f"templates, {mf['fft']}, {mf['threads']} processes, {mf['n_triggers']} coincident triggers; "
+                      f"{mf['wall_s']} s for {mf['data_s']:g} s of data."]
     if "latency" in res:
         lines += ["", f"Latency at --speed real ({args.latency_minutes:g} min, seed {args.latency_seed}, "
                       f"{res['latency']['n_alerts']} alerts):"]

@@ -1,0 +1,138 @@
+"""benchmarks/bench_mf.py: the plain matched-filter search finds a loud injection where and as loud as it is,
+and pure noise gives no loud coincidence."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from gwstream.daemon.config import config_from_dict
+from gwstream.daemon.errors import FrameFileError
+from gwstream.daemon.framefiles import read_injection_file, write_hdf5_layout_attrs
+from gwstream.daemon.mfreference import TemplateBank
+from gwstream.daemon.simulate import run_simulate
+
+FS = 2048
+
+
+def _load_bench_mf():
+    """benchmarks/bench_mf.py as a module (the benchmarks folder is no package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mf.py"
+    spec = importlib.util.spec_from_file_location("bench_mf", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_mf = _load_bench_mf()
+
+
+def _sim_config():
+    """One zero-spin 30+25 Msun IMRPhenomD injection at network SNR 20, merging 32 s into 64 s of data."""
+    inj = {"approximant": "IMRPhenomD", "mass1_msun": [30.0, 30.0], "mass2_msun": [25.0, 25.0], "spin": "zero",
+           "snr": [20.0, 20.0], "spacing_s": 64.0, "jitter_s": 0.0}
+    return config_from_dict({"simulate": {"sample_rate_hz": FS, "chunk_s": 16, "injections": inj}}).simulate
+
+
+@pytest.fixture(scope="module")
+def bank():
+    """A handful of templates around the injected masses (the exact one among them)."""
+    return TemplateBank.from_params([30.0, 28.0, 32.0, 35.0, 26.0], [25.0, 24.0, 26.0, 20.0, 26.0],
+                                    sample_rate_hz=FS)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mf")
+    cfg = _sim_config()
+    run_simulate(cfg, duration_s=64, seed=5, out=str(root / "inj.hdf"), injections_path=str(root / "inj-table.hdf"),
+                 progress=False)
+    run_simulate(cfg, duration_s=64, seed=6, out=str(root / "noise.hdf"), injections_path=None, progress=False)
+    return root
+
+
+def _triggers(path: Path) -> dict:
+    with h5py.File(path, "r") as fh:
+        return {k: fh[k][()] for k in ("gps", "gps_l1", "snr_h1", "snr_l1", "network_snr", "template")}
+
+
+def test_loud_injection_found_at_its_time_and_snr(data, bank):
+    summary = bench_mf.run_mf_search(data / "inj.hdf", bank=bank, out=data / "inj-trig.h5", threads=1)
+    assert summary["n_templates"] == 5 and summary["data_s"] == 64.0 and summary["x_real_time"] > 0
+    row = read_injection_file(data / "inj-table.hdf")
+    assert row["tc"].size == 1
+    tc, snr = float(row["tc"][0]), float(row["network_snr"][0])
+    trig = _triggers(data / "inj-trig.h5")
+    near = np.abs(trig["gps"] - tc) < 0.04  # H1 arrives within 21 ms of the geocentre
+    assert near.sum() == 1, (trig, tc)
+    assert abs(trig["gps_l1"][near][0] - trig["gps"][near][0]) <= 0.015
+    assert trig["network_snr"][near][0] == pytest.approx(snr, rel=0.2)
+    assert trig["network_snr"][near][0] == trig["network_snr"].max()
+
+
+def test_injection_found_across_segment_boundaries(data, bank):
+    """Segments much shorter than the data (several, overlapping): the injection still found as loud."""
+    summary = bench_mf.run_mf_search(data / "inj.hdf", bank=bank, out=data / "inj-trig-seg.h5", threads=1,
+                                     segment_s=24.0)
+    assert summary["n_segments"] >= 3
+    assert summary["analysed_s"] == pytest.approx(64.0 - sum(summary["pad_s"]))
+    row = read_injection_file(data / "inj-table.hdf")
+    trig = _triggers(data / "inj-trig-seg.h5")
+    near = np.abs(trig["gps"] - row["tc"][0]) < 0.04
+    assert near.sum() == 1
+    assert trig["network_snr"][near][0] == pytest.approx(float(row["network_snr"][0]), rel=0.2)
+
+
+def test_clustering_keeps_separate_peaks_and_no_two_within_the_window():
+    width = 101
+    rng = np.random.default_rng(3)
+    idx = np.sort(rng.choice(5000, 600, replace=False))
+    val = rng.random(idx.size)
+    kept = bench_mf._cluster(idx, val, width)
+    assert idx[np.argmax(val)] in idx[kept]
+    assert np.all(np.diff(idx[kept]) > width // 2)
+    # two signals with side lobes, far apart: one trigger each, at the peaks
+    idx = np.array([10, 12, 14, 500, 505, 510])
+    val = np.array([2.0, 9.0, 3.0, 1.0, 7.0, 6.9])
+    np.testing.assert_array_equal(idx[bench_mf._cluster(idx, val, width)], [12, 505])
+
+
+@pytest.mark.parametrize("n", [1000, 2400, 5001, 9999])
+def test_segments_tile_the_searchable_data(n):
+    seg_n, pad0, pad1 = 2000, 300, 100
+    plan = bench_mf._plan(n, seg_n, pad0, pad1)
+    length = min(seg_n, n)
+    assert plan[0][1] == pad0 and plan[-1][2] == n - pad1
+    for start, lo, hi in plan:  # inside the data, kept part clear of both pads
+        assert 0 <= start and start + length <= n and start + pad0 <= lo < hi <= start + length - pad1
+    for (_, _, hi), (_, lo, _) in zip(plan, plan[1:]):  # no gap, no overlap
+        assert hi == lo
+
+
+def test_bank_split_over_workers_gives_the_same_triggers(data, bank):
+    for threads in (1, 2):
+        bench_mf.run_mf_search(data / "inj.hdf", bank=bank, out=data / f"split-{threads}.h5", threads=threads)
+    one, two = _triggers(data / "split-1.h5"), _triggers(data / "split-2.h5")
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+
+
+def test_pure_noise_gives_no_loud_coincidence(data, bank):
+    summary = bench_mf.run_mf_search(data / "noise.hdf", bank=bank, out=data / "noise-trig.h5", threads=1)
+    trig = _triggers(data / "noise-trig.h5")
+    assert summary["n_triggers"] == trig["gps"].size
+    assert np.all(trig["network_snr"] < 10.0), trig["network_snr"]
+
+
+def test_file_without_l1_is_refused(tmp_path, bank):
+    path = tmp_path / "h1only.hdf"
+    with h5py.File(path, "w") as fh:
+        dset = fh.create_group("H1").create_dataset("1000000000", data=np.zeros(64 * FS))
+        write_hdf5_layout_attrs(dset, 1_000_000_000, FS)
+    with pytest.raises(FrameFileError, match="L1"):
+        bench_mf.run_mf_search(path, bank=bank, out=tmp_path / "t.h5", threads=1)
