@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--latency-seed", type=int, default=8, help="seed of the real-time run's data and injections")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-mf", action="store_true", help="skip the matched-filter peer")
+    ap.add_argument("--group-blocks", type=int, default=None, help="model.group_blocks (default: the config "
+                    "default); 1 = the encoder takes one block at a time")
     ap.add_argument("--model", default="", help="checkpoint (default: the shipped models/default.pt); the "
                     "whitening follows the phase it was trained with")
     ap.add_argument("--work", default="out/bench_replay")
@@ -71,14 +73,14 @@ spacing_s = 30.0
 jitter_s = 3.0
 [model]
 threads = {args.threads}
-path = "{model_path.resolve()}"
+path = "{model_path.resolve()}"{"" if args.group_blocks is None else f"{chr(10)}group_blocks = {args.group_blocks}"}
 [whiten]
 phase = "{phase}"
 [output]
 far_threshold_hz = 0.01
 """)
     res: dict = {"benchmark": "replay", "minutes": args.minutes, "threads": args.threads, "model": str(model_path),
-                 "whiten_phase": phase, "runs": []}
+                 "whiten_phase": phase, "group_blocks": args.group_blocks, "runs": []}
     duration = int(args.minutes * 60)
     data = work / f"data-{duration}s.hdf"
     if args.slides and not data.exists():
@@ -137,7 +139,8 @@ far_threshold_hz = 0.01
     out.write_text(json.dumps(res, indent=1))
     what = f"{args.minutes:g} min" if res["runs"] else f"{args.latency_minutes:g} min at --speed real"
     lines = [f"# Replay: {what} of 2048-Hz H1/L1, model `{model_path.name}` ({phase}-phase "
-             f"whitening), {args.threads} threads", ""]
+             f"whitening), {args.threads} threads"
+             + ("" if args.group_blocks is None else f", model.group_blocks = {args.group_blocks}"), ""]
     mf = res.get("matched_filter")
     if res["runs"]:
         lines += ["| slides | replay x real time | search x real time (peer) | replay / search |"
