@@ -300,7 +300,7 @@ def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model
 
         bar = tqdm(total=total, unit="s", desc="search", leave=False)
     data_s = 0.0
-    group = max(1, cfg.model.group_blocks)
+    group = cfg.model.group_blocks  # > 0: checked by the config
     blocks = file_blocks(input_path, cfg, counters=counters)
     while batch := list(itertools.islice(blocks, group)):
         for found in stage.process_many(batch):
