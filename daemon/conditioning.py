@@ -130,11 +130,12 @@ class Conditioner:
         Sample rate of the blocks (Hz); an integer multiple of ``analysis_rate_hz``.
     analysis_rate_hz : int
         Rate the windows are cut at (Hz).
-    fftlength_s, overlap, average, psd_length_s, psd_refresh_s, psd_max_change, psd_min_valid_s
+    fftlength_s, overlap, average, psd_length_s, psd_refresh_s, psd_max_change, psd_min_valid_s, psd_min_change
         PSD estimate: Welch segments (s, fraction, "median"/"mean") over the
         trailing ``psd_length_s`` of valid data, refreshed every
         ``psd_refresh_s``, rejected if the broadband sensitivity moves by more
-        than ``psd_max_change``; the first estimate after a (re)start needs
+        than ``psd_max_change``, not applied (the filter is not redesigned) if
+        it moves by less than ``psd_min_change``; the first estimate after a (re)start needs
         ``psd_min_valid_s`` of valid data (default ``psd_length_s``).
     fduration_s, highpass_hz, phase
         Whitening FIR length (s), high-pass corner (Hz), "linear" or "minimum".
@@ -176,6 +177,7 @@ class Conditioner:
         psd_refresh_s: float = 8.0,
         psd_max_change: float = 0.2,
         psd_min_valid_s: float | None = None,
+        psd_min_change: float = 0.0,
         fduration_s: float = 1.0,
         highpass_hz: float = 20.0,
         phase: str = "linear",
@@ -212,7 +214,7 @@ class Conditioner:
         # ---- PSD
         self._psd = kps.StreamingWelch(
             len(self.ifos), self.rate, fftlength_s, overlap, average, psd_length_s, psd_refresh_s,
-            psd_min_valid_s, psd_max_change, f_low_hz=max(self.highpass_hz, 1.0),
+            psd_min_valid_s, psd_max_change, f_low_hz=max(self.highpass_hz, 1.0), min_change=psd_min_change,
         )
         # ---- whitening
         self.n_taps = _samples(fduration_s, self.rate, "fduration_s")
@@ -253,7 +255,7 @@ class Conditioner:
         return cls(
             cfg.data.ifos, rate_in, cfg.data.analysis_rate_hz,
             fftlength_s=p.fftlength_s, overlap=p.overlap, average=p.average, psd_length_s=p.psd_length_s,
-            psd_refresh_s=p.refresh_s, psd_max_change=p.max_change,
+            psd_refresh_s=p.refresh_s, psd_max_change=p.max_change, psd_min_change=p.min_change,
             fduration_s=w.fduration_s, highpass_hz=w.highpass_hz, phase=w.phase,
             window_s=win.window_s, stride_s=win.stride_s, copy_windows=copy_windows,
         )

@@ -177,6 +177,8 @@ class PsdConfig:
     psd_length_s: float = setting(64.0, gt=0, unit="s")
     refresh_s: float = setting(8.0, gt=0, unit="s", doc="cadence of PSD re-estimation")
     max_change: float = setting(0.2, gt=0, doc="reject a PSD whose broadband sensitivity jumps by more")
+    min_change: float = setting(0.01, ge=0, doc="keep the current PSD (and whitening filter) unless the broadband "
+                                "sensitivity moved by at least this much (PyCBC Live's psd_recalculate_difference)")
 
     def check(self, prefix: str) -> None:
         if self.psd_length_s < self.fftlength_s:
@@ -184,6 +186,9 @@ class PsdConfig:
                 f"{prefix}psd_length_s", self.psd_length_s,
                 f">= fftlength_s = {self.fftlength_s} s (the PSD needs at least one FFT segment)",
             )
+        if self.min_change >= self.max_change:
+            raise ConfigError(f"{prefix}min_change", self.min_change,
+                              f"< max_change = {self.max_change} (estimates between the two replace the PSD)")
 
 
 @dataclass(frozen=True)

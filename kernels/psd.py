@@ -5,6 +5,7 @@ Pure functions of arrays: no I/O, no logging, no globals.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,18 +34,26 @@ def hann(m: int, sym: bool = False) -> np.ndarray:
     for spectral estimation, symmetric for tapers; computed here as scipy does
     (a general-cosine sum on ``linspace(-pi, pi)``) so the search process need
     not import ``scipy.signal`` (with ``scipy.stats``, about half a second).
+    Cached: the array is shared and read-only.
     """
     if int(m) != m or m < 0:
         raise ValueError(f"window length {m!r}, expected a non-negative integer")
-    m = int(m)
+    return _hann(int(m), bool(sym))
+
+
+@functools.lru_cache(maxsize=32)
+def _hann(m: int, sym: bool) -> np.ndarray:
     if m <= 1:
-        return np.ones(m)
-    n = m if sym else m + 1
-    fac = np.linspace(-np.pi, np.pi, n, dtype=np.float64)
-    w = np.zeros(n, dtype=np.float64)
-    for k, a in enumerate((0.5, 0.5)):
-        w += np.float64(a) * np.cos(k * fac)
-    return w if sym else w[:-1]
+        w = np.ones(m)
+    else:
+        n = m if sym else m + 1
+        fac = np.linspace(-np.pi, np.pi, n, dtype=np.float64)
+        w = np.zeros(n, dtype=np.float64)
+        for k, a in enumerate((0.5, 0.5)):
+            w += np.float64(a) * np.cos(k * fac)
+        w = w if sym else w[:-1].copy()
+    w.flags.writeable = False
+    return w
 
 
 def _check_average(average: str) -> None:

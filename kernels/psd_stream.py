@@ -58,7 +58,8 @@ class PsdUpdate:
     estimated : bool
         A new estimate was computed on this call (refresh due and enough data).
     accepted : bool
-        That estimate replaced the current PSD.
+        That estimate replaced the current PSD (an estimate neither accepted
+        nor rejected was within ``min_change`` of it: the current PSD stays).
     rejected : bool
         It was rejected: its sensitivity moved by more than ``max_change``.
     change : float
@@ -94,7 +95,10 @@ class StreamingWelch:
     trailing ``psd_length_s``, if they cover at least ``min_valid_s``; it is
     accepted unless its :func:`sensitivity_proxy` differs from the current
     PSD's by more than ``max_change`` (relative) in any channel, in which case
-    the current PSD is kept and the rejection reported. After
+    the current PSD is kept and the rejection reported. An estimate within
+    ``min_change`` of the current PSD in every channel is not applied either
+    (the current PSD stays, and with it whatever was built from it, such as a
+    whitening filter): PyCBC Live's ``psd_recalculate_difference``. After
     ``accept_after_rejections`` consecutive rejections the next estimate is
     accepted (the detector really changed).
 
@@ -119,6 +123,9 @@ class StreamingWelch:
         Low edge (Hz) of the sensitivity integral.
     accept_after_rejections : int
         Consecutive rejections after which an estimate is accepted anyway.
+    min_change : float
+        Smallest relative sensitivity change (any channel) for which an
+        estimate replaces the current PSD; 0 replaces it at every refresh.
 
     Notes
     -----
@@ -140,6 +147,7 @@ class StreamingWelch:
         max_change: float = 0.2,
         f_low_hz: float = 20.0,
         accept_after_rejections: int = 3,
+        min_change: float = 0.0,
     ):
         _check_average(average)
         self.nperseg, self.step = _segment_geometry(sample_rate, fftlength_s, overlap)
@@ -149,6 +157,8 @@ class StreamingWelch:
             raise ValueError(f"refresh_s = {refresh_s!r} s, expected > 0")
         if not max_change > 0:
             raise ValueError(f"max_change = {max_change!r}, expected > 0")
+        if not 0 <= min_change < max_change:
+            raise ValueError(f"min_change = {min_change!r}, expected in [0, max_change = {max_change!r})")
         self.n_channels = int(n_channels)
         self.sample_rate = float(sample_rate)
         self.average = average
@@ -159,6 +169,7 @@ class StreamingWelch:
         self.min_segments = max(1, int(np.ceil((min_valid_s * sample_rate - self.nperseg) / self.step)) + 1)
         self.max_segments = (self.psd_length - self.nperseg) // self.step + 1
         self.max_change = float(max_change)
+        self.min_change = float(min_change)
         self.f_low_hz = float(f_low_hz)
         self.accept_after_rejections = int(accept_after_rejections)
         self.freqs = np.fft.rfftfreq(self.nperseg, 1.0 / self.sample_rate)
@@ -315,6 +326,9 @@ class StreamingWelch:
         if change > self.max_change and self.n_rejected < self.accept_after_rejections:
             self.n_rejected += 1
             return PsdUpdate(estimated=True, rejected=True, change=change, n_segments=n_seg)
+        if change < self.min_change:
+            self.n_rejected = 0  # consistent with the current PSD: no jump in progress
+            return PsdUpdate(estimated=True, change=change, n_segments=n_seg)
         self._accept(new, end)
         return PsdUpdate(estimated=True, accepted=True, change=change, n_segments=n_seg)
 

@@ -59,6 +59,7 @@ def test_override_by_dotted_key():
          "simulate.injections.spin", "precession"),
         ({"source": {"speed": "fast"}}, "source.speed", "'real', 'max'"),
         ({"psd": 3}, "psd", "a table"),
+        ({"psd": {"min_change": 0.3}}, "psd.min_change", "< max_change"),
     ],
 )
 def test_rejections_name_key_value_and_expectation(data, key, words):

@@ -134,6 +134,22 @@ def test_streaming_rejects_implausible_jump_and_keeps_last_psd():
     )
 
 
+def test_streaming_keeps_the_psd_while_estimates_stay_within_min_change():
+    """PyCBC Live's psd_recalculate_difference: a similar estimate does not replace the PSD; a real change does."""
+    rng = np.random.default_rng(8)
+    est = kps.StreamingWelch(1, FS, 1.0, psd_length_s=8.0, refresh_s=1.0, max_change=0.5, min_change=0.1)
+    _stream(est, rng.standard_normal((1, FS * 8)), np.ones(FS * 8, bool), 0, [FS] * 8)
+    first = est.psd.copy()
+    quiet = _stream(est, rng.standard_normal((1, FS * 8)), np.ones(FS * 8, bool), FS * 8, [FS] * 8)
+    assert all(u.estimated and not u.accepted and not u.rejected and u.change < 0.1 for u in quiet)
+    np.testing.assert_array_equal(est.psd, first)
+    louder = _stream(est, 1.3 * rng.standard_normal((1, FS * 8)), np.ones(FS * 8, bool), FS * 16, [FS] * 8)
+    assert any(u.accepted for u in louder) and not any(u.rejected for u in louder)
+    assert kps.sensitivity_proxy(est.freqs, est.psd)[0] < 0.9 * kps.sensitivity_proxy(est.freqs, first)[0]
+    with pytest.raises(ValueError, match="min_change"):
+        kps.StreamingWelch(1, FS, 1.0, psd_length_s=8.0, max_change=0.2, min_change=0.2)
+
+
 def test_streaming_snapshot_restore_roundtrip():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, FS * 12))
