@@ -310,6 +310,10 @@ class TrainConfig:
     single_ifo_fraction: float = setting(0.0, ge=0, lt=1, doc="windows with a signal in one detector only, "
                                          "labelled noise (teaches coincidence: time slides, glitches)")
     single_ifo_snr: tuple[float, float] = setting((5.0, 40.0), gt=0, doc="single-detector SNR of those")
+    hard_negative_fraction: float = setting(0.0, ge=0, lt=1, doc="noise windows mined each epoch as the highest-"
+                                            "scoring (by the current model) of many time-slid noise windows")
+    hard_negative_slides: int = setting(16, gt=0, doc="time slides (1 s apart) scanned per noise stretch")
+    hard_negative_span_s: int = setting(48, gt=0, unit="s", doc="seconds of each stretch scanned for them")
     loud_fraction: float = setting(0.0, ge=0, le=1, doc="signals whose network SNR is instead log-uniform in "
                                    "loud_snr (keeps the statistic rising with SNR)")
     loud_snr: tuple[float, float] = setting((16.0, 64.0), gt=0, doc="network SNR range of those")
@@ -339,6 +343,15 @@ class TrainConfig:
         if self.signal_fraction + self.single_ifo_fraction >= 1:
             raise ConfigError(f"{prefix}single_ifo_fraction", self.single_ifo_fraction,
                               f"< 1 - signal_fraction = {1 - self.signal_fraction:g} (some windows must be noise)")
+        if self.signal_fraction + self.single_ifo_fraction + self.hard_negative_fraction >= 1:
+            raise ConfigError(f"{prefix}hard_negative_fraction", self.hard_negative_fraction,
+                              f"< 1 - signal_fraction - single_ifo_fraction = "
+                              f"{1 - self.signal_fraction - self.single_ifo_fraction:g} (some windows must be "
+                              f"plain noise)")
+        if self.hard_negative_fraction > 0 and self.hard_negative_span_s + self.hard_negative_slides > self.stretch_s:
+            raise ConfigError(f"{prefix}hard_negative_span_s", self.hard_negative_span_s,
+                              f"<= stretch_s - hard_negative_slides = {self.stretch_s - self.hard_negative_slides} s "
+                              f"(the slid L1 data must lie inside the stretch)")
         for name in ("snr_start", "snr_end", "merger_span_s", "single_ifo_snr", "loud_snr"):
             lo, hi = getattr(self, name)
             if lo > hi:

@@ -20,7 +20,7 @@ from .config import Config
 from .settings import section_to_dict
 from .trainset import NoisePool, WaveformBank, WindowMaker, make_validation_set
 
-__all__ = ["run_train", "curriculum", "model_card"]
+__all__ = ["run_train", "curriculum", "model_card", "HardNegativePicker"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,64 @@ def build_data(cfg: Config):
     return maker, validation
 
 
+class HardNegativePicker:
+    """Mine the noise windows a factorized model scores highest, for :meth:`WindowMaker.epoch`.
+
+    Each call encodes the first ``span_s + slides`` seconds of a whitened noise
+    stretch once (:meth:`FactorizedNet.encode_stream`) and scores, from those
+    features, every window whose H1 part starts in the first ``span_s``
+    seconds (one per feature step, 8 samples) against L1 slid by 0, 1, ...,
+    ``slides - 1`` s (:meth:`FactorizedNet.head_windows`): about
+    ``slides * span_s * 256`` noise windows per stretch for the price of
+    encoding it. It returns the ``k`` highest, no two within
+    a window length of each other in H1 or in L1. Slid windows are noise as good as any: the
+    detectors' noise is independent. The model is scored in eval mode and left
+    in the mode it was in.
+    """
+
+    def __init__(self, model, rate: int, *, slides: int = 16, span_s: int = 48):
+        self.model, self.rate, self.slides, self.span_s = model, int(rate), int(slides), int(span_s)
+        self.window = int(model.window_samples)
+        self.scores: list[float] = []
+
+    def __call__(self, white: np.ndarray, k: int) -> list[tuple[int, int]]:
+        import torch
+
+        model, rate, step = self.model, self.rate, self.model.stride_samples
+        n = (self.span_s + self.slides) * rate
+        if white.shape[-1] < n:
+            raise ValueError(f"noise stretch of {white.shape[-1]} samples, expected >= {n} "
+                             f"(hard_negative_span_s + hard_negative_slides seconds)")
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                feats = model.encode_stream(torch.from_numpy(np.ascontiguousarray(white[:, :n], dtype=np.float32)))
+                slide_steps = np.arange(self.slides) * (rate // step)
+                starts = np.arange((self.span_s * rate - self.window) // step + 1)
+                scores = model.head_windows(feats, starts, slide_steps).float().numpy().copy()
+        finally:
+            model.train(was_training)
+        picks = []
+        guard = self.window // step
+        l1_starts = starts[None, :] + slide_steps[:, None]
+        for _ in range(k):
+            i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+            self.scores.append(float(scores[i, j]))
+            picks.append((int(starts[j]) * step, int(l1_starts[i, j]) * step))
+            # no second window sharing (most of) this H1 or this L1 stretch of data
+            scores[:, np.abs(starts - starts[j]) <= guard] = -np.inf
+            scores[np.abs(l1_starts - l1_starts[i, j]) <= guard] = -np.inf
+        return picks
+
+    def summary(self) -> str:
+        """Scores of the windows picked since the last call (then forgets them)."""
+        s, self.scores = np.asarray(self.scores), []
+        if not s.size:
+            return "none"
+        return f"{s.size} windows, logit median {np.median(s):.2f}, min {s.min():.2f}, max {s.max():.2f}"
+
+
 def run_train(cfg: Config, *, progress: bool = True) -> dict:
     """Train ``cfg.train.model``; returns the final summary (also written next to the weights)."""
     import torch
@@ -81,11 +139,24 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         model = init
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
 
+    picker = None
+    if t.hard_negative_fraction > 0:
+        if not hasattr(model, "encode_stream"):
+            raise ConfigError("train.hard_negative_fraction", t.hard_negative_fraction,
+                              f"0 for a {t.model} model (hard-negative mining scans streams with a factorized "
+                              f"model's encode_stream/head_windows)")
+        picker = HardNegativePicker(model, cfg.data.analysis_rate_hz, slides=t.hard_negative_slides,
+                                    span_s=t.hard_negative_span_s)
+
     def make_epoch(epoch: int):
         snr_range = curriculum(epoch, t.snr_start, t.snr_end, t.curriculum_epochs)
-        return maker.epoch((t.seed, epoch), t.windows_per_epoch, snr_range, t.signal_fraction,
-                           single_fraction=t.single_ifo_fraction, single_snr_range=t.single_ifo_snr,
-                           loud_fraction=t.loud_fraction, loud_snr_range=t.loud_snr)
+        out = maker.epoch((t.seed, epoch), t.windows_per_epoch, snr_range, t.signal_fraction,
+                          single_fraction=t.single_ifo_fraction, single_snr_range=t.single_ifo_snr,
+                          loud_fraction=t.loud_fraction, loud_snr_range=t.loud_snr,
+                          hard_fraction=t.hard_negative_fraction, hard_picker=picker)
+        if picker is not None:
+            log.info("epoch=%d hard negatives: %s", epoch + 1, picker.summary())
+        return out
 
     history = fit(model, make_epoch, validation, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
                   weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, progress=progress)
@@ -144,7 +215,13 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
            f"must rank a time-slid event or a single-detector glitch as noise." if t.get("single_ifo_fraction")
            else "")
         + (f" A {t.get('loud_fraction', 0):.0%} share of the coincident signals instead has a network SNR log-uniform "
-           f"in {t.get('loud_snr')}, so the statistic keeps rising with SNR." if t.get("loud_fraction") else ""),
+           f"in {t.get('loud_snr')}, so the statistic keeps rising with SNR." if t.get("loud_fraction") else "")
+        + (f" A {t.get('hard_negative_fraction', 0):.1%} share of the windows are *hard negatives*, mined afresh each "
+           f"epoch: of every stretch's first {t.get('hard_negative_span_s')} s, against L1 slid by 0-"
+           f"{t.get('hard_negative_slides', 1) - 1} s, the noise windows the model of the moment scores highest "
+           f"(about {t.get('hard_negative_slides', 0) * t.get('hard_negative_span_s', 0) * 256:,} windows scanned per "
+           f"stretch), so training sees the loud tail of noise that sets the threshold at a low false-alarm rate."
+           if t.get("hard_negative_fraction") else ""),
         *([f"- **Initialised from**: `{t['init_weights']}` (sha256 `{meta.get('init_sha256', '?')}`), i.e. this run "
            f"fine-tunes that checkpoint (see its own model card for how it was trained); the wall time above is the "
            f"fine-tuning alone."] if t.get("init_weights") else []),

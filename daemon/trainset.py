@@ -321,11 +321,18 @@ class WindowMaker:
     def epoch(self, seed_words: tuple[int, ...], n: int, snr_range: tuple[float, float],
               signal_fraction: float = 0.5, windows_per_stretch: int = 64, single_fraction: float = 0.0,
               single_snr_range: tuple[float, float] = (5.0, 40.0), loud_fraction: float = 0.0,
-              loud_snr_range: tuple[float, float] = (16.0, 64.0)):
+              loud_snr_range: tuple[float, float] = (16.0, 64.0), hard_fraction: float = 0.0,
+              hard_picker=None):
         """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``.
 
         ``signal_fraction`` of them hold a signal (label 1); ``single_fraction``
         hold a signal in one detector only (label 0, see :meth:`from_stretch`).
+        A ``hard_fraction`` of them are *hard negatives*: noise windows chosen by
+        ``hard_picker(white, k) -> [(h1_start, l1_start), ...]`` (sample indices
+        into each whitened stretch, ``k`` distinct windows; the L1 part may be
+        time-slid against H1), e.g. the ones the current model scores highest.
+        Without a picker (or with ``hard_fraction = 0``) the draws are exactly
+        those of a plain epoch.
         """
         rng = np.random.default_rng(np.random.SeedSequence([*seed_words, 11]))
         xs, ys, ss = [], [], []
@@ -338,6 +345,15 @@ class WindowMaker:
             x, y, snr = self.from_stretch(white, taps, rng, m, n_sig, snr_range, n_single=n_one,
                                           single_snr_range=single_snr_range, loud_fraction=loud_fraction,
                                           loud_snr_range=loud_snr_range)
+            n_hard = min(m - n_sig - n_one, int(round(m * hard_fraction))) if hard_picker is not None else 0
+            if n_hard > 0:
+                picks = hard_picker(white, n_hard)
+                if len(picks) != n_hard:
+                    raise ValueError(f"hard_picker returned {len(picks)} windows, expected {n_hard}")
+                for j, (s1, s2) in enumerate(picks):
+                    row = m - n_hard + j
+                    x[row, 0] = white[0, s1:s1 + self.window]
+                    x[row, 1] = white[1, s2:s2 + self.window]
             xs.append(x), ys.append(y), ss.append(snr)
             made += m
             s += 1

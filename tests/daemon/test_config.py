@@ -60,6 +60,10 @@ def test_override_by_dotted_key():
         ({"source": {"speed": "fast"}}, "source.speed", "'real', 'max'"),
         ({"psd": 3}, "psd", "a table"),
         ({"psd": {"min_change": 0.3}}, "psd.min_change", "< max_change"),
+        ({"train": {"signal_fraction": 0.5, "single_ifo_fraction": 0.2, "hard_negative_fraction": 0.3}},
+         "train.hard_negative_fraction", "plain noise"),
+        ({"train": {"hard_negative_fraction": 0.1, "stretch_s": 32, "hard_negative_span_s": 24,
+                    "hard_negative_slides": 16}}, "train.hard_negative_span_s", "inside the stretch"),
     ],
 )
 def test_rejections_name_key_value_and_expectation(data, key, words):

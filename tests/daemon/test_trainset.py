@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gwstream.daemon.config import InjectionConfig
-from gwstream.daemon.training import curriculum
+from gwstream.daemon.training import HardNegativePicker, curriculum
 from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, make_validation_set
 
 
@@ -156,3 +156,60 @@ def test_minimum_phase_pool_whitens_causally_like_the_daemon(maker):
     x, y, _ = mp.from_stretch(white, taps, rng, 8, 4, snrs=np.full(4, 40.0))
     energy = (x.astype(np.float64) ** 2).sum(axis=(1, 2))
     assert energy[:4].min() > energy[4:].max()
+
+
+def test_hard_negative_picker_returns_the_highest_scoring_noise_windows(maker):
+    """The picks are the top of every (H1 start, L1 slide) window scanned, scored as forward() scores them."""
+    from gwstream.models.networks import build_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("factorized")
+    model.train()
+    rng = np.random.default_rng(11)
+    white, _ = maker.pool.stretch((12,), 32, rng)
+    picker = HardNegativePicker(model, 2048, slides=4, span_s=8)
+    picks = picker(white, 3)
+    assert model.training  # left as it was
+    assert len(picks) == 3
+    h1 = np.array([p[0] for p in picks])
+    l1 = np.array([p[1] for p in picks])
+    assert np.all(np.abs(h1[:, None] - h1[None, :])[~np.eye(3, dtype=bool)] > 2048)
+    assert np.all(np.abs(l1[:, None] - l1[None, :])[~np.eye(3, dtype=bool)] > 2048)
+    assert np.all((l1 - h1) % 2048 == 0) and np.all((l1 - h1 >= 0) & (l1 - h1 <= 3 * 2048))
+
+    def forward(pairs):
+        x = np.stack([np.stack([white[0, a:a + 2048], white[1, b:b + 2048]]) for a, b in pairs]).astype(np.float32)
+        model.eval()
+        with torch.inference_mode():
+            out = model(torch.from_numpy(x)).numpy()
+        model.train()
+        return out
+
+    np.testing.assert_allclose(forward(picks), picker.scores, atol=1e-3)
+    # brute force over a grid of the scanned windows: none beats the first pick
+    starts = np.arange(0, 8 * 2048 - 2048 + 1, 8 * 37)
+    grid = [(s, s + k * 2048) for k in range(4) for s in starts]
+    assert forward(grid).max() <= picker.scores[0] + 1e-3
+    assert "3 windows" in picker.summary() and picker.summary() == "none"
+
+
+def test_epoch_places_hard_negatives_as_labelled_noise(maker):
+    plain = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20)
+    same = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, hard_fraction=0.2)
+    for u, v in zip(plain, same):  # no picker: a plain epoch
+        np.testing.assert_array_equal(u, v)
+    calls = []
+
+    def picker(white, k):
+        calls.append((white.copy(), k))
+        return [(2048 * j, 2048 * (j + 3)) for j in range(k)]
+
+    x, y, snr = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, hard_fraction=0.2,
+                            hard_picker=picker)
+    assert [k for _, k in calls] == [4, 4] and y.sum() == 20
+    for white, k in calls:
+        for j in range(k):
+            want = np.stack([white[0, 2048 * j:2048 * (j + 1)], white[1, 2048 * (j + 3):2048 * (j + 4)]])
+            rows = np.flatnonzero([np.array_equal(r, want.astype(np.float32)) for r in x])
+            assert rows.size == 1 and y[rows[0]] == 0 and snr[rows[0]] == 0
