@@ -211,8 +211,11 @@ def main() -> None:
 
     tcfg = cfg.to_dict()["train"]
     data_keys = ("psd", "psd_variants", "psd_scale", "psd_tilt", "stretch_s", "merger_span_s", "injections")
+    # the windows' PSD is one Welch estimate per stretch: the streaming-only keys do not touch them
+    # (and leaving them out keeps the keys of sets made before they existed)
+    psd_keys = {k: v for k, v in cfg.to_dict()["psd"].items() if k not in ("min_change",)}
     key = hashlib.sha256(json.dumps([seed, args.n_noise, args.n_per_snr, list(snrs), args.n_waveforms,
-                                     res["bank"], cfg.to_dict()["psd"], {**cfg.to_dict()["whiten"], "phase": MF_PHASE},
+                                     res["bank"], psd_keys, {**cfg.to_dict()["whiten"], "phase": MF_PHASE},
                                      {k: tcfg[k] for k in data_keys}], sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     cache_path = Path(args.mf_cache) / f"mf-{key}.npz"
