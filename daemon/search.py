@@ -133,7 +133,7 @@ class SearchStage:
 
         def flush() -> None:
             self.slides.feed(run)
-            out.extend(self._rank(c) for c in run)
+            out.extend(self._rank(scored) for scored in self.slides.score_many(run))
             run.clear()
 
         for block in blocks:
@@ -152,8 +152,7 @@ class SearchStage:
         flush()
         return out
 
-    def _rank(self, cond: Conditioned) -> list[Trigger]:
-        scored = self.slides.score(cond)
+    def _rank(self, scored: tuple[int, np.ndarray, np.ndarray] | None) -> list[Trigger]:
         if scored is None:
             return []
         first, stats, valid = scored

@@ -39,6 +39,7 @@ _STEM_STRIDE = 4
 _STEM_KERNEL = 32
 _CONV_KERNEL = 8
 _POOL = 2
+_MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
 
 
 class _DilatedValidBlock(nn.Module):
@@ -433,8 +434,27 @@ class FactorizedNet(GWNet):
             pooled = torch.cat([bmax[..., bidx], bsum[..., bidx] / tp], dim=1)  # [Kc, 2H, n_w]
             if flip:
                 pooled = pooled.flip(0)
-            outs.append(self.mlp(pooled.transpose(1, 2)).squeeze(-1))
+            outs.append(self._mlp_rows(pooled.transpose(1, 2)))
         return torch.cat(outs, dim=0)
+
+    def _mlp_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``mlp(x)`` over ``x [..., 2H]`` -> ``[...]``, in gemms of one fixed shape.
+
+        A CPU gemm's rounding depends on how many rows it is given (small
+        batches take other kernels), not on where a row sits in a batch of a
+        given size. Running the MLP on chunks of exactly ``_MLP_ROWS`` rows (the
+        last one zero-padded) makes a window's logit independent of how many
+        windows and slides are scored with it: block by block, many blocks at
+        once or a whole backlog give the same bits.
+        """
+        lead = x.shape[:-1]
+        x = x.reshape(-1, x.shape[-1])
+        m = x.shape[0]
+        pad = -m % _MLP_ROWS
+        if pad:
+            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+        y = torch.cat([self.mlp(c) for c in x.split(_MLP_ROWS)])
+        return y[:m, 0].reshape(lead)
 
 
 def _conv_gemm(x: torch.Tensor, taps: torch.Tensor, b: torch.Tensor, stride: int, dilation: int) -> torch.Tensor:

@@ -66,6 +66,44 @@ class FakeConditioner:
                            None, x.astype(np.float32), start, bad)
 
 
+@pytest.mark.parametrize("block", [1500, RATE, 3 * RATE + 7])
+def test_score_many_equals_block_by_block_scoring_exactly(block):
+    """One head pass over a run of blocks (SlideScorer.score_many) returns, block for block, the very
+    statistics and validity of scoring each block alone, across an invalid stretch and ring growth."""
+    kw = dict(channels=16, stem_channels=8, hidden=8)
+    rng = np.random.default_rng(4)
+    start = 1_000_000_000 * RATE + 40
+    total = 40 * RATE
+    x = rng.standard_normal((2, total)).astype(np.float32)
+    bad_lo, bad_hi = start + 9 * RATE, start + 9 * RATE + 700
+
+    def bad(idx):
+        return np.stack([(idx >= bad_lo) & (idx < bad_hi), np.zeros(idx.size, bool)])
+
+    conds = [FakeConditioner(start, bad=bad)]
+    conds = [conds[0].process(x[:, a:a + block]) for a in range(0, total, block)]
+    one = SlideScorer(small_model("factorized", seed=2, **kw), sample_rate_hz=RATE, stride_samples=STRIDE,
+                      slide_step_samples=RATE, n_slides=5)
+    ref = [one.process(c) for c in conds]
+    many = SlideScorer(small_model("factorized", seed=2, **kw), sample_rate_hz=RATE, stride_samples=STRIDE,
+                       slide_step_samples=RATE, n_slides=5)
+    got, i = [], 0
+    while i < len(conds):
+        n = int(rng.integers(1, 9))
+        many.feed(conds[i:i + n])
+        got += many.score_many(conds[i:i + n])
+        i += n
+    assert sum(r is not None for r in ref) > 10
+    assert len(got) == len(ref)
+    for r, g in zip(ref, got):
+        assert (r is None) == (g is None)
+        if r is not None:
+            assert r[0] == g[0]
+            assert np.array_equal(r[2], g[2])
+            assert np.array_equal(r[1], g[1], equal_nan=True)
+    assert any((~r[2]).any() for r in ref if r is not None)
+
+
 @pytest.mark.parametrize("name,block", [("factorized", 1500), ("baseline", 1500), ("factorized", 6 * RATE + 7),
                                         ("baseline", 6 * RATE + 7)])
 def test_slid_statistics_equal_the_network_on_paired_windows(name, block):
