@@ -457,28 +457,6 @@ class FactorizedNet(GWNet):
         return y[:m, 0].reshape(lead)
 
 
-def _conv_gemm(x: torch.Tensor, taps: torch.Tensor, b: torch.Tensor, stride: int, dilation: int) -> torch.Tensor:
-    """``F.conv1d(x, w, b[:, 0], stride=stride, dilation=dilation)`` as batched matrix products.
-
-    ``x`` is ``(B, C_in, n)``, ``taps`` the weights tap-major, ``(k, C_out, C_in)``
-    (``w.permute(2, 0, 1)``, contiguous), ``b`` ``(C_out, 1)``. Stride 1: one
-    product per tap, accumulated in tap order, on views of ``x`` (no copy).
-    Otherwise the strided taps are gathered once (im2col) for a single product.
-    """
-    n_b, c_in, n = x.shape
-    k, c_out, _ = taps.shape
-    length = (n - dilation * (k - 1) - 1) // stride + 1
-    if stride == 1:
-        y = torch.baddbmm(b, taps[0].expand(n_b, c_out, c_in), x[..., :length])
-        for j in range(1, k):
-            y.baddbmm_(taps[j].expand(n_b, c_out, c_in), x[..., j * dilation : j * dilation + length])
-        return y
-    cols = x.as_strided((n_b, k, c_in, length), (x.stride(0), dilation * x.stride(2), x.stride(1),
-                                                 stride * x.stride(2))).reshape(n_b, k * c_in, length)
-    w = taps.permute(1, 0, 2).reshape(c_out, k * c_in)
-    return torch.baddbmm(b, w.expand(n_b, c_out, k * c_in), cols)
-
-
 class StreamEncoder:
     """The encoder of a :class:`FactorizedNet` run incrementally over a stream, each output computed once.
 
@@ -487,9 +465,9 @@ class StreamEncoder:
     Here every layer keeps the tail of its input that its next outputs still
     need, so a chunk costs only its new samples. Batch normalisation is folded
     into the preceding convolution (inference), and activations run in place.
-    Convolutions run as batched matrix products (:func:`_conv_gemm`): on the
-    short inputs of a 1-s block oneDNN's convolution spends much of its time
-    outside the arithmetic.
+    The convolutions are oneDNN's (``F.conv1d``), whose output samples do not
+    depend on how long the input is (tested): a 1-s block costs ~20 % more
+    than as per-tap matrix products, a backlog of 16 blocks ~40 % less.
 
     Outputs equal :meth:`FactorizedNet.encode_stream` over the concatenated
     chunks, to float rounding, whatever the chunking; feature ``j`` (counted
@@ -508,7 +486,7 @@ class StreamEncoder:
         with torch.no_grad():
             self._layers = self._fuse(list(model.encoder))
         # feature channels: the output width of the last layer that has weights
-        self.channels = next(p[0].shape[1] for kind, _, _, p in reversed(self._layers) if kind != "pool")
+        self.channels = next(p[0].shape[0] for kind, _, _, p in reversed(self._layers) if kind != "pool")
         self.reset()
 
     @staticmethod
@@ -518,8 +496,7 @@ class StreamEncoder:
         b = bn.bias - bn.running_mean * scale
         if conv.bias is not None:
             b = b + conv.bias * scale
-        # tap-major weights and a column bias, as _conv_gemm takes them
-        return w.detach().permute(2, 0, 1).contiguous(), b.detach()[:, None].clone()
+        return w.detach().contiguous(), b.detach().clone()
 
     def _fuse(self, mods: list) -> list[tuple]:
         """(kind, span, stride, params) per spatial layer: conv+BN(+ELU) fused, pooling, residual blocks."""
@@ -554,12 +531,12 @@ class StreamEncoder:
     def _apply(kind: str, p: tuple, x: torch.Tensor) -> torch.Tensor:
         if kind == "conv":
             w, b, s, d, act = p
-            y = _conv_gemm(x, w, b, s, d)
+            y = F.conv1d(x, w, b, stride=s, dilation=d)
             return F.elu(y, inplace=True) if act else y
         if kind == "pool":
             return F.max_pool1d(x, p[0], p[1])
         w, b, d = p
-        y = F.elu(_conv_gemm(x, w, b, 1, d), inplace=True)
+        y = F.elu(F.conv1d(x, w, b, dilation=d), inplace=True)
         return y.add_(x[..., d : x.shape[-1] - d])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
