@@ -336,6 +336,8 @@ class TrainConfig:
     workers: int = setting(2, gt=0, doc="processes generating the waveform bank")
     out_dir: str = setting("out/train", doc="checkpoints, cached banks, history")
     weights: str = setting("models/default.pt", doc="where the selected model is written")
+    select_epoch: str = setting("best", choices=("best", "last"), doc="the epoch written: highest held-out TPR at "
+                                "FPR 1e-3 and SNR 8 (ties: AUC), or the last one")
     init_weights: str = setting("", doc="start from this checkpoint's weights (fine-tuning); empty = random")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
 

@@ -159,9 +159,11 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         return out
 
     history = fit(model, make_epoch, validation, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                  weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, progress=progress)
+                  weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, select=t.select_epoch,
+                  progress=progress)
     wall = time.monotonic() - t0
-    best = max(history, key=lambda h: (h["validation"]["tpr"]["0.001"].get("8", 0.0), h["validation"]["auc"]))
+    best = history[-1] if t.select_epoch == "last" else \
+        max(history, key=lambda h: (h["validation"]["tpr"]["0.001"].get("8", 0.0), h["validation"]["auc"]))
     meta = {
         "command": " ".join(["gwstream", *sys.argv[1:]]) if sys.argv and "gwstream" in sys.argv[0] else
         "gwstream train", "config": section_to_dict(t), "psd": section_to_dict(cfg.psd),
@@ -225,7 +227,9 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         *([f"- **Initialised from**: `{t['init_weights']}` (sha256 `{meta.get('init_sha256', '?')}`), i.e. this run "
            f"fine-tunes that checkpoint (see its own model card for how it was trained); the wall time above is the "
            f"fine-tuning alone."] if t.get("init_weights") else []),
-        f"- **Selected epoch**: {meta['selected_epoch']} of {len(history)} (highest TPR at per-window FPR 1e-3, SNR 8).",
+        f"- **Selected epoch**: {meta['selected_epoch']} of {len(history)} "
+        + ("(the last: `train.select_epoch = \"last\"`)." if t.get("select_epoch") == "last" else
+           "(highest TPR at per-window FPR 1e-3, SNR 8)."),
         "",
         f"## Validation (held out: {v['n_noise']} noise windows, {t['val_windows_per_snr']} signal windows per SNR, "
         f"waveforms and noise from seeds disjoint from training)",

@@ -57,6 +57,7 @@ def fit(
     out_dir: str | Path,
     select_fpr: float = 1e-3,
     select_snr: str = "8",
+    select: str = "best",
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> list[dict]:
@@ -77,12 +78,16 @@ def fit(
         ``checkpoint.pt`` (last epoch, with optimiser state) and ``best.pt`` (state
         of the epoch with the highest TPR at ``select_fpr`` for SNR bin ``select_snr``,
         ties broken by AUC) are written here, atomically.
+    select : {"best", "last"}
+        The weights ``model`` is left with: that best epoch's, or the last epoch's.
 
     Returns
     -------
     list of dict
         One entry per epoch: loss, learning rate, wall time, validation summary.
     """
+    if select not in ("best", "last"):
+        raise ValueError(f"select = {select!r}, expected 'best' or 'last'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
@@ -154,6 +159,6 @@ def fit(
         if on_epoch is not None:
             on_epoch(entry)
     best = out_dir / "best_state.pt"
-    if best.exists():
+    if select == "best" and best.exists():
         model.load_state_dict(torch.load(best, weights_only=True, map_location="cpu")["state_dict"])
     return history

@@ -135,6 +135,30 @@ def test_fit_resume_is_identical(maker, tmp_path):
         torch.testing.assert_close(straight["state_dict"][k], resumed["state_dict"][k], rtol=0, atol=0)
 
 
+def test_fit_leaves_the_best_or_the_last_epoch(maker, tmp_path):
+    """select="best" leaves the weights of best_state.pt, select="last" those of the last epoch."""
+    from gwstream.models.networks import build_model
+    from gwstream.models.train import fit
+
+    torch.set_num_threads(1)
+    val = make_validation_set(maker, 7, 30, snrs=(10.0,), n_per_snr=10)
+
+    def make_epoch(e):
+        return maker.epoch((0, e), 32, (10.0, 20.0), windows_per_stretch=16)
+
+    for select in ("best", "last"):
+        torch.manual_seed(0)
+        model = build_model("factorized")
+        out = tmp_path / select
+        fit(model, make_epoch, val, epochs=2, batch_size=16, seed=0, out_dir=out, progress=False, select=select)
+        want = torch.load(out / ("best_state.pt" if select == "best" else "checkpoint.pt"), weights_only=True)
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(v, want["state_dict"][k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="select"):
+        fit(build_model("factorized"), make_epoch, val, epochs=1, batch_size=16, out_dir=tmp_path / "x",
+            progress=False, select="worst")
+
+
 def test_minimum_phase_pool_whitens_causally_like_the_daemon(maker):
     """phase="minimum": white noise, no look-ahead, and the whitened signal is the causal filter's output."""
     from gwstream.kernels import whiten as kwh
