@@ -80,8 +80,8 @@ def test_score_many_equals_block_by_block_scoring_exactly(block):
     def bad(idx):
         return np.stack([(idx >= bad_lo) & (idx < bad_hi), np.zeros(idx.size, bool)])
 
-    conds = [FakeConditioner(start, bad=bad)]
-    conds = [conds[0].process(x[:, a:a + block]) for a in range(0, total, block)]
+    fc = FakeConditioner(start, bad=bad)
+    conds = [fc.process(x[:, a:a + block]) for a in range(0, total, block)]
     one = SlideScorer(small_model("factorized", seed=2, **kw), sample_rate_hz=RATE, stride_samples=STRIDE,
                       slide_step_samples=RATE, n_slides=5)
     ref = [one.process(c) for c in conds]
