@@ -121,7 +121,7 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
     from gwstream.models.scorer import load_checkpoint, save_checkpoint
 
     from .errors import ConfigError
-    from gwstream.models.train import fit
+    from gwstream.models.train import fit, selection_key
 
     t = cfg.train
     torch.set_num_threads(t.threads)
@@ -162,8 +162,7 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
                   weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, select=t.select_epoch,
                   progress=progress)
     wall = time.monotonic() - t0
-    best = history[-1] if t.select_epoch == "last" else \
-        max(history, key=lambda h: (h["validation"]["tpr"]["0.001"].get("8", 0.0), h["validation"]["auc"]))
+    best = history[-1] if t.select_epoch == "last" else max(history, key=lambda h: selection_key(h["validation"]))
     meta = {
         "command": " ".join(["gwstream", *sys.argv[1:]]) if sys.argv and "gwstream" in sys.argv[0] else
         "gwstream train", "config": section_to_dict(t), "psd": section_to_dict(cfg.psd),

@@ -24,7 +24,7 @@ from torch import nn
 from .metrics import summarize
 from .checkpoint import atomic_path
 
-__all__ = ["fit", "score_windows"]
+__all__ = ["fit", "score_windows", "selection_key"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ def score_windows(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.
 def _atomic_save(obj: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def selection_key(summary: dict, select_fpr: float = 1e-3, select_snr: str = "8") -> tuple[float, float]:
+    """How :func:`fit` ranks epochs: TPR at ``select_fpr`` in SNR bin ``select_snr`` (all bins when absent), then AUC."""
+    tpr = summary["tpr"][f"{select_fpr:g}"]
+    return float(tpr.get(select_snr, tpr["all"])), float(summary["auc"])
 
 
 def fit(
@@ -145,8 +151,8 @@ def fit(
             "data_s": round(t_data, 2), "wall_s": round(time.monotonic() - t0, 2), "validation": summary,
         }
         history.append(entry)
-        tpr = summary["tpr"][f"{select_fpr:g}"].get(select_snr, summary["tpr"][f"{select_fpr:g}"]["all"])
-        key = (tpr, summary["auc"])
+        key = selection_key(summary, select_fpr, select_snr)
+        tpr = key[0]
         if key > best_key:
             best_key = key
             _atomic_save({"state_dict": model.state_dict(), "epoch": epoch + 1}, out_dir / "best_state.pt")
