@@ -52,9 +52,8 @@ FPRS = (1e-3, 1e-4)
 # reference windows are whitened that way whatever the config's whiten.phase; each network is scored on
 # the same stretches and signals whitened as it was trained (its checkpoint's whiten.phase).
 MF_PHASE = "linear"
-
-
 ISSUE4_SEED = 20_001  # the validation set of the issue-4 tables (train.seed 1 + 20 000 when it was made)
+
 
 def fitting_factors(mf: MatchedFilter, maker: WindowMaker, taps: np.ndarray, n: int, seed: int) -> dict:
     """Noise-free recovered / in-window optimal network SNR of ``n`` signals of ``maker.bank``."""
