@@ -135,25 +135,41 @@ def test_fit_resume_is_identical(maker, tmp_path):
         torch.testing.assert_close(straight["state_dict"][k], resumed["state_dict"][k], rtol=0, atol=0)
 
 
-def test_fit_leaves_the_best_or_the_last_epoch(maker, tmp_path):
+def test_fit_leaves_the_best_or_the_last_epoch(maker, tmp_path, monkeypatch):
     """select="best" leaves the weights of best_state.pt, select="last" those of the last epoch."""
+    import gwstream.models.train as train_mod
     from gwstream.models.networks import build_model
     from gwstream.models.train import fit
 
     torch.set_num_threads(1)
+    # the held-out TPR falls epoch by epoch, so the best epoch (1) is not the last (2)
+    real, calls = train_mod.summarize, []
+
+    def falling(*a, **kw):
+        out = real(*a, **kw)
+        calls.append(1)
+        out["tpr"]["0.001"]["all"] = out["tpr"]["0.001"]["8"] = 1.0 / len(calls)
+        return out
+
+    monkeypatch.setattr(train_mod, "summarize", falling)
     val = make_validation_set(maker, 7, 30, snrs=(10.0,), n_per_snr=10)
 
     def make_epoch(e):
         return maker.epoch((0, e), 32, (10.0, 20.0), windows_per_stretch=16)
 
+    left = {}
     for select in ("best", "last"):
+        calls.clear()
         torch.manual_seed(0)
         model = build_model("factorized")
         out = tmp_path / select
         fit(model, make_epoch, val, epochs=2, batch_size=16, seed=0, out_dir=out, progress=False, select=select)
+        assert torch.load(out / "best_state.pt", weights_only=True)["epoch"] == 1
         want = torch.load(out / ("best_state.pt" if select == "best" else "checkpoint.pt"), weights_only=True)
         for k, v in model.state_dict().items():
             torch.testing.assert_close(v, want["state_dict"][k], rtol=0, atol=0)
+        left[select] = model.state_dict()
+    assert any(not torch.equal(left["best"][k], left["last"][k]) for k in left["best"])
     with pytest.raises(ValueError, match="select"):
         fit(build_model("factorized"), make_epoch, val, epochs=1, batch_size=16, out_dir=tmp_path / "x",
             progress=False, select="worst")
