@@ -17,6 +17,7 @@ __all__ = [
     "hann",
     "welch",
     "periodograms",
+    "median_of_last_axis",
     "combine_periodograms",
     "median_bias",
 ]
@@ -189,12 +190,21 @@ def combine_periodograms(pg: np.ndarray, average: str = "median") -> np.ndarray:
 
 def _median_segments(pg: np.ndarray) -> np.ndarray:
     """``np.median(pg, axis=-2)``, bit for bit, ~3x faster: one partition along a contiguous segment axis."""
-    n_seg = pg.shape[-2]
-    a = np.ascontiguousarray(np.swapaxes(pg, -1, -2))  # (..., n_freq, n_seg)
-    if n_seg % 2:
-        return np.partition(a, n_seg // 2, axis=-1)[..., n_seg // 2]
-    part = np.partition(a, (n_seg // 2 - 1, n_seg // 2), axis=-1)
-    return (part[..., n_seg // 2 - 1] + part[..., n_seg // 2]) / 2.0
+    return median_of_last_axis(np.ascontiguousarray(np.swapaxes(pg, -1, -2)), overwrite=True)
+
+
+def median_of_last_axis(a: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """``np.median(a, axis=-1)``, bit for bit, by one partition; ``overwrite`` reorders ``a`` in place."""
+    n = a.shape[-1]
+    kth = n // 2 if n % 2 else (n // 2 - 1, n // 2)
+    if overwrite:
+        a.partition(kth, axis=-1)
+        part = a
+    else:
+        part = np.partition(a, kth, axis=-1)
+    if n % 2:
+        return part[..., n // 2].copy()
+    return (part[..., n // 2 - 1] + part[..., n // 2]) / 2.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -219,11 +229,14 @@ def _power_transposed(spec, first, out):  # pragma: no cover - compiled
                 out[c, f, first + j] = v.real * v.real + v.imag * v.imag
 
 
+_CPUS = os.cpu_count() or 1  # read once: a streaming call per block need not ask the OS again
+
+
 def _n_threads(workers: int) -> int:
     """Threads for ``workers`` in the ``scipy.fft`` convention (-1: all cores)."""
-    if workers == 0 or workers < -(os.cpu_count() or 1):
+    if workers == 0 or workers < -_CPUS:
         raise ValueError(f"workers = {workers!r}, expected >= 1 or a negative count from the core count (-1: all)")
-    return workers if workers > 0 else max(1, (os.cpu_count() or 1) + 1 + workers)
+    return workers if workers > 0 else max(1, _CPUS + 1 + workers)
 
 
 def _run_split(fn, n_items: int, n_threads: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .psd import _check_average, _segment_geometry, combine_periodograms, periodograms
+from .psd import _check_average, _segment_geometry, combine_periodograms, median_bias, median_of_last_axis, periodograms
 
 __all__ = ["sensitivity_proxy", "StreamingWelch", "PsdUpdate"]
 
@@ -183,7 +183,8 @@ class StreamingWelch:
         self._buf = np.zeros((c, self.nperseg))  # last nperseg samples
         self._buf_valid = np.zeros(self.nperseg, dtype=bool)
         self._next_index = -1  # absolute index of the next expected sample (-1: none yet)
-        self._pg = np.zeros((self.max_segments, c, nf))  # ring of periodograms
+        # ring of periodograms, segment axis last and contiguous: a median is one partition of one copy
+        self._pg = np.zeros((c, nf, self.max_segments))
         self._pg_end = np.full(self.max_segments, -1, dtype=np.int64)  # end index (excl.) per slot, -1 empty
         self._pg_slot = 0
         self._last_refresh = -1  # absolute index at last refresh attempt
@@ -195,7 +196,7 @@ class StreamingWelch:
         """Copy of the whole state as a dict of arrays and ints."""
         return {
             "buf": self._buf.copy(), "buf_valid": self._buf_valid.copy(), "next_index": self._next_index,
-            "pg": self._pg.copy(), "pg_end": self._pg_end.copy(), "pg_slot": self._pg_slot,
+            "pg": np.moveaxis(self._pg, -1, 0).copy(), "pg_end": self._pg_end.copy(), "pg_slot": self._pg_slot,
             "last_refresh": self._last_refresh,
             "psd": None if self.psd is None else self.psd.copy(), "psd_index": self.psd_index,
             "n_rejected": self.n_rejected,
@@ -203,12 +204,13 @@ class StreamingWelch:
 
     def restore(self, state: dict) -> None:
         """Restore a :meth:`snapshot` (shapes must match this configuration)."""
-        if state["pg"].shape != self._pg.shape:
-            raise ValueError(f"snapshot periodograms of shape {state['pg'].shape}, expected {self._pg.shape}")
+        shape = (self.max_segments, *self._pg.shape[:2])
+        if state["pg"].shape != shape:
+            raise ValueError(f"snapshot periodograms of shape {state['pg'].shape}, expected {shape}")
         self._buf = state["buf"].copy()
         self._buf_valid = state["buf_valid"].copy()
         self._next_index = int(state["next_index"])
-        self._pg = state["pg"].copy()
+        self._pg = np.ascontiguousarray(np.moveaxis(state["pg"], 0, -1))
         self._pg_end = state["pg_end"].copy()
         self._pg_slot = int(state["pg_slot"])
         self._last_refresh = int(state["last_refresh"])
@@ -291,7 +293,7 @@ class StreamingWelch:
                 pg = periodograms(segs.reshape(-1, L), self.sample_rate, L, L)[:, 0, :]
                 pg = pg.reshape(self.n_channels, starts.size, -1)
                 for j, s in enumerate(starts):
-                    self._pg[self._pg_slot] = pg[:, j, :]
+                    self._pg[:, :, self._pg_slot] = pg[:, j, :]
                     self._pg_end[self._pg_slot] = s + L
                     self._pg_slot = (self._pg_slot + 1) % self.max_segments
         self._buf = work[:, -L:].copy()
@@ -314,14 +316,21 @@ class StreamingWelch:
         n_seg = int(np.count_nonzero(sel))
         if n_seg < self.min_segments:
             return PsdUpdate(n_segments=n_seg)  # not enough valid data: keep the current PSD
-        order = np.argsort(ends[sel])
-        pg = self._pg[sel][order]  # (S, C, F)
-        new = combine_periodograms(np.moveaxis(pg, 0, 1), self.average)  # (C, F)
+        if self.average == "median":
+            # a median does not depend on the segments' order: partition the ring's copy in place
+            a = self._pg.copy() if n_seg == self.max_segments else self._pg[:, :, sel]
+            new = median_of_last_axis(a, overwrite=True) / median_bias(n_seg)  # (C, F)
+        else:
+            order = np.argsort(ends[sel])
+            pg = np.ascontiguousarray(np.moveaxis(self._pg[:, :, sel][:, :, order], -1, 0))  # (S, C, F)
+            new = combine_periodograms(np.moveaxis(pg, 0, 1), self.average)  # (C, F)
         if self.psd is None:
             self._accept(new, end)
             return PsdUpdate(estimated=True, accepted=True, n_segments=n_seg)
         s_new = sensitivity_proxy(self.freqs, new, self.f_low_hz)
-        s_old = sensitivity_proxy(self.freqs, self.psd, self.f_low_hz)
+        if getattr(self, "_proxy_of", None) is not self.psd:  # the current PSD's, computed once
+            self._proxy_of, self._proxy = self.psd, sensitivity_proxy(self.freqs, self.psd, self.f_low_hz)
+        s_old = self._proxy
         change = float(np.max(np.abs(s_new / s_old - 1.0)))
         if change > self.max_change and self.n_rejected < self.accept_after_rejections:
             self.n_rejected += 1
@@ -330,6 +339,7 @@ class StreamingWelch:
             self.n_rejected = 0  # consistent with the current PSD: no jump in progress
             return PsdUpdate(estimated=True, change=change, n_segments=n_seg)
         self._accept(new, end)
+        self._proxy_of, self._proxy = new, s_new
         return PsdUpdate(estimated=True, accepted=True, change=change, n_segments=n_seg)
 
     def _accept(self, psd: np.ndarray, end: int) -> None:
