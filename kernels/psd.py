@@ -190,21 +190,16 @@ def combine_periodograms(pg: np.ndarray, average: str = "median") -> np.ndarray:
 
 def _median_segments(pg: np.ndarray) -> np.ndarray:
     """``np.median(pg, axis=-2)``, bit for bit, ~3x faster: one partition along a contiguous segment axis."""
-    return median_of_last_axis(np.ascontiguousarray(np.swapaxes(pg, -1, -2)), overwrite=True)
+    return median_of_last_axis(np.ascontiguousarray(np.swapaxes(pg, -1, -2)))
 
 
-def median_of_last_axis(a: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
-    """``np.median(a, axis=-1)``, bit for bit, by one partition; ``overwrite`` reorders ``a`` in place."""
+def median_of_last_axis(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=-1)``, bit for bit, by one partition of ``a`` in place (its order is lost)."""
     n = a.shape[-1]
-    kth = n // 2 if n % 2 else (n // 2 - 1, n // 2)
-    if overwrite:
-        a.partition(kth, axis=-1)
-        part = a
-    else:
-        part = np.partition(a, kth, axis=-1)
+    a.partition(n // 2 if n % 2 else (n // 2 - 1, n // 2), axis=-1)
     if n % 2:
-        return part[..., n // 2].copy()
-    return (part[..., n // 2 - 1] + part[..., n // 2]) / 2.0
+        return a[..., n // 2].copy()
+    return (a[..., n // 2 - 1] + a[..., n // 2]) / 2.0
 
 
 @numba.njit(cache=True, nogil=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .psd import _check_average, _segment_geometry, combine_periodograms, median_bias, median_of_last_axis, periodograms
+from .psd import (_check_average, _segment_geometry, combine_periodograms, median_bias, median_of_last_axis,
+                  periodograms)
 
 __all__ = ["sensitivity_proxy", "StreamingWelch", "PsdUpdate"]
 
@@ -189,6 +190,7 @@ class StreamingWelch:
         self._pg_slot = 0
         self._last_refresh = -1  # absolute index at last refresh attempt
         self.psd = None  # accepted PSD, shape (C, n_freq), or None
+        self._proxy_of = self._proxy = None  # a PSD and its sensitivity_proxy (the last one compared)
         self.psd_index = -1  # absolute index of the end of data behind self.psd
         self.n_rejected = 0  # consecutive rejections
 
@@ -319,7 +321,7 @@ class StreamingWelch:
         if self.average == "median":
             # a median does not depend on the segments' order: partition the ring's copy in place
             a = self._pg.copy() if n_seg == self.max_segments else self._pg[:, :, sel]
-            new = median_of_last_axis(a, overwrite=True) / median_bias(n_seg)  # (C, F)
+            new = median_of_last_axis(a) / median_bias(n_seg)  # (C, F)
         else:
             order = np.argsort(ends[sel])
             pg = np.ascontiguousarray(np.moveaxis(self._pg[:, :, sel][:, :, order], -1, 0))  # (S, C, F)
@@ -328,7 +330,7 @@ class StreamingWelch:
             self._accept(new, end)
             return PsdUpdate(estimated=True, accepted=True, n_segments=n_seg)
         s_new = sensitivity_proxy(self.freqs, new, self.f_low_hz)
-        if getattr(self, "_proxy_of", None) is not self.psd:  # the current PSD's, computed once
+        if self._proxy_of is not self.psd:  # the current PSD's, computed once
             self._proxy_of, self._proxy = self.psd, sensitivity_proxy(self.freqs, self.psd, self.f_low_hz)
         s_old = self._proxy
         change = float(np.max(np.abs(s_new / s_old - 1.0)))
