@@ -323,8 +323,8 @@ class StreamingWelch:
             a = self._pg.copy() if n_seg == self.max_segments else self._pg[:, :, sel]
             new = median_of_last_axis(a) / median_bias(n_seg)  # (C, F)
         else:
-            order = np.argsort(ends[sel])
-            pg = np.ascontiguousarray(np.moveaxis(self._pg[:, :, sel][:, :, order], -1, 0))  # (S, C, F)
+            slots = np.flatnonzero(sel)[np.argsort(ends[sel])]  # in time order
+            pg = np.ascontiguousarray(np.moveaxis(self._pg[:, :, slots], -1, 0))  # (S, C, F)
             new = combine_periodograms(np.moveaxis(pg, 0, 1), self.average)  # (C, F)
         if self.psd is None:
             self._accept(new, end)
