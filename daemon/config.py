@@ -397,7 +397,8 @@ class ModelConfig:
 class RankingConfig:
     """Clustering, time slides and false-alarm rates."""
 
-    cluster_window_s: float = setting(1.0, gt=0, unit="s", doc="one trigger per this much time")
+    cluster_window_s: float = setting(0.75, gt=0, unit="s",
+                                      doc="one trigger per this much time; an alert waits half of it after its peak")
     var_s: float = setting(0.0, ge=0, unit="s", doc="timing tolerance; 0 = half the model's merger span + stride")
     slide_step_s: float = setting(1.0, ge=0.1, unit="s", doc="L1 shift per time slide (>> 10 ms light travel)")
     n_slides: int = setting(1000, ge=0, doc="time slides with a factorized model (head only per slide)")
