@@ -65,7 +65,8 @@ class HardNegativePicker:
     ``slides - 1`` s (:meth:`FactorizedNet.head_windows`): about
     ``slides * span_s * 256`` noise windows per stretch for the price of
     encoding it. It returns the ``k`` highest, no two within
-    a window length of each other in H1 or in L1. Slid windows are noise as good as any: the
+    a window length of each other in H1 or in L1 -- fewer than ``k`` when the
+    scan holds fewer such windows (about ``span_s / 2`` at most). Slid windows are noise as good as any: the
     detectors' noise is independent. The model is scored in eval mode and left
     in the mode it was in.
     """
@@ -74,6 +75,7 @@ class HardNegativePicker:
         self.model, self.rate, self.slides, self.span_s = model, int(rate), int(slides), int(span_s)
         self.window = int(model.window_samples)
         self.scores: list[float] = []
+        self.short = 0  # windows asked for but not found distinct from the picks (since the last summary)
 
     def __call__(self, white: np.ndarray, k: int) -> list[tuple[int, int]]:
         import torch
@@ -98,6 +100,9 @@ class HardNegativePicker:
         l1_starts = starts[None, :] + slide_steps[:, None]
         for _ in range(k):
             i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+            if scores[i, j] == -np.inf:  # every window left shares data with a pick
+                self.short += k - len(picks)
+                break
             self.scores.append(float(scores[i, j]))
             picks.append((int(starts[j]) * step, int(l1_starts[i, j]) * step))
             # no second window sharing (most of) this H1 or this L1 stretch of data
@@ -108,9 +113,12 @@ class HardNegativePicker:
     def summary(self) -> str:
         """Scores of the windows picked since the last call (then forgets them)."""
         s, self.scores = np.asarray(self.scores), []
+        short, self.short = self.short, 0
         if not s.size:
             return "none"
-        return f"{s.size} windows, logit median {np.median(s):.2f}, min {s.min():.2f}, max {s.max():.2f}"
+        return (f"{s.size} windows, logit median {np.median(s):.2f}, min {s.min():.2f}, max {s.max():.2f}"
+                + (f"; {short} more asked for than the scans held distinct (plain noise windows instead)"
+                   if short else ""))
 
 
 def run_train(cfg: Config, *, progress: bool = True) -> dict:

@@ -329,8 +329,9 @@ class WindowMaker:
         hold a signal in one detector only (label 0, see :meth:`from_stretch`).
         A ``hard_fraction`` of them are *hard negatives*: noise windows chosen by
         ``hard_picker(white, k) -> [(h1_start, l1_start), ...]`` (sample indices
-        into each whitened stretch, ``k`` distinct windows; the L1 part may be
-        time-slid against H1), e.g. the ones the current model scores highest.
+        into each whitened stretch, at most ``k`` distinct windows; the L1 part may be
+        time-slid against H1), e.g. the ones the current model scores highest;
+        rows it has no pick for keep plain noise windows.
         Without a picker (or with ``hard_fraction = 0``) the draws are exactly
         those of a plain epoch.
         """
@@ -348,8 +349,8 @@ class WindowMaker:
             n_hard = min(m - n_sig - n_one, int(round(m * hard_fraction))) if hard_picker is not None else 0
             if n_hard > 0:
                 picks = hard_picker(white, n_hard)
-                if len(picks) != n_hard:
-                    raise ValueError(f"hard_picker returned {len(picks)} windows, expected {n_hard}")
+                if len(picks) > n_hard:
+                    raise ValueError(f"hard_picker returned {len(picks)} windows, expected at most {n_hard}")
                 for j, (s1, s2) in enumerate(picks):
                     row = m - n_hard + j
                     x[row, 0] = white[0, s1:s1 + self.window]

@@ -234,6 +234,37 @@ def test_hard_negative_picker_returns_the_highest_scoring_noise_windows(maker):
     assert "3 windows" in picker.summary() and picker.summary() == "none"
 
 
+def test_hard_negative_picker_never_repeats_a_window_when_asked_for_more_than_the_scan_holds(maker):
+    """Window starts in 8 s of H1 more than a window length apart: at most 7. A request for 12 gets those only."""
+    from gwstream.models.networks import build_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("factorized")
+    rng = np.random.default_rng(12)
+    white, _ = maker.pool.stretch((13,), 32, rng)
+    picker = HardNegativePicker(model, 2048, slides=4, span_s=8)
+    picks = picker(white, 12)
+    assert 1 <= len(picks) <= 7
+    assert np.all(np.isfinite(picker.scores)) and len(picker.scores) == len(picks)
+    h1 = np.array([p[0] for p in picks])
+    l1 = np.array([p[1] for p in picks])
+    off = ~np.eye(len(picks), dtype=bool)
+    assert np.all(np.abs(h1[:, None] - h1[None, :])[off] > 2048)
+    assert np.all(np.abs(l1[:, None] - l1[None, :])[off] > 2048)
+    assert f"{12 - len(picks)} more asked for" in picker.summary()
+
+
+def test_epoch_keeps_plain_noise_where_the_picker_found_too_few(maker):
+    def picker(white, k):
+        return [(0, 2048 * 3)]  # one pick of the k asked for
+
+    x, y, snr = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, hard_fraction=0.2,
+                            hard_picker=picker)
+    assert x.shape == (40, 2, 2048) and y.sum() == 20 and np.all(np.isfinite(x))
+    assert np.all(x.std(axis=-1) > 0.5)  # every row is whitened data, none left empty
+
+
 def test_epoch_places_hard_negatives_as_labelled_noise(maker):
     plain = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20)
     same = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, hard_fraction=0.2)
