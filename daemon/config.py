@@ -400,6 +400,9 @@ class RankingConfig:
     cluster_window_s: float = setting(0.75, gt=0, unit="s",
                                       doc="one trigger per this much time; an alert waits half of it after its peak")
     var_s: float = setting(0.0, ge=0, unit="s", doc="timing tolerance; 0 = half the model's merger span + stride")
+    time_plateau: float = setting(3.0, ge=0, doc="trigger time from the middle of the windows next to the peak "
+                                  "(within the cluster) whose statistic is within this of the peak's; 0 = the "
+                                  "peak window alone")
     slide_step_s: float = setting(1.0, ge=0.1, unit="s", doc="L1 shift per time slide (>> 10 ms light travel)")
     n_slides: int = setting(1000, ge=0, doc="time slides with a factorized model (head only per slide)")
     n_slides_joint: int = setting(8, ge=0, doc="time slides with a joint model (full inference per slide)")

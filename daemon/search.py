@@ -97,6 +97,7 @@ class SearchStage:
                 "analysis_rate_hz": int(rate), **conditioning_meta(cfg)}
         self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
                                     merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
+                                    time_plateau=r.time_plateau,
                                     n_slides=self.n_slides, background=background, meta=meta,
                                     n_exact=r.background_exact)
         self.slides = SlideScorer(scorer, sample_rate_hz=rate, stride_samples=self.stride_samples,

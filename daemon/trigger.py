@@ -23,7 +23,8 @@ class Trigger:
     Attributes
     ----------
     gps_ns : int
-        Trigger (merger) time: start of the loudest window plus the model's merger offset (ns).
+        Trigger (merger) time (ns): the model's merger offset after the middle of the windows around
+        the loudest whose statistic is within ``ranking.time_plateau`` of its (the loudest alone if 0).
     window_gps_ns : int
         Start of the loudest window (ns).
     stat : float

@@ -23,8 +23,20 @@ def is_peak(stats, valid, i, h):
     return True
 
 
-def reference_triggers(stats, valid, chunk_ends, h, stride_ns, merger_offset_ns, first_index=0):
-    """Zero-lag triggers ``[(gps_ns, stat, far, saturated)]`` of series ``stats[k][i]`` given in chunks.
+def plateau_middle(stats, valid, i, h, plateau):
+    """Twice the grid position of the middle of the valid windows next to peak ``i`` (within ``h``) at >= s - plateau."""
+    if plateau <= 0:
+        return 2 * i
+    a = b = i
+    while a - 1 >= max(0, i - h) and valid[a - 1] and stats[a - 1] >= stats[i] - plateau:
+        a -= 1
+    while b + 1 <= min(len(stats) - 1, i + h) and valid[b + 1] and stats[b + 1] >= stats[i] - plateau:
+        b += 1
+    return a + b
+
+
+def reference_triggers(stats, valid, chunk_ends, h, stride_ns, merger_offset_ns, first_index=0, plateau=0.0):
+    """Zero-lag triggers ``[(gps_ns, window_ns, stat, far, saturated)]`` of series ``stats[k][i]`` given in chunks.
 
     ``chunk_ends``: window counts received after each chunk; the last entry is
     the flush (no new windows, every remaining window decided). FAR = (number of slid peaks with stat >= s, decided
@@ -45,6 +57,8 @@ def reference_triggers(stats, valid, chunk_ends, h, stride_ns, merger_offset_ns,
                 n_louder = sum(1 for b in bg if b >= s)
                 t = live * stride_ns / NS
                 far = (n_louder + 1) / t if t > 0 else math.inf
-                out.append(((first_index + i) * stride_ns + merger_offset_ns, s, far, n_louder == 0))
+                twice_mid = 2 * first_index + plateau_middle(stats[0], valid[0], i, h, plateau)
+                out.append((twice_mid * stride_ns // 2 + merger_offset_ns, (first_index + i) * stride_ns, s, far,
+                            n_louder == 0))
         done = decided
     return out

@@ -12,7 +12,7 @@ STRIDE = 62_500_000  # 1/16 s
 
 
 def make_stage(n_slides=4, **kw):
-    args = dict(stride_ns=STRIDE, cluster_window_s=1.0, merger_offset_ns=700_000_000, var_s=0.25,
+    args = dict(stride_ns=STRIDE, cluster_window_s=1.0, merger_offset_ns=700_000_000, var_s=0.25, time_plateau=0.8,
                 n_slides=n_slides, meta={"model": "test"})
     args.update(kw)
     return RankingStage(**args)
@@ -35,21 +35,24 @@ def feed(stage, stats, valid, cuts, first_index=0):
     return got, ends
 
 
+@pytest.mark.parametrize("plateau", [0.0, 0.8])
 @pytest.mark.parametrize("seed", range(6))
-def test_golden_against_reference(seed):
+def test_golden_against_reference(seed, plateau):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(50, 400))
     stats, valid = random_scores(seed, n, 5)
     cuts = sorted(set(int(c) for c in rng.integers(1, n, size=int(rng.integers(0, 12)))))
-    stage = make_stage()
+    stage = make_stage(time_plateau=plateau)
     got, ends = feed(stage, stats, valid, cuts, first_index=1000)
     ref = reference_triggers(stats.tolist(), valid.tolist(), ends + [n], stage.half_width, STRIDE,
-                             700_000_000, first_index=1000)
+                             700_000_000, first_index=1000, plateau=plateau)
     assert len(got) == len(ref) > 0
-    for g, (gps, s, far, sat) in zip(got, ref):
-        assert g.gps_ns == gps and g.stat == s and g.saturated == sat
+    for g, (gps, window, s, far, sat) in zip(got, ref):
+        assert g.gps_ns == gps and g.window_gps_ns == window and g.stat == s and g.saturated == sat
         assert g.far == pytest.approx(far, rel=1e-12)
-        assert g.window_gps_ns == gps - 700_000_000 and g.var == 0.25
+        assert g.var == 0.25
+    moved = sum(g.gps_ns != g.window_gps_ns + 700_000_000 for g in got)
+    assert (moved > 0) == (plateau > 0)
     assert stage.foreground_live_windows == int(valid[0].sum())
     assert stage.background.live_windows == int(valid[1:].sum())
 
