@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network on simulated, whitened windows ([train])")
     _common(p)
     p.add_argument("--model", default=None, choices=("baseline", "resnet", "factorized"), help="override train.model")
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs (stages that set their own keep theirs)")
     p.add_argument("--weights", default=None, help="override train.weights (output checkpoint)")
     p.add_argument("--out-dir", default=None, help="override train.out_dir (checkpoints, resume)")
     p.add_argument("--no-progress", action="store_true")

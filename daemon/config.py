@@ -37,6 +37,7 @@ __all__ = [
     "InjectionConfig",
     "SourceConfig",
     "TrainConfig",
+    "TrainStage",
     "load_config",
     "config_from_dict",
     "IFO_NAMES",
@@ -297,6 +298,37 @@ def _training_injections() -> InjectionConfig:
 
 
 @dataclass(frozen=True)
+class TrainStage:
+    """One stage of a staged ``gwstream train`` run (``[[train.stages]]``): the keys it changes.
+
+    A stage trains the model the previous stage left (the first: ``train.init_weights``,
+    or random) with ``[train]``'s settings overridden by the keys set here; a key left
+    out inherits ``[train]``'s value, except ``seed``, which defaults to
+    ``train.seed + <stage index>`` so no two stages draw the same epochs. The waveform
+    banks, noise PSDs, validation windows and model are ``[train]``'s, shared by all stages.
+    """
+
+    epochs: int | None = setting(None, gt=0)
+    windows_per_epoch: int | None = setting(None, gt=0)
+    batch_size: int | None = setting(None, gt=0)
+    lr: float | None = setting(None, gt=0)
+    weight_decay: float | None = setting(None, ge=0)
+    signal_fraction: float | None = setting(None, gt=0, lt=1)
+    single_ifo_fraction: float | None = setting(None, ge=0, lt=1)
+    single_ifo_snr: tuple[float, float] | None = setting(None, gt=0)
+    hard_negative_fraction: float | None = setting(None, ge=0, lt=1)
+    hard_negative_slides: int | None = setting(None, gt=0)
+    hard_negative_span_s: int | None = setting(None, gt=0, unit="s")
+    loud_fraction: float | None = setting(None, ge=0, le=1)
+    loud_snr: tuple[float, float] | None = setting(None, gt=0)
+    snr_start: tuple[float, float] | None = setting(None, gt=0)
+    snr_end: tuple[float, float] | None = setting(None, gt=0)
+    curriculum_epochs: int | None = setting(None, ge=0)
+    seed: int | None = setting(None, ge=0)
+    select_epoch: str | None = setting(None, choices=("best", "last"))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """``gwstream train``: simulated, whitened windows and the optimiser."""
 
@@ -340,8 +372,24 @@ class TrainConfig:
                                 "FPR 1e-3 and SNR 8 (ties: AUC), or the last one")
     init_weights: str = setting("", doc="start from this checkpoint's weights (fine-tuning); empty = random")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
+    stages: tuple[TrainStage, ...] = setting((), doc="[[train.stages]]: train in stages, each changing some keys "
+                                             "of [train] (empty: one stage, [train] itself)")
+
+    def stage_configs(self) -> list["TrainConfig"]:
+        """The settings of each stage, in order (``[self]`` when there are no stages)."""
+        if not self.stages:
+            return [self]
+        out = []
+        for i, st in enumerate(self.stages):
+            keys = {k: v for k, v in dataclasses.asdict(st).items() if v is not None}
+            keys.setdefault("seed", self.seed + i)
+            out.append(dataclasses.replace(self, stages=(), **keys))
+        return out
 
     def check(self, prefix: str) -> None:
+        if self.stages:
+            for i, st in enumerate(self.stage_configs()):
+                st.check(f"{prefix}stages[{i}].")
         if self.signal_fraction + self.single_ifo_fraction >= 1:
             raise ConfigError(f"{prefix}single_ifo_fraction", self.single_ifo_fraction,
                               f"< 1 - signal_fraction = {1 - self.signal_fraction:g} (some windows must be noise)")

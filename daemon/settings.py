@@ -98,6 +98,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 def _check_bounds(meta: Mapping[str, Any], value: Any, key: str) -> None:
     unit = f" {meta['unit']}" if meta.get("unit") else ""
+    if value is None:  # an optional setting left unset (a stage key that inherits)
+        return
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise ConfigError(key, value, "one of " + ", ".join(repr(c) for c in meta["choices"]))
     values = value if isinstance(value, tuple) else (value,)
@@ -112,6 +114,14 @@ def _check_bounds(meta: Mapping[str, Any], value: Any, key: str) -> None:
             raise ConfigError(key, value, f"a value <= {meta['le']}{unit}")
         if meta.get("lt") is not None and not v < meta["lt"]:
             raise ConfigError(key, value, f"a value < {meta['lt']}{unit}")
+
+
+def _table_list_item(tp: Any) -> type | None:
+    """The section class of a ``tuple[Section, ...]`` field (a TOML array of tables), else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
 
 
 def build_section(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
@@ -157,6 +167,13 @@ def build_section(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -
             continue
         if name not in data:
             continue  # default applies
+        item = _table_list_item(tp)
+        if item is not None:  # a list of tables ([[key]] in TOML), each a section of its own
+            rows = data[name]
+            if not isinstance(rows, (list, tuple)) or not all(isinstance(r, Mapping) for r in rows):
+                raise ConfigError(key, rows, f"a list of tables [[{key}]]")
+            kwargs[name] = tuple(build_section(item, r, f"{key}[{i}].") for i, r in enumerate(rows))
+            continue
         value = _coerce(tp, data[name], key)
         _check_bounds(f.metadata, value, key)
         kwargs[name] = value
@@ -176,9 +193,13 @@ def section_to_dict(obj: Any) -> dict:
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        out[f.name] = section_to_dict(value) if dataclasses.is_dataclass(value) else (
-            list(value) if isinstance(value, tuple) else value
-        )
+        if dataclasses.is_dataclass(value):
+            out[f.name] = section_to_dict(value)
+        elif isinstance(value, tuple) and value and all(dataclasses.is_dataclass(v) for v in value):
+            # a list of tables: unset optional keys (None) are left out, as in the file
+            out[f.name] = [{k: v for k, v in section_to_dict(v).items() if v is not None} for v in value]
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 
@@ -199,12 +220,19 @@ def to_toml(data: Mapping[str, Any]) -> str:
     """TOML text of nested dicts of scalars and lists (what :func:`section_to_dict` returns)."""
     lines: list[str] = []
 
-    def table(name: str, d: Mapping[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, Mapping))
+    def is_tables(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and bool(v) and all(isinstance(x, Mapping) for x in v)
+
+    def table(name: str, d: Mapping[str, Any], header: str = "") -> None:
+        lines.append(header or f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in d.items()
+                     if v is not None and not isinstance(v, Mapping) and not is_tables(v))
         for k, v in d.items():
             if isinstance(v, Mapping):
                 table(f"{name}.{k}", v)
+            elif is_tables(v):
+                for row in v:
+                    table(f"{name}.{k}", row, f"[[{name}.{k}]]")
 
     for name, d in data.items():
         table(name, d)

@@ -121,6 +121,22 @@ class HardNegativePicker:
                    if short else ""))
 
 
+def _epoch_maker(maker: WindowMaker, st, picker: HardNegativePicker | None):
+    """``make_epoch(epoch)`` of one stage's settings ``st`` (a :class:`TrainConfig`)."""
+
+    def make_epoch(epoch: int):
+        snr_range = curriculum(epoch, st.snr_start, st.snr_end, st.curriculum_epochs)
+        out = maker.epoch((st.seed, epoch), st.windows_per_epoch, snr_range, st.signal_fraction,
+                          single_fraction=st.single_ifo_fraction, single_snr_range=st.single_ifo_snr,
+                          loud_fraction=st.loud_fraction, loud_snr_range=st.loud_snr,
+                          hard_fraction=st.hard_negative_fraction, hard_picker=picker)
+        if picker is not None:
+            log.info("epoch=%d hard negatives: %s", epoch + 1, picker.summary())
+        return out
+
+    return make_epoch
+
+
 def run_train(cfg: Config, *, progress: bool = True) -> dict:
     """Train ``cfg.train.model``; returns the final summary (also written next to the weights)."""
     import torch
@@ -135,8 +151,8 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
     torch.set_num_threads(t.threads)
     t0 = time.monotonic()
     maker, validation = build_data(cfg)
-    log.info("data ready: bank=%d validation=%d windows in %.1f s", len(maker.bank), validation[0].shape[0],
-             time.monotonic() - t0)
+    data_s = time.monotonic() - t0
+    log.info("data ready: bank=%d validation=%d windows in %.1f s", len(maker.bank), validation[0].shape[0], data_s)
     torch.manual_seed(t.seed)
     model = build_model(t.model)
     if t.init_weights:
@@ -147,39 +163,47 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         model = init
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
 
-    picker = None
-    if t.hard_negative_fraction > 0:
-        if not hasattr(model, "encode_stream"):
-            raise ConfigError("train.hard_negative_fraction", t.hard_negative_fraction,
-                              f"0 for a {t.model} model (hard-negative mining scans streams with a factorized "
-                              f"model's encode_stream/head_windows)")
-        picker = HardNegativePicker(model, cfg.data.analysis_rate_hz, slides=t.hard_negative_slides,
-                                    span_s=t.hard_negative_span_s)
-
-    def make_epoch(epoch: int):
-        snr_range = curriculum(epoch, t.snr_start, t.snr_end, t.curriculum_epochs)
-        out = maker.epoch((t.seed, epoch), t.windows_per_epoch, snr_range, t.signal_fraction,
-                          single_fraction=t.single_ifo_fraction, single_snr_range=t.single_ifo_snr,
-                          loud_fraction=t.loud_fraction, loud_snr_range=t.loud_snr,
-                          hard_fraction=t.hard_negative_fraction, hard_picker=picker)
-        if picker is not None:
-            log.info("epoch=%d hard negatives: %s", epoch + 1, picker.summary())
-        return out
-
-    history = fit(model, make_epoch, validation, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                  weight_decay=t.weight_decay, seed=t.seed, out_dir=Path(t.out_dir) / t.model, select=t.select_epoch,
-                  progress=progress)
+    stages = t.stage_configs()
+    history: list[dict] = []
+    for i, st in enumerate(stages):
+        picker = None
+        if st.hard_negative_fraction > 0:
+            if not hasattr(model, "encode_stream"):
+                key = f"train.stages[{i}].hard_negative_fraction" if t.stages else "train.hard_negative_fraction"
+                raise ConfigError(key, st.hard_negative_fraction,
+                                  f"0 for a {t.model} model (hard-negative mining scans streams with a factorized "
+                                  f"model's encode_stream/head_windows)")
+            picker = HardNegativePicker(model, cfg.data.analysis_rate_hz, slides=st.hard_negative_slides,
+                                        span_s=st.hard_negative_span_s)
+        stage_dir = Path(t.out_dir) / f"stage-{i + 1}" if t.stages else Path(t.out_dir)
+        if t.stages:
+            log.info("stage %d of %d: %d epochs, lr %g, seed %d (%s)", i + 1, len(stages), st.epochs, st.lr,
+                     st.seed, stage_dir)
+        stage_history = fit(model, _epoch_maker(maker, st, picker), validation, epochs=st.epochs,
+                            batch_size=st.batch_size, lr=st.lr, weight_decay=st.weight_decay, seed=st.seed,
+                            out_dir=stage_dir / t.model, select=st.select_epoch, progress=progress)
+        if t.stages:
+            stage_history = [{**h, "stage": i + 1} for h in stage_history]
+        history += stage_history
     wall = time.monotonic() - t0
-    best = history[-1] if t.select_epoch == "last" else max(history, key=lambda h: selection_key(h["validation"]))
+    last = stages[-1]
+    tail = [h for h in history if h.get("stage", 1) == (len(stages) if t.stages else 1)]
+    best = tail[-1] if last.select_epoch == "last" else max(tail, key=lambda h: selection_key(h["validation"]))
     meta = {
         "command": " ".join(["gwstream", *sys.argv[1:]]) if sys.argv and "gwstream" in sys.argv[0] else
         "gwstream train", "config": section_to_dict(t), "psd": section_to_dict(cfg.psd),
         "whiten": section_to_dict(cfg.whiten), "windows": section_to_dict(cfg.windows),
         "merger_offset_s": float(np.mean(t.merger_span_s)), "selected_epoch": best["epoch"],
-        "validation": best["validation"], "wall_s": round(wall, 1), "torch": torch.__version__,
+        "validation": best["validation"], "wall_s": round(wall, 1),
+        # the work itself: data preparation plus every epoch's own wall time (a resumed run's
+        # process wall time leaves out the epochs it resumed past)
+        "train_wall_s": round(data_s + sum(h["wall_s"] for h in history), 1), "torch": torch.__version__,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         "n_parameters": count_parameters(model),
     }
+    if t.stages:
+        meta["stages"] = [section_to_dict(st) | {"stage": i + 1} for i, st in enumerate(stages)]
+        meta["selected_stage"] = len(stages)
     if t.init_weights:
         meta["init_sha256"] = init_sha
     weights = Path(t.weights)
@@ -195,8 +219,11 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
     """Markdown model card: what the network is, how it was trained, how it scores."""
     import hashlib
 
-    t = meta["config"]
+    stages = meta.get("stages") or []
+    t = {**meta["config"], **stages[-1]} if stages else meta["config"]  # the last stage's mixture is described
     v = meta["validation"]
+    wall_s = meta.get("train_wall_s", meta["wall_s"])
+    n_epochs = stages[-1]["epochs"] if stages else len(history)
     sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     snr_bins = [k for k in v["tpr"]["0.001"] if k != "all"]
     lines = [
@@ -207,9 +234,11 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         f"- **Hyper-parameters**: `{json.dumps(getattr(model, 'hparams', {}))}`",
         f"- **sha256**: `{sha}`",
         f"- **Trained by**: `{meta.get('command', 'gwstream train')}` (seed {t['seed']}), torch {meta['torch']}, "
-        f"{meta['machine']}, {meta['wall_s'] / 60:.1f} min wall including data generation.",
+        f"{meta['machine']}, {wall_s / 60:.1f} min wall including data generation"
+        + (f" ({len(stages)} stages, table below)." if stages else "."),
         f"- **Data**: {t['windows_per_epoch']} fresh windows per epoch ({t['signal_fraction']:.0%} with a signal) for "
-        f"{t['epochs']} epochs. Noise: stationary Gaussian from `{t['psd']}` and {t['psd_variants'] - 1} perturbed "
+        f"{n_epochs} epochs{' (the last stage; earlier stages: table below)' if stages else ''}. "
+        f"Noise: stationary Gaussian from `{t['psd']}` and {t['psd_variants'] - 1} perturbed "
         f"variants (scale up to x{t['psd_scale']} either way, tilt (f/100 Hz)^±{t['psd_tilt']}), whitened with a PSD "
         f"*estimated* (median Welch, {meta['psd']['fftlength_s']} s segments) from each {t['stretch_s']}-s stretch "
         f"and the daemon's {meta['whiten']['fduration_s']}-s {meta['whiten'].get('phase', 'linear')}-phase FIR "
@@ -234,7 +263,8 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         *([f"- **Initialised from**: `{t['init_weights']}` (sha256 `{meta.get('init_sha256', '?')}`), i.e. this run "
            f"fine-tunes that checkpoint (see its own model card for how it was trained); the wall time above is the "
            f"fine-tuning alone."] if t.get("init_weights") else []),
-        f"- **Selected epoch**: {meta['selected_epoch']} of {len(history)} "
+        f"- **Selected epoch**: {meta['selected_epoch']} of {len(history) if not stages else stages[-1]['epochs']} "
+        + (f"of stage {len(stages)} " if stages else "")
         + ("(the last: `train.select_epoch = \"last\"`)." if t.get("select_epoch") == "last" else
            "(highest TPR at per-window FPR 1e-3, SNR 8)."),
         "",
@@ -247,6 +277,24 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
     for fpr in v["tpr"]:
         row = v["tpr"][fpr]
         lines.append(f"| {fpr} | " + " | ".join(f"{row[b]:.3f}" for b in snr_bins) + f" | {v['auc']:.4f} |")
+    if stages:
+        lines += ["", "## Stages", "",
+                  "Each stage trains the model the previous one left, with `[train]`'s settings changed by its "
+                  "`[[train.stages]]` table; banks, PSDs and validation windows are shared.", "",
+                  "| stage | epochs | lr | seed | network SNR (curriculum) | single-detector | hard negatives | loud "
+                  "| kept | wall min |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for st in stages:
+            snr = (f"{st['snr_start']} → {st['snr_end']} over {st['curriculum_epochs']}"
+                   if st["curriculum_epochs"] and st["snr_start"] != st["snr_end"] else f"{st['snr_end']}")
+            single = (f"{st['single_ifo_fraction']:.0%} at {st['single_ifo_snr']}" if st["single_ifo_fraction"]
+                      else "-")
+            hard = (f"{st['hard_negative_fraction']:.1%} of {st['hard_negative_span_s']} s × "
+                    f"{st['hard_negative_slides']} slides" if st["hard_negative_fraction"] else "-")
+            loud = f"{st['loud_fraction']:.0%}" if st["loud_fraction"] else "-"
+            mins = sum(h["wall_s"] for h in history if h.get("stage") == st["stage"]) / 60
+            lines.append(f"| {st['stage']} | {st['epochs']} | {st['lr']:g} | {st['seed']} | {snr} | {single} | "
+                         f"{hard} | {loud} | {st['select_epoch']} | {mins:.1f} |")
     lines += [
         "",
         "AUC per SNR bin: " + ", ".join(f"{b}: {v['auc_by_snr'][b]:.4f}" for b in snr_bins) + ".",
@@ -256,10 +304,11 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         "",
         "## Training curve",
         "",
-        "| epoch | loss | AUC | TPR@1e-3, SNR 8 | wall s |",
-        "|---|---|---|---|---|",
+        "| " + ("stage | " if stages else "") + "epoch | loss | AUC | TPR@1e-3, SNR 8 | wall s |",
+        "|---|" + ("---|" if stages else "") + "---|---|---|---|",
     ]
     for h in history:
-        lines.append(f"| {h['epoch']} | {h['loss']:.4f} | {h['validation']['auc']:.4f} | "
-                     f"{h['validation']['tpr']['0.001'].get('8', float('nan')):.3f} | {h['wall_s']:.0f} |")
+        lines.append("| " + (f"{h['stage']} | " if stages else "") + f"{h['epoch']} | {h['loss']:.4f} | "
+                     f"{h['validation']['auc']:.4f} | {h['validation']['tpr']['0.001'].get('8', float('nan')):.3f} | "
+                     f"{h['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"

@@ -64,6 +64,12 @@ def test_override_by_dotted_key():
          "train.hard_negative_fraction", "plain noise"),
         ({"train": {"hard_negative_fraction": 0.1, "stretch_s": 32, "hard_negative_span_s": 24,
                     "hard_negative_slides": 16}}, "train.hard_negative_span_s", "inside the stretch"),
+        ({"train": {"stages": [{"epochs": 2}, {"n_waveforms": 10}]}}, "train.stages[1].n_waveforms", "known keys"),
+        ({"train": {"stages": [{"lr": -1.0}]}}, "train.stages[0].lr", "> 0"),
+        ({"train": {"stages": [{"select_epoch": "first"}]}}, "train.stages[0].select_epoch", "one of"),
+        ({"train": {"stages": {"epochs": 2}}}, "train.stages", "[[train.stages]]"),
+        ({"train": {"single_ifo_fraction": 0.2, "stages": [{}, {"hard_negative_fraction": 0.4}]}},
+         "train.stages[1].hard_negative_fraction", "plain noise"),
     ],
 )
 def test_rejections_name_key_value_and_expectation(data, key, words):
@@ -95,3 +101,28 @@ def test_bad_toml_file(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "nope.toml")
+
+
+def test_train_stages_inherit_train_and_get_their_own_seeds():
+    cfg = config_from_dict({"train": {"lr": 1e-3, "seed": 7, "epochs": 5, "loud_fraction": 0.1, "stages": [
+        {"epochs": 2}, {"lr": 1e-4, "loud_fraction": 0.0}, {"seed": 3, "snr_end": [6.0, 12.0]}]}})
+    stages = cfg.train.stage_configs()
+    assert [s.epochs for s in stages] == [2, 5, 5]
+    assert [s.lr for s in stages] == [1e-3, 1e-4, 1e-3]
+    assert [s.loud_fraction for s in stages] == [0.1, 0.0, 0.1]
+    assert [s.seed for s in stages] == [7, 8, 3]
+    assert stages[2].snr_end == (6.0, 12.0) and stages[0].snr_end == cfg.train.snr_end
+    assert all(s.stages == () for s in stages)
+    assert config_from_dict({}).train.stage_configs() == [config_from_dict({}).train]
+
+
+def test_train_stages_round_trip_through_toml():
+    import tomllib
+
+    from gwstream.daemon.settings import to_toml
+
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "train-staged.toml")
+    assert len(cfg.train.stages) == 3
+    text = to_toml(cfg.to_dict())
+    assert text.count("[[train.stages]]") == 3
+    assert config_from_dict(tomllib.loads(text)) == cfg

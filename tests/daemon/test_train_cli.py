@@ -1,11 +1,13 @@
-"""`gwstream train` end to end on a tiny recipe (slow: about a minute)."""
+"""`gwstream train` end to end on tiny recipes (the one-stage run is marked slow: about a minute)."""
 
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
+from gwstream.daemon.settings import to_toml
 from gwstream.models.scorer import Scorer
 from tests.daemon.streams import write_toml
 
@@ -28,6 +30,38 @@ def test_train_cli_writes_weights_card_and_history(tmp_path):
     assert "Model card" in card and scorer.sha256 in card
     history = json.loads((tmp_path / "m.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_train_stages_run_in_order_and_resume(tmp_path):
+    """Two stages in one run; a rerun resumes past both (their checkpoints) and writes the same weights."""
+    (tmp_path / "train.toml").write_text(to_toml({"train": {
+        "windows_per_epoch": 256, "batch_size": 32, "n_waveforms": 16, "n_val_waveforms": 8,
+        "val_noise_windows": 200, "val_windows_per_snr": 40, "workers": 1, "threads": 1,
+        "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
+        "injections": {"approximant": "IMRPhenomD", "spin": "aligned"},
+        "stages": [{"epochs": 2}, {"epochs": 1, "lr": 3e-4, "hard_negative_fraction": 0.1, "hard_negative_slides": 4,
+                                    "hard_negative_span_s": 8, "select_epoch": "last"}],
+    }}))
+    cmd = [sys.executable, "-m", "gwstream.daemon.cli", "train", "--config", str(tmp_path / "train.toml"),
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stage 2 of 2" in proc.stderr and "hard negatives" in proc.stderr
+    assert (tmp_path / "out" / "stage-1" / "factorized" / "checkpoint.pt").exists()
+    assert (tmp_path / "out" / "stage-2" / "factorized" / "checkpoint.pt").exists()
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [(h["stage"], h["epoch"]) for h in doc["history"]] == [(1, 1), (1, 2), (2, 1)]
+    assert [s["seed"] for s in doc["meta"]["stages"]] == [0, 1]
+    assert doc["meta"]["train_wall_s"] >= sum(h["wall_s"] for h in doc["history"])
+    card = (tmp_path / "m.md").read_text()
+    assert "## Stages" in card and "| 2 | 1 | 0.0003 | 1 |" in card
+    first = {k: v.clone() for k, v in Scorer.from_checkpoint(tmp_path / "m.pt").model.state_dict().items()}
+    # a rerun finds both stages done: no epoch is trained again, the same weights are written
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stderr and "loss=" not in proc.stderr
+    again = Scorer.from_checkpoint(tmp_path / "m.pt").model.state_dict()
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
 
 
 def test_train_names_an_init_checkpoint_of_another_network(tmp_path):
