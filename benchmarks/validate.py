@@ -45,7 +45,7 @@ from gwstream.daemon.config import InjectionConfig, load_config
 from gwstream.daemon.mfreference import MatchedFilter, place_bank
 from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, validation_chunks
 from gwstream.kernels import whiten as kwh
-from gwstream.models.metrics import summarize
+from gwstream.models.metrics import summarize, threshold_at_fpr
 
 FPRS = (1e-3, 1e-4)
 # The matched filter whitens its templates with the linear-phase filter (daemon.mfreference), so the
@@ -68,6 +68,65 @@ def fitting_factors(mf: MatchedFilter, maker: WindowMaker, taps: np.ndarray, n: 
     q = np.quantile(ff, [0.0, 0.01, 0.05, 0.5])
     return {"n": int(n), "min": float(q[0]), "p01": float(q[1]), "p05": float(q[2]), "median": float(q[3]),
             "mean": float(ff.mean()), "snr_loss_mean": float(1 - np.mean(ff ** 3) ** (1 / 3))}
+
+
+#: the per-window FPR and the SNR rows of the breakdown of missed signals
+MISS_FPR = 1e-4
+MISS_ROWS = ("8", "12")
+
+
+def miss_breakdown(stats: dict, labels: np.ndarray, snrs: np.ndarray, info: dict, params: dict) -> dict:
+    """TPR at per-window FPR ``MISS_FPR`` of each statistic, in the SNR rows ``MISS_ROWS``, by signal property.
+
+    The properties: the weaker detector's optimal SNR (a signal one detector barely sees looks like a
+    single-detector glitch to a coincidence statistic), the total mass, and the share of the network SNR
+    that falls inside the 1-s window (the rest of a long inspiral is before it, for every statistic alike).
+    """
+    sig = labels == 1
+    idx = info["bank_index"]
+    mtotal = np.where(idx >= 0, params["mass1"][np.maximum(idx, 0)] + params["mass2"][np.maximum(idx, 0)], np.nan)
+    props = {
+        "weaker detector's SNR": ([0, 2, 3, 4, 5, np.inf], np.nanmin(np.where(sig[:, None], info["ifo_snr"], np.inf),
+                                                                   axis=1)),
+        "total mass (M☉)": ([14, 30, 50, 70, 100.01], mtotal),
+        "in-window share of the network SNR": ([0, 0.8, 0.9, 0.97, 1.0001], info["window_snr"] / np.maximum(snrs, 1e-9)),
+    }
+    out: dict = {"fpr": MISS_FPR, "rows": {}}
+    thresholds = {name: threshold_at_fpr(sc[labels == 0], MISS_FPR) for name, sc in stats.items()}
+    for row in MISS_ROWS:
+        in_row = sig & (np.isclose(snrs, float(row)))
+        if not in_row.any():
+            continue
+        out["rows"][row] = {}
+        for title, (edges, value) in props.items():
+            bins = []
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                sel = in_row & (value >= lo) & (value < hi)
+                entry = {"lo": float(lo), "hi": float(hi), "n": int(sel.sum()), "tpr": {}}
+                for name, sc in stats.items():
+                    entry["tpr"][name] = float(np.mean(sc[sel] >= thresholds[name])) if sel.any() else float("nan")
+                bins.append(entry)
+            out["rows"][row][title] = bins
+    return out
+
+
+def _miss_markdown(m: dict) -> list[str]:
+    lines = [f"## Where the signals are missed (TPR at per-window FPR {m['fpr']:g}, signals in each bin in brackets)",
+             ""]
+    for row, props in m["rows"].items():
+        for title, bins in props.items():
+            def label(b):
+                return f"≥ {b['lo']:g}" if b["hi"] == np.inf or b["hi"] > 1e3 else f"{b['lo']:g}–{b['hi']:.3g}"
+            names = list(bins[0]["tpr"])
+            lines.append(f"SNR {row}, by {title}:")
+            lines.append("")
+            lines.append("| statistic | " + " | ".join(f"{label(b)} ({b['n']})" for b in bins) + " |")
+            lines.append("|---|" + "---|" * len(bins))
+            for name in names:
+                lines.append(f"| {name} | " + " | ".join("—" if b["n"] == 0 else f"{b['tpr'][name]:.3f}"
+                                                         for b in bins) + " |")
+            lines.append("")
+    return lines
 
 
 def markdown(res: dict) -> str:
@@ -106,6 +165,11 @@ def markdown(res: dict) -> str:
                  f"({res['n_windows'] / max(t['mf'], 1e-9):.0f} windows/s, bank preparation "
                  f"{t['mf_prepare']:.1f} s of it), " + ", ".join(f"{k} {v:.1f}" for k, v in t["models"].items())
                  + f"; total {t['total']:.1f}.")
+    if res.get("misses", {}).get("rows"):
+        lines.append("")
+        lines += _miss_markdown(res["misses"])
+        if "mf_from" in res:
+            lines.append("(The matched filter's per-window scores are not in its earlier result: networks only.)")
     if "bank_check" in res:
         lines.append("")
         lines.append("Bank fitting factor (noise-free, in-window): " + "; ".join(
@@ -253,10 +317,13 @@ def main() -> None:
     n_done = 0
     total = args.n_noise + len(snrs) * args.n_per_snr
     t0 = time.perf_counter()
-    streams = {ph: validation_chunks(m, seed, args.n_noise, snrs, args.n_per_snr) for ph, m in makers.items()}
+    streams = {ph: validation_chunks(m, seed, args.n_noise, snrs, args.n_per_snr, with_info=ph == MF_PHASE)
+               for ph, m in makers.items()}
+    infos: list[dict] = []
     for chunks in zip(*streams.values()):
         by_phase = dict(zip(streams, chunks))
-        x, y, snr, taps = by_phase[MF_PHASE]
+        x, y, snr, taps, info = by_phase[MF_PHASE]
+        infos.append(info)
         for ph in other:  # same stretches, same signals: only the whitening filter differs
             if not (np.array_equal(by_phase[ph][1], y) and np.array_equal(by_phase[ph][2], snr)):
                 sys.exit(f"internal error: the {ph}-phase validation windows do not follow the {MF_PHASE} ones")
@@ -307,6 +374,10 @@ def main() -> None:
             fpr: {b: (v / res["mf"]["tpr"][fpr][b] if res["mf"]["tpr"][fpr][b] > 0 else float("nan"))
                   for b, v in row.items()} for fpr, row in r["tpr"].items()}
         res["models"][name] = r
+    info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
+    stats = {**({"matched filter": np.concatenate(mf_scores)} if mf is not None else {}),
+             **{name: np.concatenate(model_scores[name]).astype(np.float64) for name in scorers}}
+    res["misses"] = miss_breakdown(stats, labels, snr_all, info, val_bank.params)
     timing["total"] = time.perf_counter() - t_start
     timing["bank"] = t_bank
     res["timing_s"] = timing

@@ -265,7 +265,8 @@ class WindowMaker:
     def from_stretch(self, white: np.ndarray, taps: np.ndarray, rng: np.random.Generator, n_windows: int,
                      n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None,
                      n_single: int = 0, single_snr_range: tuple[float, float] = (5.0, 40.0),
-                     loud_fraction: float = 0.0, loud_snr_range: tuple[float, float] = (16.0, 64.0)):
+                     loud_fraction: float = 0.0, loud_snr_range: tuple[float, float] = (16.0, 64.0),
+                     info: dict | None = None):
         """``n_windows`` windows from one whitened stretch, the first ``n_signals`` with signals.
 
         A ``loud_fraction`` of the signals (when their SNR is drawn from
@@ -279,6 +280,11 @@ class WindowMaker:
         looks like. A coincidence statistic must rank them as noise.
 
         Returns ``(x float32 (n, n_ifo, window), label float32 (n,), snr float32 (n,))``.
+        When a dict ``info`` is given, it receives per-window arrays (NaN or -1 where
+        a window holds no coincident signal; the random draws are the same either way):
+        ``bank_index``, ``ifo_snr`` ``(n, n_ifo)`` (each detector's optimal SNR of the
+        whole whitened signal, after scaling), ``window_snr`` (network SNR of the part
+        inside the window) and ``merger_sample`` (its position in the window).
         """
         n = white.shape[1]
         starts = np.sort(rng.choice(np.arange(0, n - self.window, self.window), n_windows, replace=False))
@@ -302,6 +308,20 @@ class WindowMaker:
                 x[j] += sig[j, :, m - pos[j]:m - pos[j] + self.window].astype(np.float32)
             label[:n_signals] = 1.0
             snr[:n_signals] = snrs
+            if info is not None:
+                n_ifo = sig.shape[1]
+                info["bank_index"] = np.full(n_windows, -1, np.int64)
+                info["bank_index"][:n_signals] = idx
+                info["ifo_snr"] = np.full((n_windows, n_ifo), np.nan)
+                info["ifo_snr"][:n_signals] = np.sqrt((sig ** 2).sum(axis=2))
+                info["window_snr"] = np.full(n_windows, np.nan)
+                info["window_snr"][:n_signals] = [np.sqrt((sig[j, :, m - pos[j]:m - pos[j] + self.window] ** 2).sum())
+                                                  for j in range(n_signals)]
+                info["merger_sample"] = np.full(n_windows, -1, np.int64)
+                info["merger_sample"][:n_signals] = pos
+        elif info is not None:
+            info.update(bank_index=np.full(n_windows, -1, np.int64), ifo_snr=np.full((n_windows, len(self._detectors)),
+                        np.nan), window_snr=np.full(n_windows, np.nan), merger_sample=np.full(n_windows, -1, np.int64))
         if n_single:
             if n_signals + n_single > n_windows:
                 raise ValueError(f"{n_signals} signal + {n_single} single-detector windows > {n_windows} windows")
@@ -363,8 +383,11 @@ class WindowMaker:
 
 
 def validation_chunks(maker: WindowMaker, seed: int, n_noise: int, snrs=(6.0, 8.0, 10.0, 12.0),
-                      n_per_snr: int = 1000):
+                      n_per_snr: int = 1000, with_info: bool = False):
     """Yield ``(x, label, snr, taps)`` per noise stretch: held-out windows, a stretch at a time.
+
+    With ``with_info``, ``(x, label, snr, taps, info)``: ``info`` is the per-window dict of
+    :meth:`WindowMaker.from_stretch` (which signal, each detector's SNR, ...); the windows are the same.
 
     ``n_noise`` noise-only windows (non-overlapping, from fresh stretches whose
     seeds are disjoint from training's), then ``n_per_snr`` signal windows at
@@ -380,8 +403,9 @@ def validation_chunks(maker: WindowMaker, seed: int, n_noise: int, snrs=(6.0, 8.
             m = min(per, count - made, 64 if rho else per)
             white, taps = maker.pool.stretch((seed, 99, s), maker.stretch_s, rng)
             k = m if rho else 0
-            x, y, snr = maker.from_stretch(white, taps, rng, m, k, snrs=np.full(k, rho) if k else None)
-            yield x, y, snr, taps
+            info: dict | None = {} if with_info else None
+            x, y, snr = maker.from_stretch(white, taps, rng, m, k, snrs=np.full(k, rho) if k else None, info=info)
+            yield (x, y, snr, taps, info) if with_info else (x, y, snr, taps)
             made += m
             s += 1
 

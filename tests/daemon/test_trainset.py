@@ -284,3 +284,23 @@ def test_epoch_places_hard_negatives_as_labelled_noise(maker):
             want = np.stack([white[0, 2048 * j:2048 * (j + 1)], white[1, 2048 * (j + 3):2048 * (j + 4)]])
             rows = np.flatnonzero([np.array_equal(r, want.astype(np.float32)) for r in x])
             assert rows.size == 1 and y[rows[0]] == 0 and snr[rows[0]] == 0
+
+
+def test_validation_info_describes_each_signal_without_changing_the_windows(maker):
+    from gwstream.daemon.trainset import validation_chunks
+
+    plain = list(validation_chunks(maker, 5, 40, snrs=(8.0, 12.0), n_per_snr=20))
+    rich = list(validation_chunks(maker, 5, 40, snrs=(8.0, 12.0), n_per_snr=20, with_info=True))
+    assert len(plain) == len(rich)
+    for a, b in zip(plain, rich):
+        assert all(np.array_equal(u, v) for u, v in zip(a, b[:4]))
+        x, y, snr, _, info = b
+        sig = y == 1
+        assert info["ifo_snr"].shape == (x.shape[0], 2) and np.all(np.isnan(info["ifo_snr"][~sig]))
+        assert np.all(info["bank_index"][~sig] == -1) and np.all(info["bank_index"][sig] >= 0)
+        # each detector's SNR adds up (in quadrature) to the network SNR asked for; the window holds part of it
+        assert np.allclose(np.sqrt((info["ifo_snr"][sig] ** 2).sum(axis=1)), snr[sig], rtol=1e-6)
+        assert np.all(info["window_snr"][sig] <= snr[sig] * (1 + 1e-6))
+        assert np.all(info["window_snr"][sig] > 0.5 * snr[sig])
+        lo, hi = maker.span
+        assert np.all((info["merger_sample"][sig] >= lo) & (info["merger_sample"][sig] <= hi))
