@@ -277,6 +277,8 @@ def main() -> None:
         print("bank fitting factors:", json.dumps(res["bank_check"]), flush=True)
 
     tcfg = cfg.to_dict()["train"]
+    if tcfg["injections"].get("mass_distribution") == "uniform":  # keys of sets made before the option existed
+        del tcfg["injections"]["mass_distribution"]
     data_keys = ("psd", "psd_variants", "psd_scale", "psd_tilt", "stretch_s", "merger_span_s", "injections")
     # the windows' PSD is one Welch estimate per stretch: the streaming-only keys do not touch them
     # (and leaving them out keeps the keys of sets made before they existed)

@@ -225,6 +225,9 @@ class InjectionConfig:
     f_lower_hz: float = setting(20.0, gt=0, unit="Hz", doc="waveform start frequency")
     mass1_msun: tuple[float, float] = setting((7.0, 50.0), gt=0, unit="Msun", doc="uniform range")
     mass2_msun: tuple[float, float] = setting((7.0, 50.0), gt=0, unit="Msun", doc="uniform range; m2 <= m1")
+    mass_distribution: str = setting("uniform", choices=("uniform", "log_uniform"),
+                                     doc="each component mass uniform, or uniform in its logarithm (more light "
+                                         "binaries), over its range")
     spin: str = setting("aligned", choices=("zero", "aligned", "isotropic"))
     spin_max: float = setting(0.99, ge=0, lt=1, doc="largest dimensionless spin magnitude")
     distance: str = setting(

@@ -125,8 +125,12 @@ def draw_parameters(cfg: InjectionConfig, seed: int, k: int, start_gps: float = 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1, int(k)]))
     u = rng.random(16)
     tc_offset = (k + 0.5) * cfg.spacing_s + cfg.jitter_s * (2.0 * u[0] - 1.0)
-    m1 = cfg.mass1_msun[0] + (cfg.mass1_msun[1] - cfg.mass1_msun[0]) * u[1]
-    m2 = cfg.mass2_msun[0] + (cfg.mass2_msun[1] - cfg.mass2_msun[0]) * u[2]
+    if cfg.mass_distribution == "log_uniform":
+        m1 = cfg.mass1_msun[0] * (cfg.mass1_msun[1] / cfg.mass1_msun[0]) ** u[1]
+        m2 = cfg.mass2_msun[0] * (cfg.mass2_msun[1] / cfg.mass2_msun[0]) ** u[2]
+    else:
+        m1 = cfg.mass1_msun[0] + (cfg.mass1_msun[1] - cfg.mass1_msun[0]) * u[1]
+        m2 = cfg.mass2_msun[0] + (cfg.mass2_msun[1] - cfg.mass2_msun[0]) * u[2]
     if m2 > m1:
         m1, m2 = m2, m1
     spins = np.zeros((2, 3))

@@ -92,7 +92,8 @@ class WaveformBank:
                  cache: str | Path | None = None) -> "WaveformBank":
         """Draw ``n`` waveforms (parameters from ``cfg`` with ``seed``), optionally cached as .npz."""
         key = (f"{cfg.approximant}-{cfg.f_lower_hz}-{cfg.mass1_msun}-{cfg.mass2_msun}-{cfg.spin}-"
-               f"{cfg.spin_max}-{n}-{seed}-{sample_rate_hz}-{before_s}-{after_s}")
+               f"{cfg.spin_max}-{n}-{seed}-{sample_rate_hz}-{before_s}-{after_s}"
+               + ("" if cfg.mass_distribution == "uniform" else f"-{cfg.mass_distribution}"))
         path = None
         if cache is not None:
             path = Path(cache) / f"bank-{_stable_hash(key)}.npz"

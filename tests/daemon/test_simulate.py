@@ -184,6 +184,20 @@ def test_injection_parameters_follow_config():
     assert max(mags) <= 0.5 and min(mags) >= 0
 
 
+def test_log_uniform_masses_favour_light_binaries_over_the_same_range():
+    uni = sim_config(mass1_msun=[7.0, 50.0], mass2_msun=[7.0, 50.0]).injections
+    log = sim_config(mass1_msun=[7.0, 50.0], mass2_msun=[7.0, 50.0], mass_distribution="log_uniform").injections
+    a = [draw_parameters(uni, 3, k) for k in range(2000)]
+    b = [draw_parameters(log, 3, k) for k in range(2000)]
+    mt = {name: np.array([r["mass1"] + r["mass2"] for r in rows]) for name, rows in (("uni", a), ("log", b))}
+    assert mt["log"].min() >= 14 and mt["log"].max() <= 100
+    assert np.mean(mt["log"] < 30) > 0.2 > 0.1 > np.mean(mt["uni"] < 30)
+    # the same random numbers: only the masses change
+    assert [r["ra"] for r in a] == [r["ra"] for r in b] and a[0]["mass1"] != b[0]["mass1"]
+    with pytest.raises(ConfigError, match="one of"):
+        sim_config(mass_distribution="powerlaw")
+
+
 @pytest.fixture(scope="module")
 def signal_only():
     """64 s of signal-only data with 5 IMRPhenomD injections, and the same with noise."""
