@@ -75,7 +75,25 @@ MISS_FPR = 1e-4
 MISS_ROWS = ("8", "12")
 
 
-def miss_breakdown(stats: dict, labels: np.ndarray, snrs: np.ndarray, info: dict, params: dict) -> dict:
+def mf_threshold_from_tpr(scores: np.ndarray, labels: np.ndarray, snrs: np.ndarray, tpr: dict,
+                          row: str = "8") -> tuple[float, dict]:
+    """The matched-filter threshold at ``MISS_FPR`` that gives the recorded TPR in SNR bin ``row``.
+
+    ``scores`` hold the matched filter's statistic of the signal windows (noise windows NaN); ``tpr`` is the
+    recorded ``{fpr: {bin: value}}`` of the full run, whose threshold came from the 10^5 noise windows.
+    Returns the threshold and, per bin, the recorded TPR and the one this threshold gives (a check).
+    """
+    sel = (labels == 1) & np.isclose(snrs, float(row))
+    s = np.sort(scores[sel])[::-1]
+    k = int(round(tpr[f"{MISS_FPR:g}"][row] * s.size))
+    t = float(s[0] + 1.0) if k == 0 else float(s[k - 1]) if k >= s.size else float(0.5 * (s[k - 1] + s[k]))
+    check = {b: {"recorded": v, "here": float(np.mean(scores[(labels == 1) & np.isclose(snrs, float(b))] >= t))}
+             for b, v in tpr[f"{MISS_FPR:g}"].items() if b != "all"}
+    return t, check
+
+
+def miss_breakdown(stats: dict, labels: np.ndarray, snrs: np.ndarray, info: dict, params: dict,
+                   thresholds: dict | None = None) -> dict:
     """TPR at per-window FPR ``MISS_FPR`` of each statistic, in the SNR rows ``MISS_ROWS``, by signal property.
 
     The properties: the weaker detector's optimal SNR (a signal one detector barely sees looks like a
@@ -92,7 +110,8 @@ def miss_breakdown(stats: dict, labels: np.ndarray, snrs: np.ndarray, info: dict
         "in-window share of the network SNR": ([0, 0.8, 0.9, 0.97, 1.0001], info["window_snr"] / np.maximum(snrs, 1e-9)),
     }
     out: dict = {"fpr": MISS_FPR, "rows": {}}
-    thresholds = {name: threshold_at_fpr(sc[labels == 0], MISS_FPR) for name, sc in stats.items()}
+    thresholds = {name: threshold_at_fpr(sc[labels == 0], MISS_FPR) for name, sc in stats.items()
+                  if name not in (thresholds or {})} | dict(thresholds or {})
     for row in MISS_ROWS:
         in_row = sig & (np.isclose(snrs, float(row)))
         if not in_row.any():
@@ -168,7 +187,13 @@ def markdown(res: dict) -> str:
     if res.get("misses", {}).get("rows"):
         lines.append("")
         lines += _miss_markdown(res["misses"])
-        if "mf_from" in res:
+        if "mf_signals_check" in res:
+            lines.append("(Matched filter: filtered here on the signal windows only, at the threshold that gives "
+                         "its recorded TPR at SNR 8 from the 10^5 noise windows; the other SNR bins then give " +
+                         ", ".join(f"{v['here']:.3f}" for v in res["mf_signals_check"].values()) + " against "
+                         "the recorded " + ", ".join(f"{v['recorded']:.3f}" for v in res["mf_signals_check"].values())
+                         + ".)")
+        elif "mf_from" in res:
             lines.append("(The matched filter's per-window scores are not in its earlier result: networks only.)")
     if "bank_check" in res:
         lines.append("")
@@ -200,7 +225,13 @@ def main() -> None:
     ap.add_argument("--mf-from", default=None, metavar="RESULT.json",
                     help="take the matched-filter row from an earlier result on the same validation set (checked "
                          "by its data key) instead of recomputing it; the networks are scored afresh")
+    ap.add_argument("--mf-signals", action="store_true",
+                    help="with --mf-from: filter the signal windows (not the 10^5 noise ones) so the breakdown of "
+                         "misses has a matched-filter row; its threshold at each FPR is the one that reproduces "
+                         "the earlier result's TPR at SNR 8 (checked against its other SNR bins)")
     args = ap.parse_args()
+    if args.mf_signals and not args.mf_from:
+        ap.error("--mf-signals goes with --mf-from (without it every window is filtered anyway)")
     for name in ("n_noise", "n_per_snr", "n_waveforms"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} = {getattr(args, name)}: expected >= 1")
@@ -248,17 +279,21 @@ def main() -> None:
         res["bank"] = prev["bank"]
         mf = None
         print(f"data: waveform bank {len(val_bank)}; matched-filter row from {args.mf_from}", flush=True)
-    else:
+    if not args.mf_from or args.mf_signals:
         design_taps = kwh.design_fir(rate, pool.freqs, pool.psds[0], cfg.whiten.fduration_s,
                                      cfg.whiten.highpass_hz, MF_PHASE)
         bank = place_bank(mass_range, inj.spin_max if inj.spin != "zero" else 0.0, taps=design_taps,
                           minimal_match=args.minimal_match, n_candidates=args.bank_candidates, seed=seed,
                           sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=args.workers, cache=cache)
         mf = MatchedFilter(bank, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, workers=args.threads)
-        res["bank"] = {"n_templates": len(bank), "approximant": bank.approximant,
+        bank_desc = {"n_templates": len(bank), "approximant": bank.approximant,
                        "minimal_match": args.minimal_match, "candidates": args.bank_candidates,
                        "mass_range_msun": list(mass_range), "spin_max": inj.spin_max,
                        "search_merger_samples": [mf.first, mf.last], "coinc_samples": mf.coinc_samples}
+        if prev is not None and bank_desc != prev["bank"]:
+            sys.exit(f"--mf-signals: the matched-filter bank placed here ({bank_desc}) is not {args.mf_from}'s "
+                     f"({prev['bank']})")
+        res["bank"] = bank_desc
         print(f"data: waveform bank {len(val_bank)}, MF bank {len(bank)} templates", flush=True)
     t_bank = time.perf_counter() - t_bank
 
@@ -332,8 +367,13 @@ def main() -> None:
         t1 = time.perf_counter()
         timing["data"] += t1 - t0
         i_chunk = len(mf_scores)
-        if mf is None:  # the row comes from --mf-from
-            pass
+        if prev is not None:  # the row comes from --mf-from
+            if args.mf_signals:
+                if y.any():
+                    mf_scores.append(mf.statistic(x, filters=mf.prepare(taps)))
+                    timing["mf_signals"] = timing.get("mf_signals", 0.0) + time.perf_counter() - t1
+                else:
+                    mf_scores.append(np.full(x.shape[0], np.nan))
         elif i_chunk < len(cached) and cached[i_chunk].size == x.shape[0]:
             mf_scores.append(cached[i_chunk])
         else:
@@ -356,7 +396,7 @@ def main() -> None:
         t0 = time.perf_counter()
     labels, snr_all = np.concatenate(labels), np.concatenate(snr_all)
     res["n_windows"] = int(labels.size)
-    if mf is None:
+    if prev is not None:
         if prev["n_windows"] != res["n_windows"]:
             sys.exit(f"--mf-from {args.mf_from}: {prev['n_windows']} windows there, {res['n_windows']} here")
         res["mf"] = prev["mf"]
@@ -379,7 +419,13 @@ def main() -> None:
     info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
     stats = {**({"matched filter": np.concatenate(mf_scores)} if mf is not None else {}),
              **{name: np.concatenate(model_scores[name]).astype(np.float64) for name in scorers}}
-    res["misses"] = miss_breakdown(stats, labels, snr_all, info, val_bank.params)
+    fixed = {}
+    if prev is not None and mf is not None:  # --mf-signals: the threshold that reproduces the earlier TPRs
+        fixed["matched filter"], res["mf_signals_check"] = mf_threshold_from_tpr(stats["matched filter"], labels,
+                                                                                   snr_all, prev["mf"]["tpr"])
+        print("matched filter on the signal windows, thresholds from the earlier TPR at SNR 8:",
+              json.dumps(res["mf_signals_check"]), flush=True)
+    res["misses"] = miss_breakdown(stats, labels, snr_all, info, val_bank.params, fixed)
     timing["total"] = time.perf_counter() - t_start
     timing["bank"] = t_bank
     res["timing_s"] = timing
