@@ -68,8 +68,9 @@ class FakeConditioner:
 
 @pytest.mark.parametrize("block", [1500, RATE, 3 * RATE + 7])
 def test_score_many_equals_block_by_block_scoring_exactly(block):
-    """One head pass over a run of blocks (SlideScorer.score_many) returns, block for block, the very
-    statistics and validity of scoring each block alone, across an invalid stretch and ring growth."""
+    """One head pass over a run of blocks (SlideScorer.score_many) returns, block for block, the statistics
+    (to float32 rounding) and the very validity of scoring each block alone, across an invalid stretch and ring
+    growth."""
     kw = dict(channels=16, stem_channels=8, hidden=8)
     rng = np.random.default_rng(4)
     start = 1_000_000_000 * RATE + 40
@@ -100,7 +101,12 @@ def test_score_many_equals_block_by_block_scoring_exactly(block):
         if r is not None:
             assert r[0] == g[0]
             assert np.array_equal(r[2], g[2])
-            assert np.array_equal(r[1], g[1], equal_nan=True)
+            # the same windows valid and the same statistics to float32 rounding: on some CPUs (AVX-512 here,
+            # 2026-12-04) oneDNN's convolution rounds the last bit of a few outputs differently for long inputs
+            # (up to 6e-8 seen); on others it is bit for bit. Triggers and FARs stay identical either way
+            # (test_grouped_blocks_give_the_same_triggers_bit_for_bit).
+            assert np.array_equal(np.isnan(r[1]), np.isnan(g[1]))
+            np.testing.assert_allclose(g[1], r[1], rtol=0, atol=1e-6, equal_nan=True)
     assert any((~r[2]).any() for r in ref if r is not None)
 
 
