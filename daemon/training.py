@@ -186,9 +186,9 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
             stage_history = [{**h, "stage": i + 1} for h in stage_history]
         history += stage_history
     wall = time.monotonic() - t0
-    last = stages[-1]
-    tail = [h for h in history if h.get("stage", 1) == (len(stages) if t.stages else 1)]
-    best = tail[-1] if last.select_epoch == "last" else max(tail, key=lambda h: selection_key(h["validation"]))
+    # the weights kept are the last stage's choice among its own epochs
+    best = (stage_history[-1] if stages[-1].select_epoch == "last" else
+            max(stage_history, key=lambda h: selection_key(h["validation"])))
     meta = {
         "command": " ".join(["gwstream", *sys.argv[1:]]) if sys.argv and "gwstream" in sys.argv[0] else
         "gwstream train", "config": section_to_dict(t), "psd": section_to_dict(cfg.psd),
@@ -263,7 +263,7 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         *([f"- **Initialised from**: `{t['init_weights']}` (sha256 `{meta.get('init_sha256', '?')}`), i.e. this run "
            f"fine-tunes that checkpoint (see its own model card for how it was trained); the wall time above is the "
            f"fine-tuning alone."] if t.get("init_weights") else []),
-        f"- **Selected epoch**: {meta['selected_epoch']} of {len(history) if not stages else stages[-1]['epochs']} "
+        f"- **Selected epoch**: {meta['selected_epoch']} of {n_epochs} "
         + (f"of stage {len(stages)} " if stages else "")
         + ("(the last: `train.select_epoch = \"last\"`)." if t.get("select_epoch") == "last" else
            "(highest TPR at per-window FPR 1e-3, SNR 8)."),
