@@ -110,8 +110,9 @@ def miss_breakdown(stats: dict, labels: np.ndarray, snrs: np.ndarray, info: dict
         "in-window share of the network SNR": ([0, 0.8, 0.9, 0.97, 1.0001], info["window_snr"] / np.maximum(snrs, 1e-9)),
     }
     out: dict = {"fpr": MISS_FPR, "rows": {}}
-    thresholds = {name: threshold_at_fpr(sc[labels == 0], MISS_FPR) for name, sc in stats.items()
-                  if name not in (thresholds or {})} | dict(thresholds or {})
+    given = thresholds or {}
+    thresholds = {name: given[name] if name in given else threshold_at_fpr(sc[labels == 0], MISS_FPR)
+                  for name, sc in stats.items()}
     for row in MISS_ROWS:
         in_row = sig & (np.isclose(snrs, float(row)))
         if not in_row.any():
@@ -132,10 +133,11 @@ def miss_breakdown(stats: dict, labels: np.ndarray, snrs: np.ndarray, info: dict
 def _miss_markdown(m: dict) -> list[str]:
     lines = [f"## Where the signals are missed (TPR at per-window FPR {m['fpr']:g}, signals in each bin in brackets)",
              ""]
+    def label(b):
+        return f"≥ {b['lo']:g}" if b["hi"] == np.inf or b["hi"] > 1e3 else f"{b['lo']:g}–{b['hi']:.3g}"
+
     for row, props in m["rows"].items():
         for title, bins in props.items():
-            def label(b):
-                return f"≥ {b['lo']:g}" if b["hi"] == np.inf or b["hi"] > 1e3 else f"{b['lo']:g}–{b['hi']:.3g}"
             names = list(bins[0]["tpr"])
             lines.append(f"SNR {row}, by {title}:")
             lines.append("")
@@ -227,7 +229,7 @@ def main() -> None:
                          "by its data key) instead of recomputing it; the networks are scored afresh")
     ap.add_argument("--mf-signals", action="store_true",
                     help="with --mf-from: filter the signal windows (not the 10^5 noise ones) so the breakdown of "
-                         "misses has a matched-filter row; its threshold at each FPR is the one that reproduces "
+                         "misses has a matched-filter row; its threshold at FPR 1e-4 is the one that reproduces "
                          "the earlier result's TPR at SNR 8 (checked against its other SNR bins)")
     args = ap.parse_args()
     if args.mf_signals and not args.mf_from:

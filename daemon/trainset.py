@@ -292,6 +292,10 @@ class WindowMaker:
         x = np.stack([white[:, s:s + self.window] for s in starts]).astype(np.float32)
         label = np.zeros(n_windows, np.float32)
         snr = np.zeros(n_windows, np.float32)
+        if info is not None:
+            info.update(bank_index=np.full(n_windows, -1, np.int64),
+                        ifo_snr=np.full((n_windows, len(self._detectors)), np.nan),
+                        window_snr=np.full(n_windows, np.nan), merger_sample=np.full(n_windows, -1, np.int64))
         if n_signals:
             idx = rng.integers(len(self.bank), size=n_signals)
             sig = self.whitened_signals(idx, taps, rng)
@@ -306,23 +310,16 @@ class WindowMaker:
             pos = rng.integers(self.span[0], self.span[1] + 1, n_signals)
             m = self.bank.merger_index
             for j in range(n_signals):
-                x[j] += sig[j, :, m - pos[j]:m - pos[j] + self.window].astype(np.float32)
+                cut = sig[j, :, m - pos[j]:m - pos[j] + self.window]
+                x[j] += cut.astype(np.float32)
+                if info is not None:
+                    info["window_snr"][j] = np.sqrt((cut ** 2).sum())
             label[:n_signals] = 1.0
             snr[:n_signals] = snrs
             if info is not None:
-                n_ifo = sig.shape[1]
-                info["bank_index"] = np.full(n_windows, -1, np.int64)
                 info["bank_index"][:n_signals] = idx
-                info["ifo_snr"] = np.full((n_windows, n_ifo), np.nan)
                 info["ifo_snr"][:n_signals] = np.sqrt((sig ** 2).sum(axis=2))
-                info["window_snr"] = np.full(n_windows, np.nan)
-                info["window_snr"][:n_signals] = [np.sqrt((sig[j, :, m - pos[j]:m - pos[j] + self.window] ** 2).sum())
-                                                  for j in range(n_signals)]
-                info["merger_sample"] = np.full(n_windows, -1, np.int64)
                 info["merger_sample"][:n_signals] = pos
-        elif info is not None:
-            info.update(bank_index=np.full(n_windows, -1, np.int64), ifo_snr=np.full((n_windows, len(self._detectors)),
-                        np.nan), window_snr=np.full(n_windows, np.nan), merger_sample=np.full(n_windows, -1, np.int64))
         if n_single:
             if n_signals + n_single > n_windows:
                 raise ValueError(f"{n_signals} signal + {n_single} single-detector windows > {n_windows} windows")
