@@ -374,6 +374,11 @@ class TrainConfig:
     select_epoch: str = setting("best", choices=("best", "last"), doc="the epoch written: highest held-out TPR at "
                                 "FPR 1e-3 and SNR 8 (ties: AUC), or the last one")
     init_weights: str = setting("", doc="start from this checkpoint's weights (fine-tuning); empty = random")
+    template_pairs: int = setting(0, ge=0, doc="factorized: whitened-template filter pairs in the encoder's template "
+                                  "branch, added to a network without one (0: none, or the init_weights network's)")
+    template_taps: int = setting(1024, gt=0, doc="length of each template filter (samples, at most the receptive "
+                                 "field); the merger sits template_after samples before its end")
+    template_after: int = setting(100, ge=0, doc="template samples after the merger")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
     stages: tuple[TrainStage, ...] = setting((), doc="[[train.stages]]: train in stages, each changing some keys "
                                              "of [train] (empty: one stage, [train] itself)")

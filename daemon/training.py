@@ -55,6 +55,89 @@ def build_data(cfg: Config):
     return maker, validation
 
 
+def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
+    """Initial filters of a factorized network's template branch: ``(2 * pairs, taps)`` float32.
+
+    ``pairs`` zero-spin IMRPhenomD templates with chirp masses log-spaced over the
+    training range (equal masses and, alternately, mass ratio 2, components clipped
+    to the range), whitened with the filter the daemon designs from the design PSD
+    (``train.psd``, ``whiten`` phase and high-pass), cut to their last ``taps`` samples
+    ending ``train.template_after`` samples after the merger; row ``i`` is a cut and
+    row ``i + pairs`` its Hilbert quadrature, each scaled to unit norm, so in
+    unit-variance whitened noise a pair's amplitude is the template's SNR over the cut.
+    """
+    import scipy.fft
+    import scipy.signal
+
+    from gwstream.kernels import whiten as kwh
+
+    from .mfreference import TemplateBank
+    from .noise import load_psd
+
+    t, rate = cfg.train, cfg.data.analysis_rate_hz
+    inj = t.injections
+    lo = max(inj.mass1_msun[0], inj.mass2_msun[0])
+    hi = max(inj.mass1_msun[1], inj.mass2_msun[1])
+    mc = np.geomspace(lo * 2 ** -0.2, hi * 2 ** -0.2, pairs)  # chirp mass of (lo, lo) .. (hi, hi)
+    q = np.where(np.arange(pairs) % 2 == 0, 1.0, 2.0)
+    total = mc * (1 + q) ** 1.2 / q ** 0.6
+    m1 = np.clip(total * q / (1 + q), lo, hi)
+    m2 = np.clip(total / (1 + q), lo, hi)
+    bank = TemplateBank.from_params(m1, m2, sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=t.workers)
+    freqs, psd = load_psd(t.psd, sample_rate_hz=rate, delta_f_hz=1.0 / 16, low_frequency_hz=10.0)
+    fir = kwh.design_fir(rate, freqs, psd, cfg.whiten.fduration_s, cfg.whiten.highpass_hz, cfg.whiten.phase)
+    la = kwh.lookahead_samples(fir.size, cfg.whiten.phase)
+    n = bank.h.shape[1]
+    nfft = scipy.fft.next_fast_len(n + fir.size, real=True)
+    w = scipy.fft.irfft(scipy.fft.rfft(bank.h.astype(np.float64), nfft, axis=1) * scipy.fft.rfft(fir, nfft),
+                        nfft, axis=1)[:, la:la + n]
+    end = bank.merger_index + t.template_after
+    if end > n or end < taps:
+        raise ValueError(f"template cut [{end - taps}, {end}) leaves the {n}-sample templates")
+    wq = np.imag(scipy.signal.hilbert(w, axis=1))
+    rows = np.concatenate([w[:, end - taps:end], wq[:, end - taps:end]])
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    if not np.all(norms > 0):
+        raise ValueError("a whitened template is zero over its cut: template_taps too short for its merger")
+    log.info("template branch: %d pairs of %d taps, total masses %s Msun", pairs, taps,
+             np.round(m1 + m2, 1).tolist())
+    return (rows / norms).astype(np.float32)
+
+
+def _with_template_branch(cfg: Config, model):
+    """``model`` with ``train.template_pairs`` template filters added (a new branch, initialised) when asked."""
+    import torch
+
+    from gwstream.models.networks import build_model
+
+    from .errors import ConfigError
+
+    t = cfg.train
+    pairs = t.template_pairs
+    if not pairs:
+        return model
+    have = getattr(model, "template_pairs", None)
+    if have is None:
+        raise ConfigError("train.template_pairs", pairs, f"0 for a {t.model} model (only factorized has the branch)")
+    if have:
+        if (have, model.template_taps) != (pairs, t.template_taps):
+            raise ConfigError("train.template_pairs", pairs,
+                              f"{have} pairs of {model.template_taps} taps as in train.init_weights, or 0")
+        return model
+    hp = {**model.hparams, "template_pairs": pairs, "template_taps": t.template_taps}
+    try:
+        new = build_model(t.model, **hp)
+    except ValueError as exc:
+        raise ConfigError("train.template_taps", t.template_taps, str(exc)) from exc
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("template") for k in missing):
+        raise RuntimeError(f"adding the template branch: missing {missing}, unexpected {unexpected}")
+    new.set_templates(template_filters(cfg, pairs, t.template_taps))
+    new.train(model.training)
+    torch.manual_seed(t.seed)
+    return new
+
+
 class HardNegativePicker:
     """Mine the noise windows a factorized model scores highest, for :meth:`WindowMaker.epoch`.
 
@@ -160,8 +243,9 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         if type(init) is not type(model):
             raise ConfigError("train.init_weights", t.init_weights,
                               f"a {t.model} checkpoint (it holds {type(init).__name__})")
-        model = init
+        model = init.train()
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
+    model = _with_template_branch(cfg, model)
 
     stages = t.stage_configs()
     history: list[dict] = []

@@ -39,6 +39,8 @@ _STEM_STRIDE = 4
 _STEM_KERNEL = 32
 _CONV_KERNEL = 8
 _POOL = 2
+_TEMPLATE_LR_SCALE = 0.01  # template filters (unit norm, taps ~0.03) move at 1 % of the learning rate
+_TEMPLATE_EPS = 1e-6  # keeps the amplitude's gradient finite at zero
 _MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
 
 
@@ -78,6 +80,21 @@ class FactorizedNet(GWNet):
     max_lag_ms : float
         Largest |H1 − L1| arrival-time difference the head searches, ms
         (10 ms, the light travel time between the sites).
+    template_pairs : int
+        Filter pairs of the template branch (0: none). Each pair is a
+        ``template_taps``-long filter and its quadrature, correlated with the
+        strain at the feature stride; the pair's amplitude
+        ``sqrt(z_c^2 + z_q^2)`` (a matched-filter SNR when the pair is a unit-norm
+        whitened template and its Hilbert transform) is normalised and
+        projected onto the ``channels`` features, which it is added to. The
+        filters are initialised by :meth:`set_templates` (training builds
+        them from whitened pycbc templates) and trained at ``lr_scales`` times
+        the learning rate; the projection starts at zero, so adding the branch
+        to a trained network leaves its outputs unchanged until it learns.
+    template_taps : int
+        Length of each template filter, samples (at most the receptive field:
+        feature ``j``'s filters read samples ``[j * stride + rf - taps,
+        j * stride + rf)``, the end of the encoder's receptive field).
 
     Attributes
     ----------
@@ -115,6 +132,8 @@ class FactorizedNet(GWNet):
         dilations: Sequence[int] = (2, 4, 8, 16, 32, 32),
         hidden: int = 32,
         max_lag_ms: float = 10.0,
+        template_pairs: int = 0,
+        template_taps: int = 1024,
     ) -> None:
         super().__init__(sample_rate_hz, window_samples)
         c0, c = int(stem_channels), int(channels)
@@ -150,6 +169,19 @@ class FactorizedNet(GWNet):
                 f"window_samples = {window_samples} gives {self.window_steps} feature steps, expected more than "
                 f"2 * lag_steps = {2 * self.lag_steps} (receptive field {rf} samples)"
             )
+        n_tp, n_taps = int(template_pairs), int(template_taps)
+        if n_tp < 0 or not 1 <= n_taps <= rf:
+            raise ValueError(f"template_pairs = {template_pairs}, template_taps = {template_taps}: expected "
+                             f"pairs >= 0 and 1 <= taps <= the receptive field ({rf} samples)")
+        self.template_pairs, self.template_taps = n_tp, n_taps
+        #: parameter name -> factor on the learning rate (the optimiser's groups; see models.train.fit)
+        self.lr_scales: dict[str, float] = {}
+        if n_tp:
+            self.templates = nn.Conv1d(1, 2 * n_tp, n_taps, stride=self.stride_samples, bias=False)
+            self.template_bn = nn.BatchNorm1d(n_tp)
+            self.template_proj = nn.Conv1d(n_tp, c, 1, bias=False)
+            nn.init.zeros_(self.template_proj.weight)
+            self.lr_scales["templates.weight"] = _TEMPLATE_LR_SCALE
         h = int(hidden)
         self.proj_h1 = nn.Conv1d(c, h, 1)
         self.proj_l1 = nn.Conv1d(c, h, 1, bias=False)
@@ -157,6 +189,30 @@ class FactorizedNet(GWNet):
         self.hparams.update(
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
+        if n_tp:  # checkpoints without the branch keep their hyper-parameters as they were
+            self.hparams.update(template_pairs=n_tp, template_taps=n_taps)
+
+    def set_templates(self, filters: np.ndarray | torch.Tensor) -> None:
+        """Set the template branch's filters: ``(2 * template_pairs, template_taps)``, pair ``i`` is rows ``i`` and ``i + pairs``.
+
+        Row ``r`` is correlated with the strain: feature ``j`` gets
+        ``sum_n filters[r, n] x[j * stride + rf - taps + n]``.
+        """
+        if not self.template_pairs:
+            raise ValueError("this network has no template branch (template_pairs = 0)")
+        w = torch.as_tensor(np.asarray(filters, dtype=np.float32))
+        want = (2 * self.template_pairs, self.template_taps)
+        if tuple(w.shape) != want or not torch.isfinite(w).all():
+            raise ValueError(f"template filters of shape {tuple(w.shape)}, expected finite {want}")
+        with torch.no_grad():
+            self.templates.weight.copy_(w[:, None, :])
+
+    def template_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The template branch's contribution ``(B, C, T)`` from strain ``x`` ``(B, n)`` that starts ``rf - taps`` samples in."""
+        z = self.templates(x.unsqueeze(1))
+        p = self.template_pairs
+        amp = torch.sqrt(z[:, :p] ** 2 + z[:, p:] ** 2 + _TEMPLATE_EPS)
+        return self.template_proj(self.template_bn(amp))
 
     def n_features(self, n_samples: int) -> int:
         """Feature steps the encoder yields for ``n_samples`` input samples (0 if shorter than the receptive field)."""
@@ -184,7 +240,10 @@ class FactorizedNet(GWNet):
                 f"encoder input has shape {tuple(x.shape)}, expected [batch, n_samples] with "
                 f"n_samples >= {self.receptive_field_samples}"
             )
-        return self.encoder(x.unsqueeze(1))
+        f = self.encoder(x.unsqueeze(1))
+        if self.template_pairs:
+            f = f + self.template_features(x[:, self.receptive_field_samples - self.template_taps:])
+        return f
 
     def encode_stream(self, x: torch.Tensor) -> torch.Tensor:
         """Features of a long contiguous whitened stretch, one row per detector.
@@ -487,6 +546,14 @@ class StreamEncoder:
             self._layers = self._fuse(list(model.encoder))
         # feature channels: the output width of the last layer that has weights
         self.channels = next(p[0].shape[0] for kind, _, _, p in reversed(self._layers) if kind != "pool")
+        self._branch = None
+        if model.template_pairs:  # template branch: filters, and the projection with batch norm folded in
+            with torch.no_grad():
+                bn = model.template_bn
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                w = model.template_proj.weight[:, :, 0]
+                self._branch = (model.templates.weight.detach().contiguous(), (w * scale).detach().contiguous(),
+                                (w @ (bn.bias - bn.running_mean * scale)).detach().clone())
         self.reset()
 
     @staticmethod
@@ -526,6 +593,11 @@ class StreamEncoder:
     def reset(self) -> None:
         """Forget the stream: the next chunk starts feature 0."""
         self._tails: list[torch.Tensor | None] = [None] * len(self._layers)
+        m = self.model
+        # the branch's first filter starts rf - taps samples into the stream; features wait for both paths
+        self._skip = m.receptive_field_samples - m.template_taps if self._branch is not None else 0
+        self._branch_tail: torch.Tensor | None = None
+        self._pending: list[torch.Tensor | None] = [None, None]
 
     @staticmethod
     def _apply(kind: str, p: tuple, x: torch.Tensor) -> torch.Tensor:
@@ -543,7 +615,21 @@ class StreamEncoder:
         """Features that the new samples ``x`` (shape ``(n_ifos, n)``) complete: ``(n_ifos, C, n_new)``."""
         if x.dim() != 2 or x.shape[0] != self.n_ifos:
             raise ValueError(f"stream chunk has shape {tuple(x.shape)}, expected [{self.n_ifos}, n_samples]")
-        y = x.unsqueeze(1).to(self._layers[0][3][0].dtype)
+        x = x.to(self._layers[0][3][0].dtype)
+        y = self._main(x)
+        if self._branch is None:
+            return y
+        # both paths complete feature j with sample j * stride + rf - 1; the pending buffers only
+        # guard the pairing (each path's count per chunk is the same)
+        z = self._template_path(x)
+        main = y if self._pending[0] is None else torch.cat([self._pending[0], y], dim=-1)
+        branch = z if self._pending[1] is None else torch.cat([self._pending[1], z], dim=-1)
+        n = min(main.shape[-1], branch.shape[-1])
+        self._pending = [main[..., n:], branch[..., n:]]
+        return main[..., :n] + branch[..., :n]
+
+    def _main(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.unsqueeze(1)
         for i, (kind, span, stride, p) in enumerate(self._layers):
             tail = self._tails[i]
             buf = y if tail is None else torch.cat([tail, y], dim=-1)
@@ -554,3 +640,18 @@ class StreamEncoder:
                 return buf.new_empty((self.n_ifos, self.channels, 0))
             y = self._apply(kind, p, buf[..., : (n_out - 1) * stride + span])
         return y
+
+    def _template_path(self, x: torch.Tensor) -> torch.Tensor:
+        w, proj, bias = self._branch
+        if self._skip:
+            d = min(self._skip, x.shape[-1])
+            x, self._skip = x[:, d:], self._skip - d
+        buf = x if self._branch_tail is None else torch.cat([self._branch_tail, x], dim=-1)
+        taps, stride, p = w.shape[-1], self.model.stride_samples, self.model.template_pairs
+        n_out = (buf.shape[-1] - taps) // stride + 1 if buf.shape[-1] >= taps else 0
+        self._branch_tail = buf[:, n_out * stride:].clone()
+        if n_out == 0:
+            return buf.new_empty((self.n_ifos, self.channels, 0))
+        z = F.conv1d(buf[:, None, : (n_out - 1) * stride + taps], w, stride=stride)
+        amp = torch.sqrt(z[:, :p] ** 2 + z[:, p:] ** 2 + _TEMPLATE_EPS)
+        return torch.matmul(proj, amp) + bias[:, None]

@@ -98,7 +98,16 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # parameters a network asks to move slower (``lr_scales``: name -> factor) get a group of their own
+    # (and no weight decay: they are initialised to something meaningful, not to be shrunk)
+    scales = getattr(model, "lr_scales", {}) or {}
+    named = dict(model.named_parameters())
+    unknown = sorted(set(scales) - set(named))
+    if unknown:
+        raise ValueError(f"lr_scales names {unknown}, which the model does not have")
+    groups = [{"params": [p for k, p in named.items() if k not in scales]}]
+    groups += [{"params": [named[k]], "lr": lr * f, "weight_decay": 0.0} for k, f in sorted(scales.items())]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     history: list[dict] = []
     best_key = (-1.0, -1.0)

@@ -77,3 +77,34 @@ def test_train_names_an_init_checkpoint_of_another_network(tmp_path):
                            str(tmp_path / "train.toml"), "--no-progress"], capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "train.init_weights" in proc.stderr and "factorized" in proc.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
+    """train.template_pairs on a network without the branch: built, its filters whitened templates, then trained."""
+    from gwstream.models.networks import build_model
+    from gwstream.models.scorer import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(build_model("factorized"), tmp_path / "f.pt")
+    base = {"model": "factorized", "init_weights": str(tmp_path / "f.pt"), "template_pairs": 2, "epochs": 1,
+            "windows_per_epoch": 64, "batch_size": 32, "n_waveforms": 8, "n_val_waveforms": 4,
+            "val_noise_windows": 50, "val_windows_per_snr": 10, "workers": 1, "threads": 1,
+            "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
+            "injections": {"approximant": "IMRPhenomD", "spin": "aligned"}}
+    write_toml(tmp_path / "train.toml", {"train": base})
+    cmd = [sys.executable, "-m", "gwstream.daemon.cli", "train", "--config", str(tmp_path / "train.toml"),
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "template branch: 2 pairs of 1024 taps" in proc.stderr
+    model = Scorer.from_checkpoint(tmp_path / "m.pt").model
+    assert (model.template_pairs, model.template_taps) == (2, 1024)
+    torch.testing.assert_close(model.templates.weight.norm(dim=-1), torch.ones(4, 1), atol=0.02, rtol=0)
+    # a network that has a branch of another size, or one that cannot have it: named errors
+    write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": str(tmp_path / "m.pt"),
+                                                   "template_pairs": 3}})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "train.template_pairs" in proc.stderr and "2 pairs of 1024 taps" in proc.stderr
+    write_toml(tmp_path / "train.toml", {"train": {**base, "model": "baseline", "init_weights": ""}})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "train.template_pairs" in proc.stderr and "factorized" in proc.stderr

@@ -175,6 +175,43 @@ def test_fit_leaves_the_best_or_the_last_epoch(maker, tmp_path, monkeypatch):
             progress=False, select="worst")
 
 
+def test_fit_gives_template_filters_their_own_learning_rate(maker, tmp_path):
+    """lr_scales: the template filters form a group at 1 % of the learning rate, without weight decay."""
+    from gwstream.models.networks import build_model
+    from gwstream.models.train import fit
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("factorized", template_pairs=2, template_taps=512)
+    model.set_templates(np.random.default_rng(0).standard_normal((4, 512)) / 22.6)
+    before = model.templates.weight.detach().clone()
+    val = make_validation_set(maker, 7, 30, snrs=(10.0,), n_per_snr=10)
+    fit(model, lambda e: maker.epoch((0, e), 32, (10.0, 20.0), windows_per_stretch=16), val, epochs=2,
+        batch_size=16, lr=1e-3, weight_decay=0.1, seed=0, out_dir=tmp_path, progress=False)
+    groups = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["weight_decay"] == 0.0 and groups[0]["weight_decay"] == 0.1
+    assert groups[1]["initial_lr"] == pytest.approx(1e-5) and groups[0]["initial_lr"] == pytest.approx(1e-3)
+    moved = (model.templates.weight.detach() - before).abs().max().item()
+    assert 0 < moved <= 4 * 2e-5  # Adam moves a weight by about lr per step: 4 steps at <= 1e-5
+    model.lr_scales = {"nope.weight": 0.5}
+    with pytest.raises(ValueError, match="nope.weight"):
+        fit(model, lambda e: None, val, epochs=1, out_dir=tmp_path / "x", progress=False)
+
+
+def test_template_filters_are_unit_norm_quadrature_pairs():
+    from gwstream.daemon.config import Config
+    from gwstream.daemon.training import template_filters
+
+    cfg = Config()
+    w = template_filters(cfg, 3, 1024)
+    assert w.shape == (6, 1024) and w.dtype == np.float32 and np.all(np.isfinite(w))
+    np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0, rtol=1e-5)
+    for i in range(3):  # a cut and its Hilbert transform: nearly orthogonal, the merger near the end
+        assert abs(float(w[i] @ w[i + 3])) < 0.05
+        assert np.argmax(np.abs(w[i])) > 1024 - 200
+    assert abs(float(w[0] @ w[2])) < 0.9  # light and heavy templates differ
+
+
 def test_minimum_phase_pool_whitens_causally_like_the_daemon(maker):
     """phase="minimum": white noise, no look-ahead, and the whitened signal is the causal filter's output."""
     from gwstream.kernels import whiten as kwh

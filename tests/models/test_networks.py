@@ -37,9 +37,21 @@ def _model(name: str, seed: int = 0, **kwargs) -> nn.Module:
     return m.eval()
 
 
-@pytest.fixture(scope="module")
-def fnet() -> FactorizedNet:
-    return _model("factorized", seed=3)
+def _with_branch(seed: int, **kwargs) -> FactorizedNet:
+    """A factorized network whose template branch has random filters and a non-zero projection."""
+    m = _model("factorized", seed=seed, template_pairs=4, template_taps=1024, **kwargs)
+    rng = np.random.default_rng(seed)
+    m.set_templates(rng.standard_normal((8, 1024)) / 32)
+    with torch.no_grad():
+        m.template_proj.weight.copy_(torch.from_numpy(rng.normal(0, 0.2, m.template_proj.weight.shape)))
+        m.template_bn.running_mean.fill_(1.25)  # an amplitude's mean in unit-variance noise
+    return m
+
+
+@pytest.fixture(scope="module", params=["plain", "template-branch"])
+def fnet(request) -> FactorizedNet:
+    """The factorized network, and the same with a template branch (every stream/slide test runs on both)."""
+    return _model("factorized", seed=3) if request.param == "plain" else _with_branch(3)
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +279,54 @@ def test_stream_encoder_reset_starts_a_new_stream(fnet, stream, feats):
     torch.testing.assert_close(rest, feats, atol=STREAM_ATOL, rtol=0)
     with pytest.raises(ValueError, match=r"expected \[2, n_samples\]"):
         enc(torch.zeros(3, 100))
+
+
+def test_template_branch_starts_as_the_network_without_it():
+    """The projection starts at zero: a trained network gains the branch without changing its outputs."""
+    plain = _model("factorized", seed=4)
+    wide = build_model("factorized", **plain.hparams, template_pairs=3, template_taps=512)
+    missing, unexpected = wide.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("template") for k in missing)
+    wide.set_templates(np.random.default_rng(0).standard_normal((6, 512)))
+    wide.eval()
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 2, N)).astype(np.float32))
+    with torch.inference_mode():
+        torch.testing.assert_close(wide(x), plain(x), rtol=0, atol=0)
+    assert wide.hparams["template_pairs"] == 3 and "template_pairs" not in plain.hparams
+    assert wide.lr_scales == {"templates.weight": 0.01}
+
+
+def test_template_pair_amplitude_is_phase_free():
+    """A unit-norm filter pair and its quadrature give the overlap's amplitude at any phase of the signal."""
+    import scipy.signal
+
+    m = _model("factorized", seed=5, template_pairs=1, template_taps=256)
+    t = np.arange(256) / 2048.0
+    c = np.sin(2 * np.pi * (60 * t + 200 * t**2)) * np.hanning(256)
+    q = np.imag(scipy.signal.hilbert(c))
+    c, q = c / np.linalg.norm(c), q / np.linalg.norm(q)
+    m.set_templates(np.stack([c, q]))
+    rf = m.receptive_field_samples
+    amps = []
+    for phase in np.linspace(0, 2 * np.pi, 7):
+        sig = 5.0 * (np.cos(phase) * c + np.sin(phase) * q)
+        x = np.zeros((1, rf))
+        x[0, rf - 256:] = sig
+        with torch.no_grad():
+            z = m.templates(torch.from_numpy(x[:, None, rf - 256:]).float())[0, :, 0]
+        amps.append(float(torch.sqrt(z[0] ** 2 + z[1] ** 2)))
+    assert np.allclose(amps, 5.0, rtol=0.02), amps
+
+
+def test_template_branch_rejects_bad_geometry_and_filters():
+    with pytest.raises(ValueError, match="template_taps"):
+        build_model("factorized", template_pairs=2, template_taps=5000)
+    with pytest.raises(ValueError, match="template_pairs"):
+        build_model("factorized", template_pairs=-1)
+    m = build_model("factorized", template_pairs=2, template_taps=128)
+    with pytest.raises(ValueError, match=r"expected finite \(4, 128\)"):
+        m.set_templates(np.zeros((4, 127)))
+    with pytest.raises(ValueError, match="finite"):
+        m.set_templates(np.full((4, 128), np.nan))
+    with pytest.raises(ValueError, match="no template branch"):
+        build_model("factorized").set_templates(np.zeros((2, 128)))

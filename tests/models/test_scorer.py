@@ -20,10 +20,18 @@ EXPORT_ATOL = 1e-6
 N = 2048
 
 
-def _model(name: str, seed: int = 0) -> nn.Module:
+def _model(name: str, seed: int = 0, **kwargs) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return build_model(name)
+        m = build_model(name, **kwargs)
+        if kwargs.get("template_pairs"):  # random filters, a non-zero projection
+            m.set_templates(torch.randn(2 * m.template_pairs, m.template_taps) / 32)
+            torch.nn.init.normal_(m.template_proj.weight, std=0.2)
+        return m
+
+
+#: the factorized network with a template branch
+BRANCH = {"template_pairs": 3, "template_taps": 1024}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +46,10 @@ def ckpt(tmp_path):
     return model, path
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", [*MODEL_NAMES, "factorized+templates"])
 def test_checkpoint_round_trip(tmp_path, windows, name):
-    model = _model(name, seed=1)
+    model = _model(name.split("+")[0], seed=1, **(BRANCH if "+" in name else {}))
+    name = model.name
     path = save_checkpoint(model, tmp_path / f"{name}.pt", meta={"k": (1, 2), "auc": np.float64(0.5)})
     raw = torch.load(path, weights_only=True)  # plain weights-only payload
     assert raw["name"] == name and raw["hparams"] == model.hparams
@@ -147,9 +156,10 @@ def test_cpu_determinism_and_threads(windows, name):
                                rtol=0, atol=THREADS_ATOL)
 
 
+@pytest.mark.parametrize("hp", [{}, BRANCH], ids=["plain", "template-branch"])
 @pytest.mark.parametrize(("kind", "suffix"), [("torchscript", ".ts"), ("export", ".pt2")])
-def test_export_round_trip(tmp_path, windows, kind, suffix):
-    scorer = Scorer(_model("factorized", seed=5), device="cpu")
+def test_export_round_trip(tmp_path, windows, kind, suffix, hp):
+    scorer = Scorer(_model("factorized", seed=5, **hp), device="cpu")
     path = scorer.export(tmp_path / f"model{suffix}", kind=kind)
     deployed = load_exported(path)
     want = scorer.score(windows)
@@ -162,8 +172,9 @@ def test_export_round_trip(tmp_path, windows, kind, suffix):
         scorer.export(tmp_path / "m.onnx", kind="onnx")
 
 
-def test_scorer_stream_path_matches_score():
-    scorer = Scorer(_model("factorized", seed=6), device="cpu", threads=1)
+@pytest.mark.parametrize("hp", [{}, BRANCH], ids=["plain", "template-branch"])
+def test_scorer_stream_path_matches_score(hp):
+    scorer = Scorer(_model("factorized", seed=6, **hp), device="cpu", threads=1)
     m = scorer.model
     stream = np.random.default_rng(8).standard_normal((2, 4 * N)).astype(np.float32)
     feats = scorer.encode_stream(stream)

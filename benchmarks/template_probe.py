@@ -1,0 +1,115 @@
+"""How far does the template branch's filter bank get on its own, untrained, on the issue-4 windows?
+
+Plain script::
+
+    python benchmarks/template_probe.py [--pairs 32] [--taps 1024] [--n-noise 20000] [--n-per-snr 1000]
+        [--snr 8] [--models models/default.pt ...] [--out PATH]
+
+The filters are :func:`gwstream.daemon.training.template_filters` (zero-spin whitened
+IMRPhenomD templates, unit-norm pairs with their quadratures, the last ``--taps``
+samples up to ``train.template_after`` after the merger): what ``train.template_pairs``
+starts a factorized network's template branch with. Each window's probe statistic
+uses them as that branch does, at the network's 8-sample feature stride (feature
+steps ending at ``rf - 1 + 8 j``, rf = 1112 samples, v8's receptive field): the network SNR
+``max over templates and steps of sqrt(A_H1(t)^2 + max_{|l| <= 3} A_L1(t + l)^2)``,
+``A`` a pair's amplitude — a 2-detector matched filter with a tiny bank, cut
+templates and a coarse time grid. The windows are the issue-4 validation set's
+first ``--n-noise`` noise windows and ``--n-per-snr`` signals at ``--snr`` (seed 20001,
+``configs/train.toml``'s data, minimum-phase whitening as the daemon's); the
+``--models`` are scored on the same windows. Reports TPR at per-window FPR 1e-3 and
+1e-4 (the latter rests on ``n_noise / 10^4`` windows) overall and by total mass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gwstream.daemon.config import load_config
+from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, validation_chunks
+from gwstream.daemon.training import template_filters
+
+MASS_BINS = ((14, 30), (30, 50), (50, 70), (70, 100))
+RF, STRIDE, LAG = 1112, 8, 3  # v8's receptive field, feature stride and lag steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/train.toml")
+    ap.add_argument("--pairs", type=int, default=32)
+    ap.add_argument("--taps", type=int, default=1024)
+    ap.add_argument("--n-noise", type=int, default=20_000)
+    ap.add_argument("--n-per-snr", type=int, default=1000)
+    ap.add_argument("--snr", type=float, default=8.0)
+    ap.add_argument("--seed", type=int, default=20_001)
+    ap.add_argument("--models", nargs="*", default=["models/default.pt"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="JSON result (default: print only)")
+    args = ap.parse_args()
+    if not 1 <= args.taps <= RF:
+        ap.error(f"--taps {args.taps}: expected 1 .. {RF}")
+    from gwstream.models.scorer import Scorer
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    t, rate = cfg.train, cfg.data.analysis_rate_hz
+    filt = torch.from_numpy(template_filters(cfg, args.pairs, args.taps))[:, None, :]
+    pool = NoisePool(cfg.data.ifos, rate, seed=args.seed, psd_name=t.psd, n_variants=t.psd_variants,
+                     scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
+                     average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
+                     highpass_hz=cfg.whiten.highpass_hz, phase="minimum")
+    bank = WaveformBank.generate(t.injections, 1000, seed=args.seed, sample_rate_hz=rate, workers=t.workers,
+                                 cache=Path(t.out_dir) / "banks")
+    maker = WindowMaker(bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
+                        stretch_s=t.stretch_s)
+    scorers = {Path(p).stem: Scorer.from_checkpoint(p, device="cpu", threads=args.threads, batch_size=256)
+               for p in args.models}
+    p = args.pairs
+    stats: dict[str, list] = {"probe": [], **{k: [] for k in scorers}}
+    labels, masses = [], []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for x, y, _snr, _taps, info in validation_chunks(maker, args.seed, args.n_noise, (args.snr,),
+                                                         args.n_per_snr, with_info=True):
+            xt = torch.from_numpy(x[..., RF - args.taps:]).float()
+            b = xt.shape[0]
+            z = torch.nn.functional.conv1d(xt.reshape(2 * b, 1, -1), filt, stride=STRIDE)
+            a2 = (z[:, :p] ** 2 + z[:, p:] ** 2).reshape(b, 2, p, -1)
+            l1 = torch.nn.functional.max_pool1d(a2[:, 1], 2 * LAG + 1, stride=1)
+            stats["probe"].append((a2[:, 0, :, LAG:-LAG] + l1).flatten(1).amax(1).sqrt().numpy())
+            for name, sc in scorers.items():
+                stats[name].append(sc.score(x))
+            bi = np.maximum(info["bank_index"], 0)
+            masses.append(np.where(y == 1, bank.params["mass1"][bi] + bank.params["mass2"][bi], 0.0))
+            labels.append(y)
+    y, mt = np.concatenate(labels), np.concatenate(masses)
+    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "n_noise": int((y == 0).sum()),
+           "n_signals": int((y == 1).sum()), "snr": args.snr, "seed": args.seed, "wall_s": 0.0, "tpr": {}}
+    for name, chunks in stats.items():
+        s = np.concatenate(chunks).astype(np.float64)
+        noise = np.sort(s[y == 0])[::-1]
+        res["tpr"][name] = {}
+        for fpr in (1e-3, 1e-4):
+            k = int(round(fpr * noise.size))
+            if k < 1:
+                continue
+            thr = noise[k - 1]
+            row = {"all": float(np.mean(s[y == 1] > thr))}
+            for lo, hi in MASS_BINS:
+                sel = (y == 1) & (mt >= lo) & (mt < hi)
+                row[f"{lo}-{hi}"] = float(np.mean(s[sel] > thr)) if sel.any() else float("nan")
+            res["tpr"][name][str(fpr)] = row
+            print(f"{name:>12s} FPR {fpr:g}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
