@@ -106,10 +106,6 @@ def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
 
 def _with_template_branch(cfg: Config, model):
     """``model`` with ``train.template_pairs`` template filters added (a new branch, initialised) when asked."""
-    import torch
-
-    from gwstream.models.networks import build_model
-
     from .errors import ConfigError
 
     t = cfg.train
@@ -124,18 +120,11 @@ def _with_template_branch(cfg: Config, model):
             raise ConfigError("train.template_pairs", pairs,
                               f"{have} pairs of {model.template_taps} taps as in train.init_weights, or 0")
         return model
-    hp = {**model.hparams, "template_pairs": pairs, "template_taps": t.template_taps}
-    try:
-        new = build_model(t.model, **hp)
-    except ValueError as exc:
-        raise ConfigError("train.template_taps", t.template_taps, str(exc)) from exc
-    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("template") for k in missing):
-        raise RuntimeError(f"adding the template branch: missing {missing}, unexpected {unexpected}")
-    new.set_templates(template_filters(cfg, pairs, t.template_taps))
-    new.train(model.training)
-    torch.manual_seed(t.seed)
-    return new
+    if t.template_taps > model.receptive_field_samples:
+        raise ConfigError("train.template_taps", t.template_taps,
+                          f"at most the network's receptive field, {model.receptive_field_samples} samples")
+    return type(model).with_template_branch(model, pairs, t.template_taps,
+                                            template_filters(cfg, pairs, t.template_taps))
 
 
 class HardNegativePicker:
@@ -246,9 +235,6 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         model = init.train()
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
     model = _with_template_branch(cfg, model)
-    if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:
-        model.lr_scales.update({k: t.template_lr_scale for k, _ in model.named_parameters()
-                                if k.startswith(("template_proj.", "template_bn."))})
 
     stages = t.stage_configs()
     history: list[dict] = []

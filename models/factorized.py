@@ -41,6 +41,12 @@ _CONV_KERNEL = 8
 _POOL = 2
 _TEMPLATE_LR_SCALE = 0.01  # template filters (unit norm, taps ~0.03) move at 1 % of the learning rate
 _TEMPLATE_EPS = 1e-6  # keeps the amplitude's gradient finite at zero
+_TEMPLATE_MEAN = 1.25  # a unit-norm pair's mean amplitude in unit-variance white noise (Rayleigh: sqrt(pi / 2))
+
+
+def _amplitude(z: torch.Tensor, pairs: int) -> torch.Tensor:
+    """``sqrt(z_c^2 + z_q^2) - 1.25`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``."""
+    return torch.sqrt(z[:, :pairs] ** 2 + z[:, pairs:] ** 2 + _TEMPLATE_EPS) - _TEMPLATE_MEAN
 _MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
 
 
@@ -81,16 +87,17 @@ class FactorizedNet(GWNet):
         Largest |H1 − L1| arrival-time difference the head searches, ms
         (10 ms, the light travel time between the sites).
     template_pairs : int
-        Filter pairs of the template branch (0: none). Each pair is a
+        Filter pairs ``P`` of the template branch (0: none). Each pair is a
         ``template_taps``-long filter and its quadrature, correlated with the
         strain at the feature stride; the pair's amplitude
         ``sqrt(z_c^2 + z_q^2)`` (a matched-filter SNR when the pair is a unit-norm
-        whitened template and its Hilbert transform) is normalised and
-        projected onto the ``channels`` features, which it is added to. The
-        filters are initialised by :meth:`set_templates` (training builds
-        them from whitened pycbc templates) and trained at ``lr_scales`` times
-        the learning rate; the projection starts at zero, so adding the branch
-        to a trained network leaves its outputs unchanged until it learns.
+        whitened template and its Hilbert transform), less 1.25 (its mean in
+        unit-variance noise), is appended to the features as one more
+        channel, and the head gets ``P`` more hidden units. The filters are set
+        by :meth:`set_templates` (training builds them from whitened pycbc
+        templates) and train at ``lr_scales`` times the learning rate;
+        :meth:`with_template_branch` adds the branch to a trained network
+        without changing its outputs.
     template_taps : int
         Length of each template filter, samples (at most the receptive field:
         feature ``j``'s filters read samples ``[j * stride + rf - taps,
@@ -178,14 +185,13 @@ class FactorizedNet(GWNet):
         self.lr_scales: dict[str, float] = {}
         if n_tp:
             self.templates = nn.Conv1d(1, 2 * n_tp, n_taps, stride=self.stride_samples, bias=False)
-            self.template_bn = nn.BatchNorm1d(n_tp)
-            self.template_proj = nn.Conv1d(n_tp, c, 1, bias=False)
-            nn.init.zeros_(self.template_proj.weight)
             self.lr_scales["templates.weight"] = _TEMPLATE_LR_SCALE
         h = int(hidden)
-        self.proj_h1 = nn.Conv1d(c, h, 1)
-        self.proj_l1 = nn.Conv1d(c, h, 1, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * h, h), nn.ELU(), nn.Linear(h, 1))
+        # features: the encoder's c channels, then the template amplitudes; hidden units: h, then one per template
+        self.feature_channels = c + n_tp
+        self.proj_h1 = nn.Conv1d(c + n_tp, h + n_tp, 1)
+        self.proj_l1 = nn.Conv1d(c + n_tp, h + n_tp, 1, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * (h + n_tp), h), nn.ELU(), nn.Linear(h, 1))
         self.hparams.update(
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
@@ -208,11 +214,43 @@ class FactorizedNet(GWNet):
             self.templates.weight.copy_(w[:, None, :])
 
     def template_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The template branch's contribution ``(B, C, T)`` from strain ``x`` ``(B, n)`` that starts ``rf - taps`` samples in."""
-        z = self.templates(x.unsqueeze(1))
-        p = self.template_pairs
-        amp = torch.sqrt(z[:, :p] ** 2 + z[:, p:] ** 2 + _TEMPLATE_EPS)
-        return self.template_proj(self.template_bn(amp))
+        """Template amplitudes less their noise mean, ``(B, P, T)``, from strain ``x`` ``(B, n)`` that starts ``rf - taps`` samples in."""
+        return _amplitude(self.templates(x.unsqueeze(1)), self.template_pairs)
+
+    @classmethod
+    def with_template_branch(cls, model: "FactorizedNet", pairs: int, taps: int,
+                             filters: np.ndarray | torch.Tensor) -> "FactorizedNet":
+        """``model`` (without a branch) grown by a template branch of ``filters``, its outputs unchanged.
+
+        The encoder is ``model``'s; hidden unit ``h + k`` of the head reads template
+        ``k``'s amplitude in H1 plus its lag-maximum in L1 (so it is that template's
+        two-detector statistic), and the MLP's inputs from the new units start at zero.
+        """
+        if model.template_pairs:
+            raise ValueError(f"the network already has a template branch ({model.template_pairs} pairs)")
+        new = cls(**{**model.hparams, "template_pairs": int(pairs), "template_taps": int(taps)})
+        c, h, p = model.hparams["channels"], model.hparams["hidden"], int(pairs)
+        own = model.state_dict()
+        with torch.no_grad():
+            for k, v in new.state_dict().items():
+                if k.startswith("encoder."):
+                    v.copy_(own[k])
+            for proj, old in ((new.proj_h1, model.proj_h1), (new.proj_l1, model.proj_l1)):
+                proj.weight.zero_()
+                proj.weight[:h, :c] = old.weight
+                proj.weight[h:, c:, 0] = torch.eye(p)
+                if proj.bias is not None:
+                    proj.bias.zero_()
+                    proj.bias[:h] = old.bias
+            first, last = new.mlp[0], new.mlp[2]
+            first.weight.zero_()
+            first.weight[:, :h] = model.mlp[0].weight[:, :h]  # max over steps of the old units
+            first.weight[:, h + p:2 * h + p] = model.mlp[0].weight[:, h:]  # their mean
+            first.bias.copy_(model.mlp[0].bias)
+            last.weight.copy_(model.mlp[2].weight)
+            last.bias.copy_(model.mlp[2].bias)
+        new.set_templates(filters)
+        return new.train(model.training)
 
     def n_features(self, n_samples: int) -> int:
         """Feature steps the encoder yields for ``n_samples`` input samples (0 if shorter than the receptive field)."""
@@ -242,7 +280,7 @@ class FactorizedNet(GWNet):
             )
         f = self.encoder(x.unsqueeze(1))
         if self.template_pairs:
-            f = f + self.template_features(x[:, self.receptive_field_samples - self.template_taps:])
+            f = torch.cat([f, self.template_features(x[:, self.receptive_field_samples - self.template_taps:])], 1)
         return f
 
     def encode_stream(self, x: torch.Tensor) -> torch.Tensor:
@@ -546,14 +584,8 @@ class StreamEncoder:
             self._layers = self._fuse(list(model.encoder))
         # feature channels: the output width of the last layer that has weights
         self.channels = next(p[0].shape[0] for kind, _, _, p in reversed(self._layers) if kind != "pool")
-        self._branch = None
-        if model.template_pairs:  # template branch: filters, and the projection with batch norm folded in
-            with torch.no_grad():
-                bn = model.template_bn
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                w = model.template_proj.weight[:, :, 0]
-                self._branch = (model.templates.weight.detach().contiguous(), (w * scale).detach().contiguous(),
-                                (w @ (bn.bias - bn.running_mean * scale)).detach().clone())
+        self._branch = model.templates.weight.detach().clone() if model.template_pairs else None
+        self.channels += model.template_pairs
         self.reset()
 
     @staticmethod
@@ -626,7 +658,7 @@ class StreamEncoder:
         branch = z if self._pending[1] is None else torch.cat([self._pending[1], z], dim=-1)
         n = min(main.shape[-1], branch.shape[-1])
         self._pending = [main[..., n:], branch[..., n:]]
-        return main[..., :n] + branch[..., :n]
+        return torch.cat([main[..., :n], branch[..., :n]], dim=1)
 
     def _main(self, x: torch.Tensor) -> torch.Tensor:
         y = x.unsqueeze(1)
@@ -637,12 +669,12 @@ class StreamEncoder:
             n_out = (n - span) // stride + 1 if n >= span else 0
             self._tails[i] = buf[..., n_out * stride:].clone()
             if n_out == 0:
-                return buf.new_empty((self.n_ifos, self.channels, 0))
+                return buf.new_empty((self.n_ifos, self.channels - self.model.template_pairs, 0))
             y = self._apply(kind, p, buf[..., : (n_out - 1) * stride + span])
         return y
 
     def _template_path(self, x: torch.Tensor) -> torch.Tensor:
-        w, proj, bias = self._branch
+        w = self._branch
         if self._skip:
             d = min(self._skip, x.shape[-1])
             x, self._skip = x[:, d:], self._skip - d
@@ -651,7 +683,5 @@ class StreamEncoder:
         n_out = (buf.shape[-1] - taps) // stride + 1 if buf.shape[-1] >= taps else 0
         self._branch_tail = buf[:, n_out * stride:].clone()
         if n_out == 0:
-            return buf.new_empty((self.n_ifos, self.channels, 0))
-        z = F.conv1d(buf[:, None, : (n_out - 1) * stride + taps], w, stride=stride)
-        amp = torch.sqrt(z[:, :p] ** 2 + z[:, p:] ** 2 + _TEMPLATE_EPS)
-        return torch.matmul(proj, amp) + bias[:, None]
+            return buf.new_empty((self.n_ifos, p, 0))
+        return _amplitude(F.conv1d(buf[:, None, : (n_out - 1) * stride + taps], w, stride=stride), p)

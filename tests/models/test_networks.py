@@ -38,13 +38,9 @@ def _model(name: str, seed: int = 0, **kwargs) -> nn.Module:
 
 
 def _with_branch(seed: int, **kwargs) -> FactorizedNet:
-    """A factorized network whose template branch has random filters and a non-zero projection."""
+    """A factorized network with a template branch of random filters (its head's weights random too)."""
     m = _model("factorized", seed=seed, template_pairs=4, template_taps=1024, **kwargs)
-    rng = np.random.default_rng(seed)
-    m.set_templates(rng.standard_normal((8, 1024)) / 32)
-    with torch.no_grad():
-        m.template_proj.weight.copy_(torch.from_numpy(rng.normal(0, 0.2, m.template_proj.weight.shape)))
-        m.template_bn.running_mean.fill_(1.25)  # an amplitude's mean in unit-variance noise
+    m.set_templates(np.random.default_rng(seed).standard_normal((8, 1024)) / 32)
     return m
 
 
@@ -141,7 +137,8 @@ def test_factorized_geometry(fnet):
     for n in (fnet.receptive_field_samples, N, N + 5, 3 * N + 8):
         with torch.inference_mode():
             f = fnet.encode(torch.zeros(1, n))
-        assert f.shape == (1, fnet.hparams["channels"], fnet.n_features(n))
+        assert f.shape == (1, fnet.feature_channels, fnet.n_features(n))
+        assert fnet.feature_channels == fnet.hparams["channels"] + fnet.template_pairs
     assert fnet.n_features(N) == fnet.window_steps
     with pytest.raises(ValueError, match="n_samples >="):
         fnet.encode(torch.zeros(1, fnet.receptive_field_samples - 1))
@@ -282,18 +279,25 @@ def test_stream_encoder_reset_starts_a_new_stream(fnet, stream, feats):
 
 
 def test_template_branch_starts_as_the_network_without_it():
-    """The projection starts at zero: a trained network gains the branch without changing its outputs."""
+    """with_template_branch: the same outputs; each new hidden unit is its template's two-detector amplitude."""
     plain = _model("factorized", seed=4)
-    wide = build_model("factorized", **plain.hparams, template_pairs=3, template_taps=512)
-    missing, unexpected = wide.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(k.startswith("template") for k in missing)
-    wide.set_templates(np.random.default_rng(0).standard_normal((6, 512)))
-    wide.eval()
+    filters = np.random.default_rng(0).standard_normal((6, 512)) / 22.6
+    wide = FactorizedNet.with_template_branch(plain, 3, 512, filters).eval()
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 2, N)).astype(np.float32))
     with torch.inference_mode():
-        torch.testing.assert_close(wide(x), plain(x), rtol=0, atol=0)
+        torch.testing.assert_close(wide(x), plain(x), rtol=0, atol=1e-6)
+        f = wide.encode(x[:, 0])
+        assert f.shape[1] == 64 + 3
+        torch.testing.assert_close(f[:, :64], plain.encode(x[:, 0]), rtol=0, atol=0)
+        amp = f[:, 64:]
+        z = torch.nn.functional.conv1d(x[:, :1, wide.receptive_field_samples - 512:], wide.templates.weight, stride=8)
+        torch.testing.assert_close(amp, torch.sqrt(z[:, :3] ** 2 + z[:, 3:] ** 2 + 1e-6) - 1.25, rtol=0, atol=1e-6)
+        u = wide.proj_h1(f)[:, 32:]  # the new units read their template's amplitude
+        torch.testing.assert_close(u, amp, rtol=0, atol=1e-6)
     assert wide.hparams["template_pairs"] == 3 and "template_pairs" not in plain.hparams
     assert wide.lr_scales == {"templates.weight": 0.01}
+    with pytest.raises(ValueError, match="already has a template branch"):
+        FactorizedNet.with_template_branch(wide, 3, 512, filters)
 
 
 def test_template_pair_amplitude_is_phase_free():

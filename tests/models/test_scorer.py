@@ -24,9 +24,8 @@ def _model(name: str, seed: int = 0, **kwargs) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         m = build_model(name, **kwargs)
-        if kwargs.get("template_pairs"):  # random filters, a non-zero projection
+        if kwargs.get("template_pairs"):  # random filters
             m.set_templates(torch.randn(2 * m.template_pairs, m.template_taps) / 32)
-            torch.nn.init.normal_(m.template_proj.weight, std=0.2)
         return m
 
 
