@@ -111,11 +111,13 @@ def test_score_many_equals_block_by_block_scoring_exactly(block):
 
 
 @pytest.mark.parametrize("name,block", [("factorized", 1500), ("baseline", 1500), ("factorized", 6 * RATE + 7),
-                                        ("baseline", 6 * RATE + 7)])
+                                        ("baseline", 6 * RATE + 7), ("factorized+templates", 1500)])
 def test_slid_statistics_equal_the_network_on_paired_windows(name, block):
     """Row k of window i is the network on (H1 window i, L1 window i - k * slide), with exact validity."""
-    kw = dict(channels=16, stem_channels=8, hidden=8) if name == "factorized" else {}
-    scorer = small_model(name, seed=1, **kw)
+    kw = dict(channels=16, stem_channels=8, hidden=8) if name.startswith("factorized") else {}
+    if name.endswith("+templates"):  # a template branch (randomly initialised filters)
+        kw.update(template_pairs=3, template_taps=1024)
+    scorer = small_model(name.split("+")[0], seed=1, **kw)
     k_slides, slide = 3, 2 * RATE  # 2-s slide step
     ss = SlideScorer(scorer, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=slide,
                      n_slides=k_slides)
