@@ -191,7 +191,9 @@ class FactorizedNet(GWNet):
         self.feature_channels = c + n_tp
         self.proj_h1 = nn.Conv1d(c + n_tp, h + n_tp, 1)
         self.proj_l1 = nn.Conv1d(c + n_tp, h + n_tp, 1, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * (h + n_tp), h), nn.ELU(), nn.Linear(h, 1))
+        self.mlp = nn.Sequential(nn.Linear(2 * h, h), nn.ELU(), nn.Linear(h, 1))
+        if n_tp:  # the template units' max and mean over steps enter the MLP's hidden layer through their own weights
+            self.template_in = nn.Linear(2 * n_tp, h, bias=False)
         self.hparams.update(
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
@@ -224,7 +226,7 @@ class FactorizedNet(GWNet):
 
         The encoder is ``model``'s; hidden unit ``h + k`` of the head reads template
         ``k``'s amplitude in H1 plus its lag-maximum in L1 (so it is that template's
-        two-detector statistic), and the MLP's inputs from the new units start at zero.
+        two-detector statistic), and their weights into the MLP (``template_in``) start at zero.
         """
         if model.template_pairs:
             raise ValueError(f"the network already has a template branch ({model.template_pairs} pairs)")
@@ -242,13 +244,8 @@ class FactorizedNet(GWNet):
                 if proj.bias is not None:
                     proj.bias.zero_()
                     proj.bias[:h] = old.bias
-            first, last = new.mlp[0], new.mlp[2]
-            first.weight.zero_()
-            first.weight[:, :h] = model.mlp[0].weight[:, :h]  # max over steps of the old units
-            first.weight[:, h + p:2 * h + p] = model.mlp[0].weight[:, h:]  # their mean
-            first.bias.copy_(model.mlp[0].bias)
-            last.weight.copy_(model.mlp[2].weight)
-            last.bias.copy_(model.mlp[2].bias)
+            new.mlp.load_state_dict(model.mlp.state_dict())
+            new.template_in.weight.zero_()
         new.set_templates(filters)
         return new.train(model.training)
 
@@ -304,7 +301,16 @@ class FactorizedNet(GWNet):
     # --------------------------------------------------------------------- head
     def _pool_mlp(self, u: torch.Tensor) -> torch.Tensor:
         # u: [..., H, T'] -> logits [...]
-        return self.mlp(torch.cat([u.amax(dim=-1), u.mean(dim=-1)], dim=-1)).squeeze(-1)
+        return self._mlp(torch.cat([u.amax(dim=-1), u.mean(dim=-1)], dim=-1)).squeeze(-1)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP on pooled hidden units ``x [..., 2 (H + P)]`` (max then mean of every unit) -> ``[..., 1]``."""
+        if not self.template_pairs:
+            return self.mlp(x)
+        h, p = self.mlp[0].out_features, self.template_pairs
+        old = torch.cat([x[..., :h], x[..., h + p : 2 * h + p]], dim=-1)
+        new = torch.cat([x[..., h : h + p], x[..., 2 * h + p :]], dim=-1)
+        return self.mlp[2](self.mlp[1](self.mlp[0](old) + self.template_in(new)))
 
     def head(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> torch.Tensor:
         """Coincidence logit of one window's H1 and L1 features.
@@ -550,7 +556,7 @@ class FactorizedNet(GWNet):
         pad = -m % _MLP_ROWS
         if pad:
             x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
-        y = torch.cat([self.mlp(c) for c in x.split(_MLP_ROWS)])
+        y = torch.cat([self._mlp(c) for c in x.split(_MLP_ROWS)])
         return y[:m, 0].reshape(lead)
 
 

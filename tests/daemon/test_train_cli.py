@@ -87,7 +87,7 @@ def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
     torch.manual_seed(0)
     save_checkpoint(build_model("factorized"), tmp_path / "f.pt")
     base = {"model": "factorized", "init_weights": str(tmp_path / "f.pt"), "template_pairs": 2, "epochs": 1,
-            "lr": 1e-3,
+            "lr": 1e-3, "template_lr_scale": 5.0,
             "windows_per_epoch": 64, "batch_size": 32, "n_waveforms": 8, "n_val_waveforms": 4,
             "val_noise_windows": 50, "val_windows_per_snr": 10, "workers": 1, "threads": 1,
             "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
@@ -102,8 +102,8 @@ def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
     assert (model.template_pairs, model.template_taps) == (2, 1024)
     torch.testing.assert_close(model.templates.weight.norm(dim=-1), torch.ones(4, 1), atol=0.02, rtol=0)
     groups = torch.load(tmp_path / "out" / "factorized" / "checkpoint.pt", weights_only=True)["optimizer"]
-    # the rest of the network, and the template filters at 1 % of lr
-    assert sorted(g["initial_lr"] for g in groups["param_groups"]) == pytest.approx([1e-5, 1e-3])
+    # the rest of the network, the template filters at 1 % of lr, the template units' MLP weights at 5 x
+    assert sorted(g["initial_lr"] for g in groups["param_groups"]) == pytest.approx([1e-5, 1e-3, 5e-3])
     # a network that has a branch of another size, or one that cannot have it: named errors
     write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": str(tmp_path / "m.pt"),
                                                    "template_pairs": 3}})
