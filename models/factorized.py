@@ -105,6 +105,9 @@ class FactorizedNet(GWNet):
 
     Attributes
     ----------
+    feature_channels : int
+        Channels ``C`` of :meth:`encode`'s output: ``channels``, plus
+        ``template_pairs`` template amplitudes after them.
     stride_samples : int
         Input samples per feature step (8).
     receptive_field_samples : int
@@ -192,8 +195,9 @@ class FactorizedNet(GWNet):
         self.proj_h1 = nn.Conv1d(c + n_tp, h + n_tp, 1)
         self.proj_l1 = nn.Conv1d(c + n_tp, h + n_tp, 1, bias=False)
         self.mlp = nn.Sequential(nn.Linear(2 * h, h), nn.ELU(), nn.Linear(h, 1))
-        if n_tp:  # the template units' max and mean over steps enter the MLP's hidden layer through their own weights
-            self.template_in = nn.Linear(2 * n_tp, h, bias=False)
+        if n_tp:  # the template units' max and mean over steps, and the largest of their maxima (the best
+            # template's statistic, a small matched filter's), enter the MLP's hidden layer through their own weights
+            self.template_in = nn.Linear(2 * n_tp + 1, h, bias=False)
         self.hparams.update(
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
@@ -309,7 +313,8 @@ class FactorizedNet(GWNet):
             return self.mlp(x)
         h, p = self.mlp[0].out_features, self.template_pairs
         old = torch.cat([x[..., :h], x[..., h + p : 2 * h + p]], dim=-1)
-        new = torch.cat([x[..., h : h + p], x[..., 2 * h + p :]], dim=-1)
+        best = x[..., h : h + p].amax(dim=-1, keepdim=True)
+        new = torch.cat([x[..., h : h + p], x[..., 2 * h + p :], best], dim=-1)
         return self.mlp[2](self.mlp[1](self.mlp[0](old) + self.template_in(new)))
 
     def head(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> torch.Tensor:
