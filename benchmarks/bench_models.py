@@ -1,5 +1,8 @@
 """Scoring throughput of the three networks, and the factorized stream and time-slide paths.
 
+The factorized network is timed as built by default and with a 32-pair template branch
+(``factorized+templates``: 32 filter pairs of 1024 taps, 32 more head units).
+
 Plain script: ``python benchmarks/bench_models.py [--duration 32] [--threads 2] [--repeat 5]``.
 On ``--threads`` CPU threads, with freshly initialised weights (speed does not
 depend on training), it times:
@@ -84,10 +87,13 @@ def main() -> None:
     }
     rows = results["rows"]
     one = torch.from_numpy(windows[:1])
-    for name in MODEL_NAMES:
+    # the networks as built by default, and the factorized one with a 32-pair template branch (v11's geometry)
+    variants = [(name, name, {}) for name in MODEL_NAMES]
+    variants.append(("factorized+templates", "factorized", {"template_pairs": 32, "template_taps": 1024}))
+    for name, kind, hp in variants:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = build_model(name).eval()
+            model = build_model(kind, **hp).eval()
         scorer = Scorer(model, device="cpu", batch_size=256, threads=args.threads)
         t = best_of(lambda: scorer.score(windows), args.repeat)
         rows[f"{name} per-window"] = {
