@@ -379,9 +379,9 @@ class TrainConfig:
     template_taps: int = setting(1024, gt=0, doc="length of each template filter (samples, at most the receptive "
                                  "field); the merger sits template_after samples before its end")
     template_after: int = setting(100, ge=0, doc="template samples after the merger")
-    template_lr_scale: float = setting(1.0, gt=0, doc="learning rate of the weights from the template units into "
-                                       "the head's MLP (template_in), as a multiple of lr: added to a trained "
-                                       "network, they start at zero")
+    template_lr_scale: float = setting(1.0, gt=0, doc="learning rate of the best-template statistic's weight in "
+                                       "the logit (template_gain), as a multiple of lr: added to a trained "
+                                       "network, it starts at zero")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
     stages: tuple[TrainStage, ...] = setting((), doc="[[train.stages]]: train in stages, each changing some keys "
                                              "of [train] (empty: one stage, [train] itself)")

@@ -236,7 +236,7 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
     model = _with_template_branch(cfg, model)
     if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:
-        model.lr_scales["template_in.weight"] = t.template_lr_scale
+        model.lr_scales["template_gain"] = t.template_lr_scale
 
     stages = t.stage_configs()
     history: list[dict] = []

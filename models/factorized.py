@@ -40,13 +40,15 @@ _STEM_KERNEL = 32
 _CONV_KERNEL = 8
 _POOL = 2
 _TEMPLATE_LR_SCALE = 0.01  # template filters (unit norm, taps ~0.03) move at 1 % of the learning rate
-_TEMPLATE_EPS = 1e-6  # keeps the amplitude's gradient finite at zero
-_TEMPLATE_MEAN = 1.25  # a unit-norm pair's mean amplitude in unit-variance white noise (Rayleigh: sqrt(pi / 2))
+_TEMPLATE_EPS = 1e-6  # keeps the statistic's gradient finite at zero
+#: about the best-template statistic of a noise window (the square root of the largest of ~3000 chi-squared
+#: values with 4 degrees of freedom): subtracted so that the statistic's weight leaves noise logits in place
+_TEMPLATE_NOISE = 5.0
 
 
-def _amplitude(z: torch.Tensor, pairs: int) -> torch.Tensor:
-    """``sqrt(z_c^2 + z_q^2) - 1.25`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``."""
-    return torch.sqrt(z[:, :pairs] ** 2 + z[:, pairs:] ** 2 + _TEMPLATE_EPS) - _TEMPLATE_MEAN
+def _energy(z: torch.Tensor, pairs: int) -> torch.Tensor:
+    """``z_c^2 + z_q^2`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``: a template's SNR squared."""
+    return z[:, :pairs] ** 2 + z[:, pairs:] ** 2
 _MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
 
 
@@ -89,15 +91,18 @@ class FactorizedNet(GWNet):
     template_pairs : int
         Filter pairs ``P`` of the template branch (0: none). Each pair is a
         ``template_taps``-long filter and its quadrature, correlated with the
-        strain at the feature stride; the pair's amplitude
-        ``sqrt(z_c^2 + z_q^2)`` (a matched-filter SNR when the pair is a unit-norm
-        whitened template and its Hilbert transform), less 1.25 (its mean in
-        unit-variance noise), is appended to the features as one more
-        channel, and the head gets ``P`` more hidden units. The filters are set
-        by :meth:`set_templates` (training builds them from whitened pycbc
-        templates) and train at ``lr_scales`` times the learning rate;
-        :meth:`with_template_branch` adds the branch to a trained network
-        without changing its outputs.
+        strain at the feature stride; the pair's energy ``z_c^2 + z_q^2`` (a
+        matched-filter SNR squared when the pair is a unit-norm whitened
+        template and its Hilbert transform) is appended to the features as
+        one more channel, and the head gets ``P`` more hidden units. With
+        their weights as :meth:`with_template_branch` sets them, unit ``k`` is
+        template ``k``'s two-detector SNR squared (H1 plus the L1 maximum over
+        lags), and the largest of the units over templates and steps, square
+        rooted, is the window's *best-template statistic* (a 2-detector matched
+        filter with a small bank of cut templates): the logit adds
+        ``template_gain * (statistic - 5)``. The filters are set by
+        :meth:`set_templates` (training builds them from whitened pycbc
+        templates) and train at ``lr_scales`` times the learning rate.
     template_taps : int
         Length of each template filter, samples (at most the receptive field:
         feature ``j``'s filters read samples ``[j * stride + rf - taps,
@@ -107,7 +112,7 @@ class FactorizedNet(GWNet):
     ----------
     feature_channels : int
         Channels ``C`` of :meth:`encode`'s output: ``channels``, plus
-        ``template_pairs`` template amplitudes after them.
+        ``template_pairs`` template energies after them.
     stride_samples : int
         Input samples per feature step (8).
     receptive_field_samples : int
@@ -190,14 +195,13 @@ class FactorizedNet(GWNet):
             self.templates = nn.Conv1d(1, 2 * n_tp, n_taps, stride=self.stride_samples, bias=False)
             self.lr_scales["templates.weight"] = _TEMPLATE_LR_SCALE
         h = int(hidden)
-        # features: the encoder's c channels, then the template amplitudes; hidden units: h, then one per template
+        # features: the encoder's c channels, then the template energies; hidden units: h, then one per template
         self.feature_channels = c + n_tp
         self.proj_h1 = nn.Conv1d(c + n_tp, h + n_tp, 1)
         self.proj_l1 = nn.Conv1d(c + n_tp, h + n_tp, 1, bias=False)
         self.mlp = nn.Sequential(nn.Linear(2 * h, h), nn.ELU(), nn.Linear(h, 1))
-        if n_tp:  # the template units' max and mean over steps, and the largest of their maxima (the best
-            # template's statistic, a small matched filter's), enter the MLP's hidden layer through their own weights
-            self.template_in = nn.Linear(2 * n_tp + 1, h, bias=False)
+        if n_tp:  # the logit adds template_gain x (the best template's statistic - 5)
+            self.template_gain = nn.Parameter(torch.zeros(()))
         self.hparams.update(
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
@@ -220,8 +224,8 @@ class FactorizedNet(GWNet):
             self.templates.weight.copy_(w[:, None, :])
 
     def template_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Template amplitudes less their noise mean, ``(B, P, T)``, from strain ``x`` ``(B, n)`` that starts ``rf - taps`` samples in."""
-        return _amplitude(self.templates(x.unsqueeze(1)), self.template_pairs)
+        """Template energies ``(B, P, T)`` from strain ``x`` ``(B, n)`` that starts ``rf - taps`` samples in."""
+        return _energy(self.templates(x.unsqueeze(1)), self.template_pairs)
 
     @classmethod
     def with_template_branch(cls, model: "FactorizedNet", pairs: int, taps: int,
@@ -229,8 +233,8 @@ class FactorizedNet(GWNet):
         """``model`` (without a branch) grown by a template branch of ``filters``, its outputs unchanged.
 
         The encoder is ``model``'s; hidden unit ``h + k`` of the head reads template
-        ``k``'s amplitude in H1 plus its lag-maximum in L1 (so it is that template's
-        two-detector statistic), and their weights into the MLP (``template_in``) start at zero.
+        ``k``'s energy in H1 plus its lag-maximum in L1 (that template's two-detector
+        SNR squared), and ``template_gain`` starts at zero.
         """
         if model.template_pairs:
             raise ValueError(f"the network already has a template branch ({model.template_pairs} pairs)")
@@ -249,7 +253,7 @@ class FactorizedNet(GWNet):
                     proj.bias.zero_()
                     proj.bias[:h] = old.bias
             new.mlp.load_state_dict(model.mlp.state_dict())
-            new.template_in.weight.zero_()
+            new.template_gain.zero_()
         new.set_templates(filters)
         return new.train(model.training)
 
@@ -313,9 +317,8 @@ class FactorizedNet(GWNet):
             return self.mlp(x)
         h, p = self.mlp[0].out_features, self.template_pairs
         old = torch.cat([x[..., :h], x[..., h + p : 2 * h + p]], dim=-1)
-        best = x[..., h : h + p].amax(dim=-1, keepdim=True)
-        new = torch.cat([x[..., h : h + p], x[..., 2 * h + p :], best], dim=-1)
-        return self.mlp[2](self.mlp[1](self.mlp[0](old) + self.template_in(new)))
+        best = torch.sqrt(x[..., h : h + p].amax(dim=-1, keepdim=True) + _TEMPLATE_EPS)
+        return self.mlp(old) + self.template_gain * (best - _TEMPLATE_NOISE)
 
     def head(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> torch.Tensor:
         """Coincidence logit of one window's H1 and L1 features.
@@ -695,4 +698,4 @@ class StreamEncoder:
         self._branch_tail = buf[:, n_out * stride:].clone()
         if n_out == 0:
             return buf.new_empty((self.n_ifos, p, 0))
-        return _amplitude(F.conv1d(buf[:, None, : (n_out - 1) * stride + taps], w, stride=stride), p)
+        return _energy(F.conv1d(buf[:, None, : (n_out - 1) * stride + taps], w, stride=stride), p)

@@ -289,11 +289,18 @@ def test_template_branch_starts_as_the_network_without_it():
         f = wide.encode(x[:, 0])
         assert f.shape[1] == 64 + 3
         torch.testing.assert_close(f[:, :64], plain.encode(x[:, 0]), rtol=0, atol=0)
-        amp = f[:, 64:]
+        energy = f[:, 64:]
         z = torch.nn.functional.conv1d(x[:, :1, wide.receptive_field_samples - 512:], wide.templates.weight, stride=8)
-        torch.testing.assert_close(amp, torch.sqrt(z[:, :3] ** 2 + z[:, 3:] ** 2 + 1e-6) - 1.25, rtol=0, atol=1e-6)
-        u = wide.proj_h1(f)[:, 32:]  # the new units read their template's amplitude
-        torch.testing.assert_close(u, amp, rtol=0, atol=1e-6)
+        torch.testing.assert_close(energy, z[:, :3] ** 2 + z[:, 3:] ** 2, rtol=0, atol=1e-6)
+        u = wide.proj_h1(f)[:, 32:]  # the new units read their template's energy
+        torch.testing.assert_close(u, energy, rtol=0, atol=1e-6)
+        # with a gain, the logit adds gain x (best template's network SNR - 5)
+        with torch.no_grad():
+            wide.template_gain.fill_(0.5)
+        e = wide.encode(x.reshape(6, N)).reshape(3, 2, 67, -1)[:, :, 64:]
+        e_l1 = torch.nn.functional.max_pool1d(e[:, 1], 7, stride=1)
+        best = (e[:, 0, :, 3:-3] + e_l1).flatten(1).amax(1).sqrt()
+        torch.testing.assert_close(wide(x), plain(x) + 0.5 * (best - 5.0), rtol=0, atol=1e-5)
     assert wide.hparams["template_pairs"] == 3 and "template_pairs" not in plain.hparams
     assert wide.lr_scales == {"templates.weight": 0.01}
     with pytest.raises(ValueError, match="already has a template branch"):
