@@ -70,7 +70,7 @@ def main() -> None:
     scorers = {Path(p).stem: Scorer.from_checkpoint(p, device="cpu", threads=args.threads, batch_size=256)
                for p in args.models}
     p = args.pairs
-    stats: dict[str, list] = {"probe": [], "probe-sum": [], **{k: [] for k in scorers}}
+    stats: dict[str, list] = {"probe": [], "probe-capped": [], "probe-sum": [], **{k: [] for k in scorers}}
     labels, masses = [], []
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -82,6 +82,11 @@ def main() -> None:
             a2 = (z[:, :p] ** 2 + z[:, p:] ** 2).reshape(b, 2, p, -1)
             l1 = torch.nn.functional.max_pool1d(a2[:, 1], 2 * LAG + 1, stride=1)
             stats["probe"].append((a2[:, 0, :, LAG:-LAG] + l1).flatten(1).amax(1).sqrt().numpy())
+            # each detector's SNR^2 capped at 64 (SNR 8) before the sum: a louder single-detector signal (a slid
+            # event, a glitch) counts no more than SNR 8 in that detector
+            cap = a2.clamp(max=64.0)
+            l1c = torch.nn.functional.max_pool1d(cap[:, 1], 2 * LAG + 1, stride=1)
+            stats["probe-capped"].append((cap[:, 0, :, LAG:-LAG] + l1c).flatten(1).amax(1).sqrt().numpy())
             # the sum of amplitudes, as a factorized network's template units add them (less their noise means)
             amp = a2.sqrt() - 1.25
             l1a = torch.nn.functional.max_pool1d(amp[:, 1], 2 * LAG + 1, stride=1)

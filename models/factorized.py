@@ -46,9 +46,14 @@ _TEMPLATE_EPS = 1e-6  # keeps the statistic's gradient finite at zero
 _TEMPLATE_NOISE = 5.0
 
 
+#: a template's SNR squared counts up to this (SNR 8) in one detector: a louder single-detector signal (an event
+#: slid against the other detector's noise, a glitch) counts as much as SNR 8 there, not more
+_TEMPLATE_CAP = 64.0
+
+
 def _energy(z: torch.Tensor, pairs: int) -> torch.Tensor:
-    """``z_c^2 + z_q^2`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``: a template's SNR squared."""
-    return z[:, :pairs] ** 2 + z[:, pairs:] ** 2
+    """``min(z_c^2 + z_q^2, 64)`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``: a template's SNR squared, capped."""
+    return (z[:, :pairs] ** 2 + z[:, pairs:] ** 2).clamp(max=_TEMPLATE_CAP)
 _MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
 
 
@@ -93,8 +98,8 @@ class FactorizedNet(GWNet):
         ``template_taps``-long filter and its quadrature, correlated with the
         strain at the feature stride; the pair's energy ``z_c^2 + z_q^2`` (a
         matched-filter SNR squared when the pair is a unit-norm whitened
-        template and its Hilbert transform) is appended to the features as
-        one more channel, and the head gets ``P`` more hidden units. With
+        template and its Hilbert transform), capped at 64, is appended to the
+        features as one more channel, and the head gets ``P`` more hidden units. With
         their weights as :meth:`with_template_branch` sets them, unit ``k`` is
         template ``k``'s two-detector SNR squared (H1 plus the L1 maximum over
         lags), and the largest of the units over templates and steps, square
