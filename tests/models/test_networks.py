@@ -327,6 +327,13 @@ def test_template_pair_amplitude_is_phase_free():
             z = m.templates(torch.from_numpy(x[:, None, rf - 256:]).float())[0, :, 0]
         amps.append(float(torch.sqrt(z[0] ** 2 + z[1] ** 2)))
     assert np.allclose(amps, 5.0, rtol=0.02), amps
+    # the feature is the energy, capped at SNR 8 (64): SNR 5 gives 25, SNR 20 counts as 64
+    for snr, want in ((5.0, 25.0), (20.0, 64.0)):
+        x = np.zeros((1, rf))
+        x[0, rf - 256:] = snr * c
+        with torch.no_grad():
+            e = m.template_features(torch.from_numpy(x[:, rf - 256:]).float())[0, 0, 0]
+        assert float(e) == pytest.approx(want, rel=1e-3)
 
 
 def test_template_branch_rejects_bad_geometry_and_filters():
