@@ -190,7 +190,7 @@ class FactorizedNet(GWNet):
                 f"2 * lag_steps = {2 * self.lag_steps} (receptive field {rf} samples)"
             )
         n_tp, n_taps = int(template_pairs), int(template_taps)
-        if n_tp < 0 or not 1 <= n_taps <= rf:
+        if n_tp < 0 or (n_tp and not 1 <= n_taps <= rf):
             raise ValueError(f"template_pairs = {template_pairs}, template_taps = {template_taps}: expected "
                              f"pairs >= 0 and 1 <= taps <= the receptive field ({rf} samples)")
         self.template_pairs, self.template_taps = n_tp, n_taps
@@ -604,6 +604,7 @@ class StreamEncoder:
         # feature channels: the output width of the last layer that has weights
         self.channels = next(p[0].shape[0] for kind, _, _, p in reversed(self._layers) if kind != "pool")
         self._branch = model.templates.weight.detach().clone() if model.template_pairs else None
+        self._branch_t = self._branch[:, 0, :].t().contiguous() if self._branch is not None else None
         self.channels += model.template_pairs
         self.reset()
 
@@ -703,4 +704,12 @@ class StreamEncoder:
         self._branch_tail = buf[:, n_out * stride:].clone()
         if n_out == 0:
             return buf.new_empty((self.n_ifos, p, 0))
-        return _energy(F.conv1d(buf[:, None, : (n_out - 1) * stride + taps], w, stride=stride), p)
+        # per-tap products of one fixed shape (as _mlp_rows): a convolution's rounding depends on the input's
+        # length on some CPUs, so the features would depend on how the stream was cut into chunks
+        rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride).reshape(-1, taps)
+        m = rows.shape[0]
+        pad = -m % _MLP_ROWS
+        if pad:
+            rows = torch.cat([rows, rows.new_zeros(pad, taps)])
+        z = torch.cat([torch.mm(c, self._branch_t) for c in rows.split(_MLP_ROWS)])[:m]
+        return _energy(z.reshape(self.n_ifos, n_out, 2 * p).transpose(1, 2), p)

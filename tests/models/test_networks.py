@@ -348,3 +348,22 @@ def test_template_branch_rejects_bad_geometry_and_filters():
         m.set_templates(np.full((4, 128), np.nan))
     with pytest.raises(ValueError, match="no template branch"):
         build_model("factorized").set_templates(np.zeros((2, 128)))
+
+
+def test_template_channels_do_not_depend_on_the_chunking_bit_for_bit(stream):
+    """The branch's streaming products have one fixed shape, so any chunking gives the same bits."""
+    net = _with_branch(7)
+    outs = []
+    with torch.inference_mode():
+        for cuts in ([1000, 3000, 77], [2048] * 3, [5000, 13]):
+            enc = StreamEncoder(net)
+            bounds = [*np.cumsum(cuts).tolist(), stream.shape[1]]
+            a, pieces = 0, []
+            for b in bounds:
+                if b > a:
+                    pieces.append(enc(stream[:, a:b]))
+                    a = b
+            outs.append(torch.cat(pieces, dim=-1)[:, 64:])
+    assert outs[0].shape[-1] > 100
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
