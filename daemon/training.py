@@ -232,7 +232,7 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         if type(init) is not type(model):
             raise ConfigError("train.init_weights", t.init_weights,
                               f"a {t.model} checkpoint (it holds {type(init).__name__})")
-        model = init.train()
+        model = init
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
     model = _with_template_branch(cfg, model)
     if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:

@@ -39,6 +39,7 @@ _STEM_STRIDE = 4
 _STEM_KERNEL = 32
 _CONV_KERNEL = 8
 _POOL = 2
+_MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
 _TEMPLATE_LR_SCALE = 0.01  # template filters (unit norm, taps ~0.03) move at 1 % of the learning rate
 _TEMPLATE_EPS = 1e-6  # keeps the statistic's gradient finite at zero
 #: about the best-template statistic of a noise window (the square root of the largest of ~3000 chi-squared
@@ -54,7 +55,20 @@ _TEMPLATE_CAP = 64.0
 def _energy(z: torch.Tensor, pairs: int) -> torch.Tensor:
     """``min(z_c^2 + z_q^2, 64)`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``: a template's SNR squared, capped."""
     return (z[:, :pairs] ** 2 + z[:, pairs:] ** 2).clamp(max=_TEMPLATE_CAP)
-_MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
+
+
+def _by_fixed_rows(x: torch.Tensor, f) -> torch.Tensor:
+    """``f`` over the rows of ``x [m, k]`` in blocks of exactly ``_MLP_ROWS`` rows (the last zero-padded), ``[m, ...]``.
+
+    A CPU gemm's rounding depends on how many rows it is given (small batches take
+    other kernels), not on where a row sits in a batch of a given size: one fixed
+    shape makes each row's result independent of how many rows come with it.
+    """
+    m = x.shape[0]
+    pad = -m % _MLP_ROWS
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+    return torch.cat([f(c) for c in x.split(_MLP_ROWS)])[:m]
 
 
 class _DilatedValidBlock(nn.Module):
@@ -564,13 +578,7 @@ class FactorizedNet(GWNet):
         once or a whole backlog give the same bits.
         """
         lead = x.shape[:-1]
-        x = x.reshape(-1, x.shape[-1])
-        m = x.shape[0]
-        pad = -m % _MLP_ROWS
-        if pad:
-            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
-        y = torch.cat([self._mlp(c) for c in x.split(_MLP_ROWS)])
-        return y[:m, 0].reshape(lead)
+        return _by_fixed_rows(x.reshape(-1, x.shape[-1]), self._mlp)[:, 0].reshape(lead)
 
 
 class StreamEncoder:
@@ -704,12 +712,8 @@ class StreamEncoder:
         self._branch_tail = buf[:, n_out * stride:].clone()
         if n_out == 0:
             return buf.new_empty((self.n_ifos, p, 0))
-        # per-tap products of one fixed shape (as _mlp_rows): a convolution's rounding depends on the input's
-        # length on some CPUs, so the features would depend on how the stream was cut into chunks
+        # products of one fixed shape (as _mlp_rows): a convolution's rounding depends on the input's length
+        # on some CPUs, so the features would depend on how the stream was cut into chunks
         rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride).reshape(-1, taps)
-        m = rows.shape[0]
-        pad = -m % _MLP_ROWS
-        if pad:
-            rows = torch.cat([rows, rows.new_zeros(pad, taps)])
-        z = torch.cat([torch.mm(c, self._branch_t) for c in rows.split(_MLP_ROWS)])[:m]
+        z = _by_fixed_rows(rows, lambda c: torch.mm(c, self._branch_t))
         return _energy(z.reshape(self.n_ifos, n_out, 2 * p).transpose(1, 2), p)

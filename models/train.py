@@ -98,8 +98,8 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     torch.manual_seed(seed)
-    # parameters a network asks to move slower (``lr_scales``: name -> factor) get a group of their own
-    # (and no weight decay: they are initialised to something meaningful, not to be shrunk)
+    # parameters a network asks to move at another rate (``lr_scales``: name -> factor on lr) get a group of
+    # their own, without weight decay (they start at something meaningful: filters, a gain)
     scales = getattr(model, "lr_scales", {}) or {}
     named = dict(model.named_parameters())
     unknown = sorted(set(scales) - set(named))
