@@ -156,10 +156,11 @@ class TemplateBank:
             return cls(z["h"], params, int(z["merger_index"]), int(z["sample_rate_hz"]), str(z["approximant"]))
 
 
-def _whiten_rows(h: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Causal FIR ``taps`` applied to each row of ``h``, delay removed: as ``WindowMaker.whitened_signals``."""
+def _whiten_rows(h: np.ndarray, taps: np.ndarray, phase: str = "linear") -> np.ndarray:
+    """Causal FIR ``taps`` (designed with ``phase``) applied to each row of ``h``, delay removed: as
+    ``WindowMaker.whitened_signals``."""
     length, n_taps = h.shape[-1], taps.shape[-1]
-    la = kwh.lookahead_samples(n_taps, "linear")
+    la = kwh.lookahead_samples(n_taps, phase)
     nfft = scipy.fft.next_fast_len(length + n_taps, real=True)
     tf = scipy.fft.rfft(taps, nfft)
     out = np.empty(h.shape, np.float64)

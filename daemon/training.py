@@ -66,12 +66,11 @@ def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
     row ``i + pairs`` its Hilbert quadrature, each scaled to unit norm, so in
     unit-variance whitened noise a pair's amplitude is the template's SNR over the cut.
     """
-    import scipy.fft
     import scipy.signal
 
     from gwstream.kernels import whiten as kwh
 
-    from .mfreference import TemplateBank
+    from .mfreference import TemplateBank, _whiten_rows
     from .noise import load_psd
 
     t, rate = cfg.train, cfg.data.analysis_rate_hz
@@ -86,11 +85,8 @@ def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
     bank = TemplateBank.from_params(m1, m2, sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=t.workers)
     freqs, psd = load_psd(t.psd, sample_rate_hz=rate, delta_f_hz=1.0 / 16, low_frequency_hz=10.0)
     fir = kwh.design_fir(rate, freqs, psd, cfg.whiten.fduration_s, cfg.whiten.highpass_hz, cfg.whiten.phase)
-    la = kwh.lookahead_samples(fir.size, cfg.whiten.phase)
+    w = _whiten_rows(bank.h, fir, cfg.whiten.phase)
     n = bank.h.shape[1]
-    nfft = scipy.fft.next_fast_len(n + fir.size, real=True)
-    w = scipy.fft.irfft(scipy.fft.rfft(bank.h.astype(np.float64), nfft, axis=1) * scipy.fft.rfft(fir, nfft),
-                        nfft, axis=1)[:, la:la + n]
     end = bank.merger_index + t.template_after
     if end > n or end < taps:
         raise ValueError(f"template cut [{end - taps}, {end}) leaves the {n}-sample templates")
