@@ -462,6 +462,9 @@ class RankingConfig:
     time_plateau: float = setting(3.0, ge=0, doc="trigger time from the middle of the windows next to the peak "
                                   "(within the cluster) whose statistic is within this of the peak's; 0 = the "
                                   "peak window alone")
+    template_time_snr: float = setting(8.0, ge=0, doc="with a template branch (factorized models), trigger time from "
+                                       "the best template's step in those windows when its uncapped network SNR is "
+                                       "at least this (an H1 merger time to ~10 ms); 0 = never")
     slide_step_s: float = setting(1.0, ge=0.1, unit="s", doc="L1 shift per time slide (>> 10 ms light travel)")
     n_slides: int = setting(1000, ge=0, doc="time slides with a factorized model (head only per slide)")
     n_slides_joint: int = setting(8, ge=0, doc="time slides with a joint model (full inference per slide)")

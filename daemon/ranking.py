@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +60,13 @@ class RankingStage:
         middle of the run is not (``benchmarks/trigger_timing.py``, 0 vs 3:
         median error 0.15-0.18 s vs 0.04 s, error above the 0.2625-s
         tolerance for 1.5-9.8 % vs 0-2.3 % of found injections).
+    locate : callable, optional
+        ``locate(first, last) -> merger GPS ns or None``: a better trigger
+        time from the windows ``first .. last`` (grid indices) of that run,
+        used instead of the middle when it gives one. The search passes the
+        template branch's best step (:meth:`SlideScorer.locate`), which dates
+        a loud merger to a few ms where the run's middle can be off by a
+        quarter second once the template term saturates.
     n_slides : int
         Slides ``K``: rows ``1..K`` of every :meth:`add` are the slid series.
     background : Background, optional
@@ -69,7 +77,8 @@ class RankingStage:
 
     def __init__(self, *, stride_ns: int, cluster_window_s: float, merger_offset_ns: int, var_s: float,
                  n_slides: int, background: Background | None = None, meta: dict | None = None,
-                 n_exact: int = 100_000, time_plateau: float = 0.0):
+                 n_exact: int = 100_000, time_plateau: float = 0.0,
+                 locate: Callable[[int, int], int | None] | None = None):
         if int(stride_ns) <= 0:
             raise ValueError(f"stride_ns = {stride_ns!r}, expected > 0")
         if not cluster_window_s > 0:
@@ -84,6 +93,7 @@ class RankingStage:
         self.merger_offset_ns = int(merger_offset_ns)
         self.var_s = float(var_s)
         self.time_plateau = float(time_plateau)
+        self.locate = locate
         self.n_slides = int(n_slides)
         self.meta = dict(meta or {})
         self.meta.update(stride_ns=self.stride_ns, cluster_window_s=self.cluster_window_s)
@@ -183,8 +193,10 @@ class RankingStage:
             far = float(far)
             window_ns = index * self.stride_ns
             a, b = self._plateau(full[0], base + int(c), stat)
-            middle_ns = (2 * index + a + b) * self.stride_ns // 2  # a, b: run edges relative to the peak
-            triggers.append(Trigger(middle_ns + self.merger_offset_ns, window_ns, stat, self.var_s, far,
+            located = self.locate(index + a, index + b) if self.locate is not None else None
+            if located is None:  # a, b: run edges relative to the peak
+                located = (2 * index + a + b) * self.stride_ns // 2 + self.merger_offset_ns
+            triggers.append(Trigger(int(located), window_ns, stat, self.var_s, far,
                                     float(far_to_ifar_years(far)), bool(sat)))
             self.last_trigger_index = index
         self.n_triggers += len(triggers)

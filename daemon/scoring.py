@@ -117,6 +117,10 @@ class SlideScorer:
             self._a = torch.full((h, self._cap), float("nan"), device=dev)
             self._b = torch.full((h, self._cap), float("nan"), device=dev)
             self._encoder = StreamEncoder(model)
+            self._n_tp = int(getattr(model, "template_pairs", 0))
+            # zero lag's best-template SNR^2 per centre step (template_track), tagged with its step
+            self._track = np.full(self._cap, np.nan)
+            self._track_step = np.full(self._cap, -1, dtype=np.int64)
         else:
             self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
         self.reset()
@@ -145,6 +149,10 @@ class SlideScorer:
                         steps = torch.arange(max(0, newest - self._cap), newest, device=old.device)
                         new[:, torch.remainder(steps, new_cap)] = old[:, torch.remainder(steps, self._cap)]
                     setattr(self, name, new)
+                keep = self._track_step >= 0
+                self._track, track = np.full(new_cap, np.nan), self._track
+                self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
+                self._track[tags[keep] % new_cap], self._track_step[tags[keep] % new_cap] = track[keep], tags[keep]
                 self._cap = new_cap
 
     def reset(self) -> None:
@@ -210,6 +218,9 @@ class SlideScorer:
             self._feat_next += nf
             a, p = model.project(f[0], f[1])
             self._put(self._a, j0, a)
+            h = p.shape[0]
+            if self._n_tp:  # the template energies ride along with the L1 projections for the lag pool's tail
+                p = torch.cat([p, f[0, -self._n_tp:], f[1, -self._n_tp:]])
             # centred lag pool: b[j] = max p[j-k .. j+k], needs k steps on each side
             if self._p_tail is not None and self._p_tail_step + self._p_tail.shape[1] == j0:
                 pp, p0 = torch.cat([self._p_tail, p], dim=1), self._p_tail_step
@@ -217,7 +228,11 @@ class SlideScorer:
                 pp, p0 = p, j0
             k = self._k
             if pp.shape[1] > 2 * k:
-                self._put(self._b, p0 + k, model.lag_pool(pp))
+                self._put(self._b, p0 + k, model.lag_pool(pp[:h]))
+                if self._n_tp:
+                    track = model.template_track(pp[h:h + self._n_tp], pp[h + self._n_tp:]).double().cpu().numpy()
+                    steps = np.arange(p0 + k, p0 + k + track.size)
+                    self._track[steps % self._cap], self._track_step[steps % self._cap] = track, steps
             keep = min(2 * k, pp.shape[1])
             self._p_tail, self._p_tail_step = pp[:, pp.shape[1] - keep:].clone(), p0 + pp.shape[1] - keep
 
@@ -228,6 +243,30 @@ class SlideScorer:
         idx = torch.remainder(torch.arange(step0, step0 + n, device=ring.device), self._cap)
         ring[:, idx] = values
         self._newest_step = max(getattr(self, "_newest_step", 0) or 0, step0 + n)
+
+    def locate(self, first: int, last: int, min_snr: float) -> tuple[int, float] | None:
+        """Where the template branch puts a merger seen by zero-lag windows ``first .. last`` (grid indices).
+
+        The best template's two-detector SNR (:meth:`FactorizedNet.template_track`,
+        not capped) over the centre steps of those windows that the encoder
+        has seen and the ring still holds; its peak step dates the merger in
+        H1 to the 8-sample feature stride. Returns ``(absolute analysis sample
+        of the merger, that SNR)``, or None when the model has no template
+        branch, no step is known or the SNR is below ``min_snr``.
+        """
+        if not self.factorized or not self._n_tp:
+            return None
+        k, ws = self._k, self._wsteps
+        steps = np.arange(int(first) * ws + k, int(last) * ws + k + self._tp)
+        slot = steps % self._cap
+        vals = np.where(self._track_step[slot] == steps, self._track[slot], np.nan)
+        if not np.isfinite(vals).any():
+            return None
+        i = int(np.nanargmax(vals))
+        snr = float(np.sqrt(max(vals[i], 0.0)))
+        if snr < min_snr:
+            return None
+        return self.scorer.model.template_merger_sample(int(steps[i])), snr
 
     # ----------------------------------------------------------------- score
     def process(self, cond: Conditioned) -> tuple[int, np.ndarray, np.ndarray] | None:

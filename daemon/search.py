@@ -95,17 +95,26 @@ class SearchStage:
         meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
                 "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
                 "analysis_rate_hz": int(rate), **conditioning_meta(cfg)}
-        self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
-                                    merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
-                                    time_plateau=r.time_plateau,
-                                    n_slides=self.n_slides, background=background, meta=meta,
-                                    n_exact=r.background_exact)
         self.slides = SlideScorer(scorer, sample_rate_hz=rate, stride_samples=self.stride_samples,
                                   slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides)
+        templates = getattr(model, "template_pairs", 0) and r.template_time_snr > 0
+        self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
+                                    merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
+                                    time_plateau=r.time_plateau, locate=self._locate if templates else None,
+                                    n_slides=self.n_slides, background=background, meta=meta,
+                                    n_exact=r.background_exact)
         self.conditioner: Conditioner | None = None
         self.segments: list[list[int]] = []  # analysed zero-lag window starts, merged: [first, last] grid index
         self.counters: Counter[str] = Counter()
         self.last_block_end_ns: int | None = None
+
+    def _locate(self, first: int, last: int) -> int | None:
+        """GPS ns of the merger the template branch finds in zero-lag windows ``first .. last``, or None."""
+        hit = self.slides.locate(first, last, self.cfg.ranking.template_time_snr)
+        if hit is None:
+            return None
+        rate = self.cfg.data.analysis_rate_hz
+        return (hit[0] // rate) * NS + (hit[0] % rate) * NS // rate
 
     @property
     def background(self) -> Background:

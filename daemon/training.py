@@ -112,15 +112,19 @@ def _with_template_branch(cfg: Config, model):
     if have is None:
         raise ConfigError("train.template_pairs", pairs, f"0 for a {t.model} model (only factorized has the branch)")
     if have:
-        if (have, model.template_taps) != (pairs, t.template_taps):
+        if (have, model.template_taps, model.template_after) != (pairs, t.template_taps, t.template_after):
             raise ConfigError("train.template_pairs", pairs,
-                              f"{have} pairs of {model.template_taps} taps as in train.init_weights, or 0")
+                              f"{have} pairs of {model.template_taps} taps, {model.template_after} after the merger, "
+                              "as in train.init_weights, or 0")
         return model
+    if t.template_after >= t.template_taps:
+        raise ConfigError("train.template_after", t.template_after,
+                          f"fewer than train.template_taps ({t.template_taps}) samples")
     if t.template_taps > model.receptive_field_samples:
         raise ConfigError("train.template_taps", t.template_taps,
                           f"at most the network's receptive field, {model.receptive_field_samples} samples")
     return type(model).with_template_branch(model, pairs, t.template_taps,
-                                            template_filters(cfg, pairs, t.template_taps))
+                                            template_filters(cfg, pairs, t.template_taps), t.template_after)
 
 
 class HardNegativePicker:

@@ -24,7 +24,9 @@ class Trigger:
     ----------
     gps_ns : int
         Trigger (merger) time (ns): the model's merger offset after the middle of the windows around
-        the loudest whose statistic is within ``ranking.time_plateau`` of its (the loudest alone if 0).
+        the loudest whose statistic is within ``ranking.time_plateau`` of its (the loudest alone if 0);
+        with a template branch, the H1 merger its best template finds in those windows when that
+        template's network SNR reaches ``ranking.template_time_snr``.
     window_gps_ns : int
         Start of the loudest window (ns).
     stat : float

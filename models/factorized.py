@@ -47,14 +47,15 @@ _TEMPLATE_EPS = 1e-6  # keeps the statistic's gradient finite at zero
 _TEMPLATE_NOISE = 5.0
 
 
-#: a template's SNR squared counts up to this (SNR 8) in one detector: a louder single-detector signal (an event
-#: slid against the other detector's noise, a glitch) counts as much as SNR 8 there, not more
+#: a template's SNR squared counts up to this (SNR 8) in one detector in the head: a louder single-detector signal
+#: (an event slid against the other detector's noise, a glitch) counts as much as SNR 8 there, not more. The
+#: encoder's features are not capped: FactorizedNet.template_track times loud events with them
 _TEMPLATE_CAP = 64.0
 
 
 def _energy(z: torch.Tensor, pairs: int) -> torch.Tensor:
-    """``min(z_c^2 + z_q^2, 64)`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``: a template's SNR squared, capped."""
-    return (z[:, :pairs] ** 2 + z[:, pairs:] ** 2).clamp(max=_TEMPLATE_CAP)
+    """``z_c^2 + z_q^2`` of filter-pair outputs ``z`` ``(B, 2 * pairs, T)``: each template's SNR squared."""
+    return z[:, :pairs] ** 2 + z[:, pairs:] ** 2
 
 
 def _by_fixed_rows(x: torch.Tensor, f) -> torch.Tensor:
@@ -112,8 +113,9 @@ class FactorizedNet(GWNet):
         ``template_taps``-long filter and its quadrature, correlated with the
         strain at the feature stride; the pair's energy ``z_c^2 + z_q^2`` (a
         matched-filter SNR squared when the pair is a unit-norm whitened
-        template and its Hilbert transform), capped at 64, is appended to the
-        features as one more channel, and the head gets ``P`` more hidden units. With
+        template and its Hilbert transform) is appended to the features as one
+        more channel (the head reads it capped at 64, SNR 8 in one detector),
+        and the head gets ``P`` more hidden units. With
         their weights as :meth:`with_template_branch` sets them, unit ``k`` is
         template ``k``'s two-detector SNR squared (H1 plus the L1 maximum over
         lags), and the largest of the units over templates and steps, square
@@ -126,6 +128,10 @@ class FactorizedNet(GWNet):
         Length of each template filter, samples (at most the receptive field:
         feature ``j``'s filters read samples ``[j * stride + rf - taps,
         j * stride + rf)``, the end of the encoder's receptive field).
+    template_after : int
+        Samples of each template after its merger (``train.template_after``):
+        feature ``j``'s templates peak for a merger at sample
+        ``j * stride + rf - template_after`` (:meth:`template_merger_sample`).
 
     Attributes
     ----------
@@ -168,6 +174,7 @@ class FactorizedNet(GWNet):
         max_lag_ms: float = 10.0,
         template_pairs: int = 0,
         template_taps: int = 1024,
+        template_after: int = 100,
     ) -> None:
         super().__init__(sample_rate_hz, window_samples)
         c0, c = int(stem_channels), int(channels)
@@ -203,11 +210,12 @@ class FactorizedNet(GWNet):
                 f"window_samples = {window_samples} gives {self.window_steps} feature steps, expected more than "
                 f"2 * lag_steps = {2 * self.lag_steps} (receptive field {rf} samples)"
             )
-        n_tp, n_taps = int(template_pairs), int(template_taps)
-        if n_tp < 0 or (n_tp and not 1 <= n_taps <= rf):
-            raise ValueError(f"template_pairs = {template_pairs}, template_taps = {template_taps}: expected "
-                             f"pairs >= 0 and 1 <= taps <= the receptive field ({rf} samples)")
-        self.template_pairs, self.template_taps = n_tp, n_taps
+        n_tp, n_taps, n_after = int(template_pairs), int(template_taps), int(template_after)
+        if n_tp < 0 or (n_tp and not (1 <= n_taps <= rf and 0 <= n_after < n_taps)):
+            raise ValueError(f"template_pairs = {template_pairs}, template_taps = {template_taps}, template_after = "
+                             f"{template_after}: expected pairs >= 0, 1 <= taps <= the receptive field ({rf} "
+                             "samples) and 0 <= after < taps")
+        self.template_pairs, self.template_taps, self.template_after = n_tp, n_taps, n_after
         #: parameter name -> factor on the learning rate (the optimiser's groups; see models.train.fit)
         self.lr_scales: dict[str, float] = {}
         if n_tp:
@@ -225,7 +233,7 @@ class FactorizedNet(GWNet):
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
         if n_tp:  # checkpoints without the branch keep their hyper-parameters as they were
-            self.hparams.update(template_pairs=n_tp, template_taps=n_taps)
+            self.hparams.update(template_pairs=n_tp, template_taps=n_taps, template_after=n_after)
 
     def set_templates(self, filters: np.ndarray | torch.Tensor) -> None:
         """Set the template branch's filters: ``(2 * template_pairs, template_taps)``, pair ``i`` is rows ``i`` and ``i + pairs``.
@@ -246,9 +254,41 @@ class FactorizedNet(GWNet):
         """Template energies ``(B, P, T)`` from strain ``x`` ``(B, n)`` that starts ``rf - taps`` samples in."""
         return _energy(self.templates(x.unsqueeze(1)), self.template_pairs)
 
+    def _capped(self, f: torch.Tensor) -> torch.Tensor:
+        """Features ``(..., C, T)`` as the head reads them: template energies capped at ``_TEMPLATE_CAP``."""
+        if not self.template_pairs:
+            return f
+        c = self.feature_channels - self.template_pairs
+        return torch.cat([f[..., :c, :], f[..., c:, :].clamp(max=_TEMPLATE_CAP)], dim=-2)
+
+    def template_track(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> torch.Tensor:
+        """The best template's two-detector SNR squared at every step, uncapped: where a loud event's merger is.
+
+        Parameters
+        ----------
+        f_h1, f_l1 : torch.Tensor, shape (C, T) or (P, T)
+            Encoder features (or their last ``P`` channels, the template
+            energies) of H1 and L1 over the same steps.
+
+        Returns
+        -------
+        torch.Tensor, shape (T - 2 * lag_steps,)
+            At centre step ``j + lag_steps``: ``max_k (E_H1[k, j] + max_{|l| <= lag} E_L1[k, j + l])``.
+            That step's templates peak for an H1 merger at :meth:`template_merger_sample`.
+        """
+        if not self.template_pairs:
+            raise ValueError("this network has no template branch (template_pairs = 0)")
+        p, k = self.template_pairs, self.lag_steps
+        e_h1, e_l1 = f_h1[-p:], f_l1[-p:]
+        return (e_h1[:, k:e_h1.shape[-1] - k] + self.lag_pool(e_l1)).amax(dim=0)
+
+    def template_merger_sample(self, step: int) -> int:
+        """Sample (counted as feature steps are) at which feature ``step``'s templates put the merger."""
+        return int(step) * self.stride_samples + self.receptive_field_samples - self.template_after
+
     @classmethod
     def with_template_branch(cls, model: "FactorizedNet", pairs: int, taps: int,
-                             filters: np.ndarray | torch.Tensor) -> "FactorizedNet":
+                             filters: np.ndarray | torch.Tensor, after: int = 100) -> "FactorizedNet":
         """``model`` (without a branch) grown by a template branch of ``filters``, its outputs unchanged.
 
         The encoder is ``model``'s; hidden unit ``h + k`` of the head reads template
@@ -257,7 +297,8 @@ class FactorizedNet(GWNet):
         """
         if model.template_pairs:
             raise ValueError(f"the network already has a template branch ({model.template_pairs} pairs)")
-        new = cls(**{**model.hparams, "template_pairs": int(pairs), "template_taps": int(taps)})
+        new = cls(**{**model.hparams, "template_pairs": int(pairs), "template_taps": int(taps),
+                     "template_after": int(after)})
         c, h, p = model.hparams["channels"], model.hparams["hidden"], int(pairs)
         own = model.state_dict()
         with torch.no_grad():
@@ -359,8 +400,8 @@ class FactorizedNet(GWNet):
                 f"head inputs have shapes {tuple(f_h1.shape)} and {tuple(f_l1.shape)}, expected equal "
                 f"[batch, channels, T] with T > {2 * k}"
             )
-        a = self.proj_h1(f_h1)[..., k : f_h1.shape[-1] - k]
-        b = F.max_pool1d(self.proj_l1(f_l1), 2 * k + 1, stride=1)
+        a = self.proj_h1(self._capped(f_h1))[..., k : f_h1.shape[-1] - k]
+        b = F.max_pool1d(self.proj_l1(self._capped(f_l1)), 2 * k + 1, stride=1)
         return self._pool_mlp(torch.relu(a + b))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
@@ -442,6 +483,7 @@ class FactorizedNet(GWNet):
                     f"slid L1 windows span steps [{lo}, {hi + tw}), expected within [0, {total}]; "
                     "shorten the slides, extend the cached stream or pass wrap=True"
                 )
+        feats = self._capped(feats)
         a = self.proj_h1(feats[0:1])[0]  # [H, total], with bias c
         bm = F.max_pool1d(self.proj_l1(feats[1:2]), 2 * k + 1, stride=1)[0]  # [H, total-2k], centre j+k
         s0 = int(st.min())
@@ -471,8 +513,8 @@ class FactorizedNet(GWNet):
         projected at once, so a stream gives the same projections whether it
         arrives block by block or many blocks at a time.
         """
-        a = torch.addmm(self.proj_h1.bias[:, None], self.proj_h1.weight[:, :, 0], f_h1)
-        return a, torch.mm(self.proj_l1.weight[:, :, 0], f_l1)
+        a = torch.addmm(self.proj_h1.bias[:, None], self.proj_h1.weight[:, :, 0], self._capped(f_h1))
+        return a, torch.mm(self.proj_l1.weight[:, :, 0], self._capped(f_l1))
 
     def lag_pool(self, p: torch.Tensor) -> torch.Tensor:
         """``b[j] = max(p[j .. j + 2 lag_steps])``, the L1 term centred at step ``j + lag_steps``; shape (H, T - 2k)."""

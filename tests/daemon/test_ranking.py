@@ -57,6 +57,26 @@ def test_golden_against_reference(seed, plateau):
     assert stage.background.live_windows == int(valid[1:].sum())
 
 
+def test_locate_gives_the_trigger_time_when_it_can():
+    """A ``locate`` callback is asked about the plateau's windows; its answer is the trigger time, None keeps
+    the middle of the plateau. Statistics, FARs and windows are those of the stage without it."""
+    stats, valid = random_scores(3, 300, 5)
+    ref, _ = feed(make_stage(), stats, valid, [90, 200])
+    asked = []
+
+    def locate(first, last):
+        asked.append((first, last))
+        return None if first % 2 else 10**18 + first
+
+    got, _ = feed(make_stage(locate=locate), stats, valid, [90, 200])
+    assert len(got) == len(ref) == len(asked) > 2
+    for g, r, (first, last) in zip(got, ref, asked):
+        assert (g.window_gps_ns, g.stat, g.far) == (r.window_gps_ns, r.stat, r.far)
+        assert first <= g.window_gps_ns // STRIDE <= last
+        assert g.gps_ns == (r.gps_ns if first % 2 else 10**18 + first)
+    assert any(f % 2 for f, _ in asked) and any(f % 2 == 0 for f, _ in asked)
+
+
 def test_gap_is_invalid_windows_and_restart_continues_exactly(tmp_path):
     stats, valid = random_scores(42, 600, 5)
     valid[:, 200:230] = False  # a gap: the windows never arrive

@@ -327,13 +327,15 @@ def test_template_pair_amplitude_is_phase_free():
             z = m.templates(torch.from_numpy(x[:, None, rf - 256:]).float())[0, :, 0]
         amps.append(float(torch.sqrt(z[0] ** 2 + z[1] ** 2)))
     assert np.allclose(amps, 5.0, rtol=0.02), amps
-    # the feature is the energy, capped at SNR 8 (64): SNR 5 gives 25, SNR 20 counts as 64
+    # the feature is the energy; the head reads it capped at SNR 8 (64): SNR 5 gives 25, SNR 20 counts as 64
     for snr, want in ((5.0, 25.0), (20.0, 64.0)):
         x = np.zeros((1, rf))
         x[0, rf - 256:] = snr * c
         with torch.no_grad():
-            e = m.template_features(torch.from_numpy(x[:, rf - 256:]).float())[0, 0, 0]
-        assert float(e) == pytest.approx(want, rel=1e-3)
+            e = m.template_features(torch.from_numpy(x[:, rf - 256:]).float())  # (1, 1, 1)
+            head_view = m._capped(torch.cat([torch.zeros(1, m.feature_channels - 1, 1), e], 1))[0, -1, 0]
+        assert float(e[0, 0, 0]) == pytest.approx(snr**2, rel=1e-3)
+        assert float(head_view) == pytest.approx(want, rel=1e-3)
 
 
 def test_template_branch_rejects_bad_geometry_and_filters():
@@ -341,6 +343,8 @@ def test_template_branch_rejects_bad_geometry_and_filters():
         build_model("factorized", template_pairs=2, template_taps=5000)
     with pytest.raises(ValueError, match="template_pairs"):
         build_model("factorized", template_pairs=-1)
+    with pytest.raises(ValueError, match="template_after"):
+        build_model("factorized", template_pairs=2, template_taps=128, template_after=128)
     m = build_model("factorized", template_pairs=2, template_taps=128)
     with pytest.raises(ValueError, match=r"expected finite \(4, 128\)"):
         m.set_templates(np.zeros((4, 127)))
