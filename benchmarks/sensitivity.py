@@ -44,8 +44,9 @@ def main() -> None:
         model += ["--config", args.config]
     timing = {}
 
-    def step(name, cmd, output):
-        if Path(output).exists():
+    def step(name, cmd, output, reuse=True):
+        # simulated data is reused from an earlier run; triggers never are (they depend on the model and code)
+        if reuse and Path(output).exists():
             print(f"{name}: {output} exists, reused", flush=True)
             return
         t0 = time.perf_counter()
@@ -60,9 +61,10 @@ def main() -> None:
                             "--seed", "2", "--out", str(noise), "--no-progress"], noise)
     fg_trig, bg_trig, bg = work / "fg-triggers.hdf", work / "noise-triggers.hdf", work / "background.h5"
     step("search_foreground", [*gw, "search", str(fg), str(fg_trig), "--slides", "0", "--no-progress",
-                               "--log-level", "warning", *model], fg_trig)
+                               "--log-level", "warning", *model], fg_trig, reuse=False)
     step("search_noise", [*gw, "search", str(noise), str(bg_trig), "--slides", str(args.slides),
-                          "--background-out", str(bg), "--no-progress", "--log-level", "warning", *model], bg_trig)
+                          "--background-out", str(bg), "--no-progress", "--log-level", "warning", *model], bg_trig,
+         reuse=False)
     ev = work / "evaluate"
     subprocess.run([*gw, "evaluate", "--injections", str(inj), "--foreground", str(fg_trig), "--background", str(bg),
                     "--out", str(ev), "--far-per-day", "1", "10", "100"], check=True)
