@@ -382,6 +382,9 @@ class TrainConfig:
     template_lr_scale: float = setting(1.0, gt=0, doc="learning rate of the best-template statistic's weight in "
                                        "the logit (template_gain), as a multiple of lr: added to a trained "
                                        "network, it starts at zero")
+    template_gain: str = setting("shared", choices=("shared", "per_template"), doc="one weight on the best-template "
+                                 "statistic for all templates, or one per template (a shared-gain init_weights "
+                                 "network is converted, each gain starting at the shared one)")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
     stages: tuple[TrainStage, ...] = setting((), doc="[[train.stages]]: train in stages, each changing some keys "
                                              "of [train] (empty: one stage, [train] itself)")

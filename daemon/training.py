@@ -235,6 +235,12 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         model = init
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
     model = _with_template_branch(cfg, model)
+    if t.template_gain == "per_template":
+        if not getattr(model, "template_pairs", 0):
+            raise ConfigError("train.template_gain", t.template_gain, "'shared' for a network without a template "
+                              "branch (set train.template_pairs)")
+        if not model.template_gain.dim():
+            model = type(model).with_per_template_gain(model)
     if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:
         model.lr_scales["template_gain"] = t.template_lr_scale
 

@@ -132,6 +132,10 @@ class FactorizedNet(GWNet):
         Samples of each template after its merger (``train.template_after``):
         feature ``j``'s templates peak for a merger at sample
         ``j * stride + rf - template_after`` (:meth:`template_merger_sample`).
+    per_template_gain : bool
+        One ``template_gain`` per template instead of one for all: the logit
+        adds ``max_k template_gain[k] * (sqrt(u_k) - 5)`` over the templates'
+        units ``u_k`` (with equal gains, the shared gain's term exactly).
 
     Attributes
     ----------
@@ -175,6 +179,7 @@ class FactorizedNet(GWNet):
         template_pairs: int = 0,
         template_taps: int = 1024,
         template_after: int = 100,
+        per_template_gain: bool = False,
     ) -> None:
         super().__init__(sample_rate_hz, window_samples)
         c0, c = int(stem_channels), int(channels)
@@ -228,12 +233,14 @@ class FactorizedNet(GWNet):
         self.proj_l1 = nn.Conv1d(c + n_tp, h + n_tp, 1, bias=False)
         self.mlp = nn.Sequential(nn.Linear(2 * h, h), nn.ELU(), nn.Linear(h, 1))
         if n_tp:  # the logit adds template_gain x (the best template's statistic - 5)
-            self.template_gain = nn.Parameter(torch.zeros(()))
+            self.template_gain = nn.Parameter(torch.zeros((n_tp,) if per_template_gain else ()))
         self.hparams.update(
             stem_channels=c0, channels=c, dilations=dil, hidden=h, max_lag_ms=float(max_lag_ms)
         )
         if n_tp:  # checkpoints without the branch keep their hyper-parameters as they were
             self.hparams.update(template_pairs=n_tp, template_taps=n_taps, template_after=n_after)
+            if per_template_gain:
+                self.hparams.update(per_template_gain=True)
 
     def set_templates(self, filters: np.ndarray | torch.Tensor) -> None:
         """Set the template branch's filters: ``(2 * template_pairs, template_taps)``, pair ``i`` is rows ``i`` and ``i + pairs``.
@@ -317,6 +324,23 @@ class FactorizedNet(GWNet):
         new.set_templates(filters)
         return new.train(model.training)
 
+    @classmethod
+    def with_per_template_gain(cls, model: "FactorizedNet") -> "FactorizedNet":
+        """``model`` (with a template branch and one shared gain) with one gain per template, each the shared one.
+
+        Its outputs are unchanged when the shared gain is positive (a positive
+        factor commutes with the maximum over templates).
+        """
+        if not model.template_pairs or model.template_gain.dim() > 0:
+            raise ValueError("expected a network with a template branch and one shared template_gain")
+        new = cls(**{**model.hparams, "per_template_gain": True})
+        own = model.state_dict()
+        with torch.no_grad():
+            for k, v in new.state_dict().items():
+                v.copy_(own[k].expand_as(v) if k == "template_gain" else own[k])
+        new.lr_scales = dict(model.lr_scales)
+        return new.train(model.training)
+
     def n_features(self, n_samples: int) -> int:
         """Feature steps the encoder yields for ``n_samples`` input samples (0 if shorter than the receptive field)."""
         if n_samples < self.receptive_field_samples:
@@ -377,6 +401,9 @@ class FactorizedNet(GWNet):
             return self.mlp(x)
         h, p = self.mlp[0].out_features, self.template_pairs
         old = torch.cat([x[..., :h], x[..., h + p : 2 * h + p]], dim=-1)
+        if self.template_gain.dim() > 0:  # one gain per template: the largest of their weighted statistics
+            each = torch.sqrt(x[..., h : h + p] + _TEMPLATE_EPS) - _TEMPLATE_NOISE
+            return self.mlp(old) + (self.template_gain * each).amax(dim=-1, keepdim=True)
         best = torch.sqrt(x[..., h : h + p].amax(dim=-1, keepdim=True) + _TEMPLATE_EPS)
         return self.mlp(old) + self.template_gain * (best - _TEMPLATE_NOISE)
 

@@ -112,3 +112,15 @@ def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
     write_toml(tmp_path / "train.toml", {"train": {**base, "model": "baseline", "init_weights": ""}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "train.template_pairs" in proc.stderr and "factorized" in proc.stderr
+    # one gain per template: the trained shared-gain network converted, then trained on
+    write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": str(tmp_path / "m.pt"),
+                                                   "template_gain": "per_template", "weights": str(tmp_path / "p.pt"),
+                                                   "out_dir": str(tmp_path / "out-p")}})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per = Scorer.from_checkpoint(tmp_path / "p.pt").model
+    assert per.template_gain.shape == (2,) and per.hparams["per_template_gain"] is True
+    write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": "", "template_pairs": 0,
+                                                   "template_gain": "per_template"}})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "train.template_gain" in proc.stderr

@@ -307,6 +307,37 @@ def test_template_branch_starts_as_the_network_without_it():
         FactorizedNet.with_template_branch(wide, 3, 512, filters)
 
 
+def test_per_template_gain_starts_as_the_shared_gain():
+    """with_per_template_gain keeps the outputs; then the logit adds max_k gain_k (sqrt(u_k) - 5), u_k the
+    window's largest two-detector SNR^2 of template k; it survives a checkpoint's hyper-parameters."""
+    filters = np.random.default_rng(6).standard_normal((8, 512)) / 22.6
+    shared = FactorizedNet.with_template_branch(_model("factorized", seed=6), 4, 512, filters).eval()
+    with torch.no_grad():
+        shared.template_gain.fill_(0.8)
+    per = FactorizedNet.with_per_template_gain(shared).eval()
+    assert per.template_gain.shape == (4,) and per.hparams["per_template_gain"] is True
+    assert "per_template_gain" not in shared.hparams and per.lr_scales == shared.lr_scales
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((3, 2, N)).astype(np.float32))
+    with torch.inference_mode():
+        torch.testing.assert_close(per(x), shared(x), rtol=0, atol=1e-6)
+    gains = torch.tensor([0.5, 1.5, -0.2, 3.0])
+    with torch.no_grad():
+        per.template_gain.copy_(gains)
+        shared.template_gain.zero_()
+        e = per._capped(per.encode(x.reshape(6, N))).reshape(3, 2, per.feature_channels, -1)[:, :, 64:]
+        e_l1 = torch.nn.functional.max_pool1d(e[:, 1], 7, stride=1)
+        u = (e[:, 0, :, 3:-3] + e_l1).amax(-1)  # (3 windows, 4 templates)
+        want = shared(x) + (gains * ((u + 1e-6).sqrt() - 5.0)).amax(-1)
+        torch.testing.assert_close(per(x), want, rtol=0, atol=1e-5)
+        again = FactorizedNet(**per.hparams)
+        again.load_state_dict(per.state_dict())
+        torch.testing.assert_close(again.eval()(x), per(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="shared template_gain"):
+        FactorizedNet.with_per_template_gain(per)
+    with pytest.raises(ValueError, match="shared template_gain"):
+        FactorizedNet.with_per_template_gain(_model("factorized", seed=1))
+
+
 def test_template_pair_amplitude_is_phase_free():
     """A unit-norm filter pair and its quadrature give the overlap's amplitude at any phase of the signal."""
     import scipy.signal

@@ -26,11 +26,14 @@ def _model(name: str, seed: int = 0, **kwargs) -> nn.Module:
         m = build_model(name, **kwargs)
         if kwargs.get("template_pairs"):  # random filters
             m.set_templates(torch.randn(2 * m.template_pairs, m.template_taps) / 32)
+            with torch.no_grad():  # a gain (per template: each its own) so that the branch counts
+                m.template_gain.copy_(torch.linspace(0.5, 2.0, m.template_gain.numel()).reshape(m.template_gain.shape))
         return m
 
 
 #: the factorized network with a template branch
 BRANCH = {"template_pairs": 3, "template_taps": 1024}
+PER_TEMPLATE = {**BRANCH, "per_template_gain": True}
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +158,7 @@ def test_cpu_determinism_and_threads(windows, name):
                                rtol=0, atol=THREADS_ATOL)
 
 
-@pytest.mark.parametrize("hp", [{}, BRANCH], ids=["plain", "template-branch"])
+@pytest.mark.parametrize("hp", [{}, BRANCH, PER_TEMPLATE], ids=["plain", "template-branch", "per-template-gain"])
 @pytest.mark.parametrize(("kind", "suffix"), [("torchscript", ".ts"), ("export", ".pt2")])
 def test_export_round_trip(tmp_path, windows, kind, suffix, hp):
     scorer = Scorer(_model("factorized", seed=5, **hp), device="cpu")
