@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gwstream.daemon.config import load_config
-from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, make_validation_set
+from gwstream.daemon.trainset import WaveformBank, WindowMaker, make_validation_set
 from gwstream.models.scorer import load_checkpoint
 
 SNRS = (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
@@ -52,12 +52,7 @@ def main() -> None:
         """Held-out windows whitened with the ``phase`` filter (same stretches and signals for every phase)."""
         if phase in data:
             return data[phase]
-        pool = NoisePool(cfg.data.ifos, rate, seed=args.seed, psd_name=t.psd, n_variants=t.psd_variants,
-                         scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s,
-                         overlap=cfg.psd.overlap, average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
-                         highpass_hz=cfg.whiten.highpass_hz, phase=phase)
-        maker = WindowMaker(bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
-                            stretch_s=t.stretch_s)
+        maker = WindowMaker.from_config(cfg, bank, args.seed, phase)
         x, y, snr = make_validation_set(maker, args.seed, args.n_noise, SNRS, args.n_per_snr)
         rng = np.random.default_rng(args.seed + 5)
         singles, single_snr = [], []

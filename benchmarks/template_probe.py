@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from gwstream.daemon.config import load_config
-from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, validation_chunks
+from gwstream.daemon.trainset import WaveformBank, WindowMaker, validation_chunks
 from gwstream.daemon.training import template_filters
 
 MASS_BINS = ((14, 30), (30, 50), (50, 70), (70, 100))
@@ -59,14 +59,9 @@ def main() -> None:
     cfg = load_config(args.config)
     t, rate = cfg.train, cfg.data.analysis_rate_hz
     filt = torch.from_numpy(template_filters(cfg, args.pairs, args.taps))[:, None, :]
-    pool = NoisePool(cfg.data.ifos, rate, seed=args.seed, psd_name=t.psd, n_variants=t.psd_variants,
-                     scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
-                     average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
-                     highpass_hz=cfg.whiten.highpass_hz, phase="minimum")
     bank = WaveformBank.generate(t.injections, 1000, seed=args.seed, sample_rate_hz=rate, workers=t.workers,
                                  cache=Path(t.out_dir) / "banks")
-    maker = WindowMaker(bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
-                        stretch_s=t.stretch_s)
+    maker = WindowMaker.from_config(cfg, bank, args.seed, "minimum")
     scorers = {Path(p).stem: Scorer.from_checkpoint(p, device="cpu", threads=args.threads, batch_size=256)
                for p in args.models}
     p = args.pairs

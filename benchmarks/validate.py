@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from gwstream.daemon.config import InjectionConfig, load_config
 from gwstream.daemon.mfreference import MatchedFilter, place_bank
-from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, validation_chunks
+from gwstream.daemon.trainset import WaveformBank, WindowMaker, validation_chunks
 from gwstream.kernels import whiten as kwh
 from gwstream.models.metrics import summarize, threshold_at_fpr
 
@@ -255,12 +255,7 @@ def main() -> None:
 
     def window_maker(phase: str) -> WindowMaker:
         """The validation windows, whitened with the ``phase`` filter (the stretches and signals do not depend on it)."""
-        pool = NoisePool(cfg.data.ifos, rate, seed=seed, psd_name=t.psd, n_variants=t.psd_variants,
-                         scale=t.psd_scale, tilt=t.psd_tilt, fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap,
-                         average=cfg.psd.average, fduration_s=cfg.whiten.fduration_s,
-                         highpass_hz=cfg.whiten.highpass_hz, phase=phase)
-        return WindowMaker(val_bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s,
-                           stretch_s=t.stretch_s)
+        return WindowMaker.from_config(cfg, val_bank, seed, phase)
 
     maker = window_maker(MF_PHASE)
     pool = maker.pool

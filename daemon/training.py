@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import Config
 from .settings import section_to_dict
-from .trainset import NoisePool, WaveformBank, WindowMaker, make_validation_set
+from .trainset import WaveformBank, WindowMaker, make_validation_set
 
 __all__ = ["run_train", "curriculum", "model_card", "HardNegativePicker"]
 
@@ -38,18 +38,12 @@ def build_data(cfg: Config):
     t = cfg.train
     out = Path(t.out_dir)
     rate = cfg.data.analysis_rate_hz
-    pool_kw = dict(psd_name=t.psd, n_variants=t.psd_variants, scale=t.psd_scale, tilt=t.psd_tilt,
-                   fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap, average=cfg.psd.average,
-                   fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz,
-                   phase=cfg.whiten.phase)
     bank = WaveformBank.generate(t.injections, t.n_waveforms, seed=t.seed, sample_rate_hz=rate,
                                  workers=t.workers, cache=out / "banks")
     val_bank = WaveformBank.generate(t.injections, t.n_val_waveforms, seed=t.seed + 10_000, sample_rate_hz=rate,
                                      workers=t.workers, cache=out / "banks")
-    maker = WindowMaker(bank, NoisePool(cfg.data.ifos, rate, seed=t.seed, **pool_kw),
-                        window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, stretch_s=t.stretch_s)
-    val_maker = WindowMaker(val_bank, NoisePool(cfg.data.ifos, rate, seed=t.seed + 10_000, **pool_kw),
-                            window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, stretch_s=t.stretch_s)
+    maker = WindowMaker.from_config(cfg, bank, t.seed)
+    val_maker = WindowMaker.from_config(cfg, val_bank, t.seed + 10_000)
     validation = make_validation_set(val_maker, t.seed + 10_000, t.val_noise_windows, t.val_snrs,
                                      t.val_windows_per_snr)
     return maker, validation

@@ -238,6 +238,18 @@ class WindowMaker:
 
         self._detectors = [Detector(ifo) for ifo in pool.ifos]
 
+    @classmethod
+    def from_config(cls, cfg, bank: WaveformBank, seed: int, phase: str | None = None) -> "WindowMaker":
+        """Windows of ``bank``'s signals in noise as ``cfg.train`` makes it (its PSD family, seed ``seed``),
+        whitened as the daemon whitens (``cfg.psd``, ``cfg.whiten``; ``phase`` overrides ``whiten.phase``)."""
+        t = cfg.train
+        pool = NoisePool(cfg.data.ifos, cfg.data.analysis_rate_hz, seed=seed, psd_name=t.psd,
+                         n_variants=t.psd_variants, scale=t.psd_scale, tilt=t.psd_tilt,
+                         fftlength_s=cfg.psd.fftlength_s, overlap=cfg.psd.overlap, average=cfg.psd.average,
+                         fduration_s=cfg.whiten.fduration_s, highpass_hz=cfg.whiten.highpass_hz,
+                         phase=phase or cfg.whiten.phase)
+        return cls(bank, pool, window_s=cfg.windows.window_s, merger_span_s=t.merger_span_s, stretch_s=t.stretch_s)
+
     def whitened_signals(self, idx: np.ndarray, taps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Project bank entries ``idx`` for random sky positions and whiten them with ``taps``.
 
