@@ -357,7 +357,8 @@ class SlideScorer:
             a_span = self._a[:, torch.remainder(torch.arange(s_first + k, s_first + k + span, device=dev), self._cap)]
             offsets = torch.as_tensor([s_first + k - r * self.slide_windows * ws for r in range(self.n_slides + 1)],
                                       dtype=torch.long, device=dev)
-            out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True)
+            out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True,
+                                       grid=ws)
         return out.double().cpu().numpy()
 
     def _score_joint(self, cond: Conditioned, index: np.ndarray, valid: np.ndarray) -> np.ndarray:

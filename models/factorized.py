@@ -555,6 +555,7 @@ class FactorizedNet(GWNet):
         offsets: torch.Tensor,
         *,
         wrap: bool = False,
+        grid: int | None = None,
         max_elements: int = 1 << 22,
     ) -> torch.Tensor:
         """Logits of windows and time slides from projected features (the cost of a time slide).
@@ -570,6 +571,14 @@ class FactorizedNet(GWNet):
             (indices modulo ``n_b`` when ``wrap``, for a circular buffer).
         starts : torch.Tensor of int, shape (n_windows,)
         offsets : torch.Tensor of int, shape (K,)
+        grid : int, optional
+            A step that divides every start (the daemon's window stride in
+            steps). The head sums each window's steps in blocks of
+            ``gcd(window steps, grid)``, so a window's logit does not depend on
+            which other windows are scored with it: a block's single window
+            alone and a backlog's windows together give the same bits. Without
+            it the blocks are as long as the starts allow (one window alone:
+            its whole span), which can differ in the last bit.
 
         Returns
         -------
@@ -591,7 +600,12 @@ class FactorizedNet(GWNet):
         if rel.min() < 0 or rel.max() + tp > a.shape[-1]:
             raise ValueError(f"window starts [{rel.min()}, {rel.max()}] need {rel.max() + tp} H1 steps, "
                              f"{a.shape[-1]} given")
-        g = math.gcd(tp, *[int(v) for v in np.unique(rel)])
+        if grid is not None:
+            if grid <= 0 or (rel % grid).any():
+                raise ValueError(f"window starts must be multiples of grid = {grid} steps")
+            g = math.gcd(tp, int(grid))
+        else:
+            g = math.gcd(tp, *[int(v) for v in np.unique(rel)])
         span = int(rel.max()) + tp
         nbw = tp // g  # blocks per window
         bidx = st // g

@@ -307,17 +307,40 @@ def test_grouped_blocks_give_the_same_triggers_bit_for_bit(simulated, model):
                                            "whiten.phase": "linear", "ranking.n_slides_joint": 2}
     cfg = load_config(cfg_path, joint)
     blocks = list(file_blocks(d / "fg.hdf", cfg))
+
+    def recording(stage):
+        """Keep every window's statistics (zero lag and slides), not only those that make triggers."""
+        stats, rank = {}, stage._rank
+
+        def keep(scored):
+            if scored is not None:
+                stats.update({scored[0] + j: scored[1][:, j].copy() for j in range(scored[1].shape[1])})
+            return rank(scored)
+
+        stage._rank = keep
+        return stats
+
     one = SearchStage(cfg, load_scorer(cfg))
-    ref = [one.process(b) for b in blocks] + [one.finish()]
+    ref_stats = recording(one)
+    ref, first = [], None
+    for i, b in enumerate(blocks):
+        ref.append(one.process(b))
+        first = i if first is None and ref_stats else first
+    ref.append(one.finish())
     many = SearchStage(cfg, load_scorer(cfg))
+    got_stats = recording(many)
     rng = np.random.default_rng(3)
-    got, i = [], 0
+    # the first block with windows (a single one, right after the PSD warm-up) goes in with the next ones
+    got, i = many.process_many(blocks[:first]), first
     while i < len(blocks):
-        n = int(rng.integers(1, 12))
+        n = int(rng.integers(2, 12)) if i == first else int(rng.integers(1, 12))
         got += many.process_many(blocks[i:i + n])
         i += n
     got.append(many.finish())
     assert sum(map(len, ref)) > 5
+    assert got_stats.keys() == ref_stats.keys()
+    for w in ref_stats:  # every window and slide, bit for bit (NaN where not analysed)
+        assert np.array_equal(got_stats[w], ref_stats[w], equal_nan=True), w
     assert got == ref  # per block, every field of every trigger
     assert many.counters == one.counters
     assert many.background.livetime_s == one.background.livetime_s

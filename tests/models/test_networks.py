@@ -402,3 +402,25 @@ def test_template_channels_do_not_depend_on_the_chunking_bit_for_bit(stream):
     assert outs[0].shape[-1] > 100
     for o in outs[1:]:
         assert torch.equal(o, outs[0])
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_head_projected_on_a_grid_scores_a_window_alone_as_in_company(wrap):
+    """With ``grid`` the head sums a window's steps in blocks fixed by the grid, not by which windows come
+    with it: a block's single window scored alone (the first block after the PSD warm-up) and the same window
+    in a backlog give the same bits (a replay at full speed equals the search exactly)."""
+    net = _model("factorized", seed=5)
+    rng = np.random.default_rng(6)
+    hdim, ws = net.proj_h1.out_channels, 16
+    tp = net.window_steps - 2 * net.lag_steps
+    a = torch.from_numpy(rng.standard_normal((hdim, 40 * ws + tp)).astype(np.float32))
+    b = torch.from_numpy(rng.standard_normal((hdim, 60 * ws + tp)).astype(np.float32))
+    offsets = torch.arange(0, 20 * ws, ws)
+    company = torch.arange(0, 40 * ws, ws)
+    with torch.inference_mode():
+        many = net.head_projected(a, b, company, offsets, wrap=wrap, grid=ws)
+        for i in (0, 7, 39):
+            alone = net.head_projected(a[:, i * ws:], b, torch.tensor([0]), offsets + i * ws, wrap=wrap, grid=ws)
+            assert torch.equal(alone[:, 0], many[:, i])
+        with pytest.raises(ValueError, match="multiples of grid = 16"):
+            net.head_projected(a, b, torch.tensor([0, 8]), offsets, grid=ws)
