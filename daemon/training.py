@@ -106,10 +106,12 @@ def _with_template_branch(cfg: Config, model):
     if have is None:
         raise ConfigError("train.template_pairs", pairs, f"0 for a {t.model} model (only factorized has the branch)")
     if have:
-        if (have, model.template_taps, model.template_after) != (pairs, t.template_taps, t.template_after):
+        if (model.template_taps, model.template_after) != (t.template_taps, t.template_after) or pairs < have:
             raise ConfigError("train.template_pairs", pairs,
-                              f"{have} pairs of {model.template_taps} taps, {model.template_after} after the merger, "
-                              "as in train.init_weights, or 0")
+                              f"{have} or more pairs of {model.template_taps} taps, {model.template_after} after the "
+                              "merger, as in train.init_weights, or 0")
+        if pairs > have:  # grown: the new pairs' chirp masses interleave with the old ones (log-spaced too)
+            return type(model).with_more_templates(model, template_filters(cfg, pairs - have, t.template_taps))
         return model
     if t.template_after >= t.template_taps:
         raise ConfigError("train.template_after", t.template_after,

@@ -325,6 +325,51 @@ class FactorizedNet(GWNet):
         return new.train(model.training)
 
     @classmethod
+    def with_more_templates(cls, model: "FactorizedNet", filters: np.ndarray | torch.Tensor) -> "FactorizedNet":
+        """``model`` (with a template branch) grown by the filter pairs ``filters`` ``(2 * extra, taps)``.
+
+        Everything ``model`` has is kept where it was: its filters are pairs
+        ``0 .. P - 1``, its head units and their weights unchanged. The new pairs
+        come after them, each with a new hidden unit that reads its energy in H1
+        plus its lag-maximum in L1 (as :meth:`with_template_branch` sets them
+        up), so the best-template statistic is now the maximum over all pairs.
+        A per-template gain gives each new pair the mean of the old ones.
+        """
+        p = model.template_pairs
+        if not p:
+            raise ValueError("the network has no template branch to grow (use with_template_branch)")
+        w = torch.as_tensor(np.asarray(filters, dtype=np.float32))
+        if w.dim() != 2 or w.shape[0] % 2 or not w.shape[0] or w.shape[1] != model.template_taps:
+            raise ValueError(f"new template filters of shape {tuple(w.shape)}, expected (2 * extra pairs, "
+                             f"{model.template_taps})")
+        extra = w.shape[0] // 2
+        q = p + extra
+        new = cls(**{**model.hparams, "template_pairs": q})
+        c, h = model.hparams["channels"], model.hparams["hidden"]
+        old_ch = list(range(c + p))  # old feature channels and old hidden units keep their places
+        own = model.state_dict()
+        with torch.no_grad():
+            for k, v in new.state_dict().items():
+                if k.startswith("encoder.") or k.startswith("mlp."):
+                    v.copy_(own[k])
+            tw = torch.cat([model.templates.weight[:p], w[:extra, None], model.templates.weight[p:], w[extra:, None]])
+            new.templates.weight.copy_(tw)
+            for proj, old in ((new.proj_h1, model.proj_h1), (new.proj_l1, model.proj_l1)):
+                proj.weight.zero_()
+                proj.weight[: h + p, old_ch] = old.weight
+                proj.weight[h + p:, c + p:, 0] = torch.eye(extra)
+                if proj.bias is not None:
+                    proj.bias.zero_()
+                    proj.bias[: h + p] = old.bias
+            if model.template_gain.dim():
+                new.template_gain[:p] = model.template_gain
+                new.template_gain[p:] = model.template_gain.mean()
+            else:
+                new.template_gain.copy_(model.template_gain)
+        new.lr_scales = dict(model.lr_scales)
+        return new.train(model.training)
+
+    @classmethod
     def with_per_template_gain(cls, model: "FactorizedNet") -> "FactorizedNet":
         """``model`` (with a template branch and one shared gain) with one gain per template, each the shared one.
 

@@ -424,3 +424,30 @@ def test_head_projected_on_a_grid_scores_a_window_alone_as_in_company(wrap):
             assert torch.equal(alone[:, 0], many[:, i])
         with pytest.raises(ValueError, match="multiples of grid = 16"):
             net.head_projected(a, b, torch.tensor([0, 8]), offsets, grid=ws)
+
+
+def test_with_more_templates_keeps_the_network_and_adds_pairs():
+    """Grown by pairs whose filters are zero, the network scores as before; real filters add their energies as
+    new feature channels and their two-detector SNR^2 as new head units, the old pairs untouched."""
+    net = _with_branch(8)
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((3, 2, N)).astype(np.float32))
+    with torch.no_grad():
+        net.template_gain.fill_(0.7)
+    same = FactorizedNet.with_more_templates(net, np.zeros((4, 1024))).eval()
+    assert same.template_pairs == 6 and same.feature_channels == net.feature_channels + 2
+    new = np.random.default_rng(3).standard_normal((4, 1024)) / 32
+    grown = FactorizedNet.with_more_templates(net, new).eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(same(x), net(x), rtol=0, atol=1e-6)
+        f_old, f_new = net.encode(x[:, 0]), grown.encode(x[:, 0])
+        torch.testing.assert_close(f_new[:, : net.feature_channels], f_old, rtol=0, atol=0)
+        z = torch.nn.functional.conv1d(x[:, :1, net.receptive_field_samples - 1024:],
+                                       torch.from_numpy(new.astype(np.float32))[:, None], stride=8)
+        torch.testing.assert_close(f_new[:, net.feature_channels:], z[:, :2] ** 2 + z[:, 2:] ** 2, rtol=1e-5, atol=1e-5)
+        u = grown.proj_h1(f_new)[:, -2:]  # the new units read their template's energy (capped in the head)
+        torch.testing.assert_close(u, f_new[:, -2:], rtol=0, atol=1e-6)
+    assert grown.hparams["template_pairs"] == 6
+    with pytest.raises(ValueError, match="expected \\(2 \\* extra pairs, 1024\\)"):
+        FactorizedNet.with_more_templates(net, np.zeros((3, 1024)))
+    with pytest.raises(ValueError, match="no template branch"):
+        FactorizedNet.with_more_templates(_model("factorized", seed=1), np.zeros((2, 1024)))
