@@ -841,7 +841,17 @@ class StreamEncoder:
         if n_out == 0:
             return buf.new_empty((self.n_ifos, p, 0))
         # products of one fixed shape (as _mlp_rows): a convolution's rounding depends on the input's length
-        # on some CPUs, so the features would depend on how the stream was cut into chunks
-        rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride).reshape(-1, taps)
-        z = _by_fixed_rows(rows, lambda c: torch.mm(c, self._branch_t))
-        return _energy(z.reshape(self.n_ifos, n_out, 2 * p).transpose(1, 2), p)
+        # on some CPUs, so the features would depend on how the stream was cut into chunks. The rows (each
+        # output's taps, a strided view) are copied _MLP_ROWS at a time into one block that stays in cache, not
+        # all at once (taps / stride = 128 times the chunk's samples: the copy cost as much as the products)
+        rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride)  # (n_ifos, n_out, taps)
+        z = torch.empty((self.n_ifos, n_out, 2 * p), dtype=buf.dtype, device=buf.device)
+        block = buf.new_zeros((_MLP_ROWS, taps))
+        for i in range(self.n_ifos):
+            for r0 in range(0, n_out, _MLP_ROWS):
+                n = min(_MLP_ROWS, n_out - r0)
+                block[:n] = rows[i, r0:r0 + n]
+                if n < _MLP_ROWS:
+                    block[n:] = 0.0
+                z[i, r0:r0 + n] = torch.mm(block, self._branch_t)[:n]
+        return _energy(z.transpose(1, 2), p)
