@@ -104,22 +104,25 @@ def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
     groups = torch.load(tmp_path / "out" / "factorized" / "checkpoint.pt", weights_only=True)["optimizer"]
     # the rest of the network, the template filters at 1 % of lr, the template units' MLP weights at 5 x
     assert sorted(g["initial_lr"] for g in groups["param_groups"]) == pytest.approx([1e-5, 1e-3, 5e-3])
-    # a network that has a branch of another size, or one that cannot have it: named errors
+    # a network that has a larger branch, or one that cannot have it: named errors
     write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": str(tmp_path / "m.pt"),
-                                                   "template_pairs": 3}})
+                                                   "template_pairs": 1}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0 and "train.template_pairs" in proc.stderr and "2 pairs of 1024 taps" in proc.stderr
+    assert proc.returncode != 0 and "train.template_pairs" in proc.stderr
+    assert "2 or more pairs of 1024 taps" in proc.stderr
     write_toml(tmp_path / "train.toml", {"train": {**base, "model": "baseline", "init_weights": ""}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "train.template_pairs" in proc.stderr and "factorized" in proc.stderr
-    # one gain per template: the trained shared-gain network converted, then trained on
+    # more pairs and one gain per template: the trained network grown by a pair, its gain converted, trained on
     write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": str(tmp_path / "m.pt"),
-                                                   "template_gain": "per_template", "weights": str(tmp_path / "p.pt"),
-                                                   "out_dir": str(tmp_path / "out-p")}})
+                                                   "template_pairs": 3, "template_gain": "per_template",
+                                                   "weights": str(tmp_path / "p.pt"), "out_dir": str(tmp_path / "out-p")}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "template branch: 1 pairs of 1024 taps" in proc.stderr
     per = Scorer.from_checkpoint(tmp_path / "p.pt").model
-    assert per.template_gain.shape == (2,) and per.hparams["per_template_gain"] is True
+    assert per.template_pairs == 3
+    assert per.template_gain.shape == (3,) and per.hparams["per_template_gain"] is True
     write_toml(tmp_path / "train.toml", {"train": {**base, "init_weights": "", "template_pairs": 0,
                                                    "template_gain": "per_template"}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
