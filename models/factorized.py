@@ -304,25 +304,8 @@ class FactorizedNet(GWNet):
         """
         if model.template_pairs:
             raise ValueError(f"the network already has a template branch ({model.template_pairs} pairs)")
-        new = cls(**{**model.hparams, "template_pairs": int(pairs), "template_taps": int(taps),
-                     "template_after": int(after)})
-        c, h, p = model.hparams["channels"], model.hparams["hidden"], int(pairs)
-        own = model.state_dict()
-        with torch.no_grad():
-            for k, v in new.state_dict().items():
-                if k.startswith("encoder."):
-                    v.copy_(own[k])
-            for proj, old in ((new.proj_h1, model.proj_h1), (new.proj_l1, model.proj_l1)):
-                proj.weight.zero_()
-                proj.weight[:h, :c] = old.weight
-                proj.weight[h:, c:, 0] = torch.eye(p)
-                if proj.bias is not None:
-                    proj.bias.zero_()
-                    proj.bias[:h] = old.bias
-            new.mlp.load_state_dict(model.mlp.state_dict())
-            new.template_gain.zero_()
-        new.set_templates(filters)
-        return new.train(model.training)
+        return cls._grown(model, filters, template_pairs=int(pairs), template_taps=int(taps),
+                          template_after=int(after))
 
     @classmethod
     def with_more_templates(cls, model: "FactorizedNet", filters: np.ndarray | torch.Tensor) -> "FactorizedNet":
@@ -342,31 +325,44 @@ class FactorizedNet(GWNet):
         if w.dim() != 2 or w.shape[0] % 2 or not w.shape[0] or w.shape[1] != model.template_taps:
             raise ValueError(f"new template filters of shape {tuple(w.shape)}, expected (2 * extra pairs, "
                              f"{model.template_taps})")
-        extra = w.shape[0] // 2
-        q = p + extra
-        new = cls(**{**model.hparams, "template_pairs": q})
+        return cls._grown(model, w, template_pairs=p + w.shape[0] // 2)
+
+    @classmethod
+    def _grown(cls, model: "FactorizedNet", filters: np.ndarray | torch.Tensor, **hparams) -> "FactorizedNet":
+        """``model`` with ``hparams["template_pairs"] - P`` new filter pairs after its ``P`` (0: a new branch).
+
+        The encoder, the MLP and the head's existing weights are copied; new pair
+        ``k``'s hidden unit reads its energy channel with weight 1 in both
+        projections, so the unit is that template's two-detector SNR squared.
+        """
+        p = model.template_pairs
+        new = cls(**{**model.hparams, **hparams})
+        extra = new.template_pairs - p
         c, h = model.hparams["channels"], model.hparams["hidden"]
-        old_ch = list(range(c + p))  # old feature channels and old hidden units keep their places
+        w = torch.as_tensor(np.asarray(filters, dtype=np.float32))
         own = model.state_dict()
         with torch.no_grad():
             for k, v in new.state_dict().items():
-                if k.startswith("encoder.") or k.startswith("mlp."):
+                if k.startswith(("encoder.", "mlp.")):
                     v.copy_(own[k])
-            tw = torch.cat([model.templates.weight[:p], w[:extra, None], model.templates.weight[p:], w[extra:, None]])
-            new.templates.weight.copy_(tw)
             for proj, old in ((new.proj_h1, model.proj_h1), (new.proj_l1, model.proj_l1)):
                 proj.weight.zero_()
-                proj.weight[: h + p, old_ch] = old.weight
+                proj.weight[: h + p, : c + p] = old.weight  # old features and units keep their places
                 proj.weight[h + p:, c + p:, 0] = torch.eye(extra)
                 if proj.bias is not None:
                     proj.bias.zero_()
                     proj.bias[: h + p] = old.bias
-            if model.template_gain.dim():
+            new.template_gain.zero_()
+            if p and model.template_gain.dim():
                 new.template_gain[:p] = model.template_gain
                 new.template_gain[p:] = model.template_gain.mean()
-            else:
+            elif p:
                 new.template_gain.copy_(model.template_gain)
-        new.lr_scales = dict(model.lr_scales)
+        if p:  # pair i is rows i and i + pairs: the old pairs' rows, then the new ones', in each half
+            old_w = model.templates.weight[:, 0].detach()
+            w = torch.cat([old_w[:p], w[: w.shape[0] // 2], old_w[p:], w[w.shape[0] // 2:]])
+        new.set_templates(w)
+        new.lr_scales = {**new.lr_scales, **model.lr_scales}
         return new.train(model.training)
 
     @classmethod
