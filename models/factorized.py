@@ -58,18 +58,27 @@ def _energy(z: torch.Tensor, pairs: int) -> torch.Tensor:
     return z[:, :pairs] ** 2 + z[:, pairs:] ** 2
 
 
-def _by_fixed_rows(x: torch.Tensor, f) -> torch.Tensor:
+def _by_fixed_rows(x: torch.Tensor, f, out: torch.Tensor | None = None) -> torch.Tensor:
     """``f`` over the rows of ``x [m, k]`` in blocks of exactly ``_MLP_ROWS`` rows (the last zero-padded), ``[m, ...]``.
 
     A CPU gemm's rounding depends on how many rows it is given (small batches take
     other kernels), not on where a row sits in a batch of a given size: one fixed
     shape makes each row's result independent of how many rows come with it.
+    ``x`` may be a strided view (the template branch's unfolded strain): its rows
+    are copied one block at a time into a buffer that stays in cache, never all
+    at once. The results go to ``out`` when given.
     """
-    m = x.shape[0]
-    pad = -m % _MLP_ROWS
-    if pad:
-        x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
-    return torch.cat([f(c) for c in x.split(_MLP_ROWS)])[:m]
+    m, k = x.shape
+    block = x.new_zeros((_MLP_ROWS, k))
+    for r0 in range(0, max(m, 1), _MLP_ROWS):
+        n = min(_MLP_ROWS, m - r0)
+        block[:n] = x[r0:r0 + n]
+        block[n:] = 0.0
+        y = f(block)
+        if out is None:
+            out = y.new_empty((m, *y.shape[1:]))
+        out[r0:r0 + n] = y[:n]
+    return out
 
 
 class _DilatedValidBlock(nn.Module):
@@ -837,17 +846,11 @@ class StreamEncoder:
         if n_out == 0:
             return buf.new_empty((self.n_ifos, p, 0))
         # products of one fixed shape (as _mlp_rows): a convolution's rounding depends on the input's length
-        # on some CPUs, so the features would depend on how the stream was cut into chunks. The rows (each
-        # output's taps, a strided view) are copied _MLP_ROWS at a time into one block that stays in cache, not
-        # all at once (taps / stride = 128 times the chunk's samples: the copy cost as much as the products)
-        rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride)  # (n_ifos, n_out, taps)
+        # on some CPUs, so the features would depend on how the stream was cut into chunks. _by_fixed_rows copies
+        # the rows (taps / stride = 128 times the chunk's samples) a block at a time: all at once, the copy cost
+        # as much as the products
+        rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride)  # (n_ifos, n_out, taps), a view
         z = torch.empty((self.n_ifos, n_out, 2 * p), dtype=buf.dtype, device=buf.device)
-        block = buf.new_zeros((_MLP_ROWS, taps))
-        for i in range(self.n_ifos):
-            for r0 in range(0, n_out, _MLP_ROWS):
-                n = min(_MLP_ROWS, n_out - r0)
-                block[:n] = rows[i, r0:r0 + n]
-                if n < _MLP_ROWS:
-                    block[n:] = 0.0
-                z[i, r0:r0 + n] = torch.mm(block, self._branch_t)[:n]
+        for r, zr in zip(rows, z):
+            _by_fixed_rows(r, lambda c: torch.mm(c, self._branch_t), out=zr)
         return _energy(z.transpose(1, 2), p)
