@@ -3,7 +3,11 @@
 Plain script::
 
     python benchmarks/template_probe.py [--pairs 32] [--taps 1024] [--n-noise 20000] [--n-per-snr 1000]
-        [--snr 8] [--models models/default.pt ...] [--out PATH]
+        [--snr 8] [--stride 8] [--bank PATH] [--models models/default.pt ...] [--out PATH]
+
+``--bank`` cuts the templates of a placed bank instead (``--pairs`` of them): the
+issue-4 matched filter's 477-template bank is cached by ``benchmarks/validate.py`` as
+``out/train/banks/mfbank-*.npz``. ``--stride`` sets the probe's time grid.
 
 The filters are :func:`gwstream.daemon.training.template_filters` (zero-spin whitened
 IMRPhenomD templates, unit-norm pairs with their quadratures, the last ``--taps``
@@ -16,7 +20,8 @@ steps ending at ``rf - 1 + 8 j``, rf = 1112 samples, v8's receptive field): the 
 templates and a coarse time grid. The windows are the issue-4 validation set's
 first ``--n-noise`` noise windows and ``--n-per-snr`` signals at ``--snr`` (seed 20001,
 ``configs/train.toml``'s data, minimum-phase whitening as the daemon's); the
-``--models`` are scored on the same windows. Reports TPR at per-window FPR 1e-3 and
+``--models`` are scored on the same windows. ``probe-indep`` takes each
+detector's best template on its own (no same-template coincidence). Reports TPR at per-window FPR 1e-3 and
 1e-4 (the latter rests on ``n_noise / 10^4`` windows) overall and by total mass.
 """
 
@@ -43,9 +48,12 @@ def main() -> None:
     ap.add_argument("--config", default="configs/train.toml")
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--taps", type=int, default=1024)
+    ap.add_argument("--bank", default=None, help="a placed bank (.npz, TemplateBank.save) whose templates to cut: "
+                    "--pairs of them, evenly spread in its order (default: template_filters' chirp-mass ladder)")
     ap.add_argument("--n-noise", type=int, default=20_000)
     ap.add_argument("--n-per-snr", type=int, default=1000)
     ap.add_argument("--snr", type=float, default=8.0)
+    ap.add_argument("--stride", type=int, default=STRIDE, help="samples between probe steps (the network's: 8)")
     ap.add_argument("--seed", type=int, default=20_001)
     ap.add_argument("--models", nargs="*", default=["models/default.pt"])
     ap.add_argument("--threads", type=int, default=2)
@@ -58,14 +66,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     t, rate = cfg.train, cfg.data.analysis_rate_hz
-    filt = torch.from_numpy(template_filters(cfg, args.pairs, args.taps))[:, None, :]
+    params = None
+    if args.bank:
+        from gwstream.daemon.mfreference import TemplateBank
+        tb = TemplateBank.load(args.bank)
+        if not 1 <= args.pairs <= len(tb):
+            ap.error(f"--pairs {args.pairs}: the bank holds {len(tb)} templates")
+        idx = np.linspace(0, len(tb) - 1, args.pairs).round().astype(int)
+        params = {k: tb.params[k][idx] for k in ("mass1", "mass2", "spin1z", "spin2z")}
+    filt = torch.from_numpy(template_filters(cfg, args.pairs, args.taps, params))[:, None, :]
     bank = WaveformBank.generate(t.injections, 1000, seed=args.seed, sample_rate_hz=rate, workers=t.workers,
                                  cache=Path(t.out_dir) / "banks")
     maker = WindowMaker.from_config(cfg, bank, args.seed, "minimum")
     scorers = {Path(p).stem: Scorer.from_checkpoint(p, device="cpu", threads=args.threads, batch_size=256)
                for p in args.models}
     p = args.pairs
-    stats: dict[str, list] = {"probe": [], "probe-capped": [], "probe-sum": [], **{k: [] for k in scorers}}
+    lag = -(-LAG * STRIDE // args.stride)  # the same +-24 samples
+    stats: dict[str, list] = {"probe": [], "probe-capped": [], "probe-sum": [], "probe-indep": [], **{k: [] for k in scorers}}
     labels, masses = [], []
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -73,26 +90,31 @@ def main() -> None:
                                                          args.n_per_snr, with_info=True):
             xt = torch.from_numpy(x[..., RF - args.taps:]).float()
             b = xt.shape[0]
-            z = torch.nn.functional.conv1d(xt.reshape(2 * b, 1, -1), filt, stride=STRIDE)
+            z = torch.nn.functional.conv1d(xt.reshape(2 * b, 1, -1), filt, stride=args.stride)
             a2 = (z[:, :p] ** 2 + z[:, p:] ** 2).reshape(b, 2, p, -1)
-            l1 = torch.nn.functional.max_pool1d(a2[:, 1], 2 * LAG + 1, stride=1)
-            stats["probe"].append((a2[:, 0, :, LAG:-LAG] + l1).flatten(1).amax(1).sqrt().numpy())
+            l1 = torch.nn.functional.max_pool1d(a2[:, 1], 2 * lag + 1, stride=1)
+            stats["probe"].append((a2[:, 0, :, lag:-lag] + l1).flatten(1).amax(1).sqrt().numpy())
             # each detector's SNR^2 capped at 64 (SNR 8) before the sum: a louder single-detector signal (a slid
             # event, a glitch) counts no more than SNR 8 in that detector
             cap = a2.clamp(max=64.0)
-            l1c = torch.nn.functional.max_pool1d(cap[:, 1], 2 * LAG + 1, stride=1)
-            stats["probe-capped"].append((cap[:, 0, :, LAG:-LAG] + l1c).flatten(1).amax(1).sqrt().numpy())
+            l1c = torch.nn.functional.max_pool1d(cap[:, 1], 2 * lag + 1, stride=1)
+            stats["probe-capped"].append((cap[:, 0, :, lag:-lag] + l1c).flatten(1).amax(1).sqrt().numpy())
             # the sum of amplitudes, as a factorized network's template units add them (less their noise means)
             amp = a2.sqrt() - 1.25
-            l1a = torch.nn.functional.max_pool1d(amp[:, 1], 2 * LAG + 1, stride=1)
-            stats["probe-sum"].append((amp[:, 0, :, LAG:-LAG] + l1a).flatten(1).amax(1).numpy())
+            l1a = torch.nn.functional.max_pool1d(amp[:, 1], 2 * lag + 1, stride=1)
+            stats["probe-sum"].append((amp[:, 0, :, lag:-lag] + l1a).flatten(1).amax(1).numpy())
+            # each detector's best template on its own (no same-template requirement): what a head reading
+            # only max_k E_k per detector could form
+            m = a2.amax(2)
+            l1m = torch.nn.functional.max_pool1d(m[:, 1:2], 2 * lag + 1, stride=1)[:, 0]
+            stats["probe-indep"].append((m[:, 0, lag:-lag] + l1m).amax(1).sqrt().numpy())
             for name, sc in scorers.items():
                 stats[name].append(sc.score(x))
             bi = np.maximum(info["bank_index"], 0)
             masses.append(np.where(y == 1, bank.params["mass1"][bi] + bank.params["mass2"][bi], 0.0))
             labels.append(y)
     y, mt = np.concatenate(labels), np.concatenate(masses)
-    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "n_noise": int((y == 0).sum()),
+    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "bank": args.bank, "stride": args.stride, "n_noise": int((y == 0).sum()),
            "n_signals": int((y == 1).sum()), "snr": args.snr, "seed": args.seed, "wall_s": 0.0, "tpr": {}}
     for name, chunks in stats.items():
         s = np.concatenate(chunks).astype(np.float64)

@@ -49,7 +49,7 @@ def build_data(cfg: Config):
     return maker, validation
 
 
-def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
+def template_filters(cfg: Config, pairs: int, taps: int, params: dict | None = None) -> np.ndarray:
     """Initial filters of a factorized network's template branch: ``(2 * pairs, taps)`` float32.
 
     ``pairs`` zero-spin IMRPhenomD templates with chirp masses log-spaced over the
@@ -59,6 +59,9 @@ def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
     ending ``train.template_after`` samples after the merger; row ``i`` is a cut and
     row ``i + pairs`` its Hilbert quadrature, each scaled to unit norm, so in
     unit-variance whitened noise a pair's amplitude is the template's SNR over the cut.
+
+    With ``params`` (``mass1``, ``mass2`` and optionally ``spin1z``, ``spin2z``
+    arrays of ``pairs`` templates, e.g. a placed bank's) those templates are cut instead.
     """
     import scipy.signal
 
@@ -76,7 +79,14 @@ def template_filters(cfg: Config, pairs: int, taps: int) -> np.ndarray:
     total = mc * (1 + q) ** 1.2 / q ** 0.6
     m1 = np.clip(total * q / (1 + q), lo, hi)
     m2 = np.clip(total / (1 + q), lo, hi)
-    bank = TemplateBank.from_params(m1, m2, sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz, workers=t.workers)
+    s1 = s2 = None
+    if params is not None:
+        m1, m2 = np.asarray(params["mass1"], float), np.asarray(params["mass2"], float)
+        s1, s2 = params.get("spin1z"), params.get("spin2z")
+        if m1.shape != (pairs,):
+            raise ValueError(f"template params for {m1.shape} templates: expected ({pairs},)")
+    bank = TemplateBank.from_params(m1, m2, s1, s2, sample_rate_hz=rate, f_lower_hz=inj.f_lower_hz,
+                                    workers=t.workers)
     freqs, psd = load_psd(t.psd, sample_rate_hz=rate, delta_f_hz=1.0 / 16, low_frequency_hz=10.0)
     fir = kwh.design_fir(rate, freqs, psd, cfg.whiten.fduration_s, cfg.whiten.highpass_hz, cfg.whiten.phase)
     w = _whiten_rows(bank.h, fir, cfg.whiten.phase)
