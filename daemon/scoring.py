@@ -203,7 +203,9 @@ class SlideScorer:
             # (re)start on the encoder grid: the first feature step at or after `start`
             first = -(-start // fs) * fs
             x = x[:, first - start:]
-            self._encoder.reset()
+            # the template branch's FFT blocks end where this block's stream ends (and so, 1-s blocks after
+            # 1-s blocks, where every later block's does): a block's features all come with it
+            self._encoder.reset(first - (start + n_new))
             self._feat_next = first // fs
             self._p_tail, self._p_tail_step = None, None
         self._next_sample = start + n_new

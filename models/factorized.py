@@ -714,6 +714,70 @@ class FactorizedNet(GWNet):
         return _by_fixed_rows(x.reshape(-1, x.shape[-1]), self._mlp)[:, 0].reshape(lead)
 
 
+class _BranchFFT:
+    """The template branch's energies by FFT (:mod:`gwstream.kernels.correlate`), a fixed block of features at a time.
+
+    Block ``b`` holds features ``[b B, (b + 1) B)`` (``B = block_samples / stride``)
+    of the branch's own sample count and reads samples ``[b H, b H + L)``,
+    ``H = block_samples``, ``L = H - stride + taps``, zero-padded to ``N``. Every
+    block goes through the same steps of the same shapes (its FFT, the fold, one
+    inverse FFT of ``(P, N / stride)``), so its features do not depend on the
+    blocks computed with it. ~4x fewer seconds than the row products for v13's
+    128 pairs of 1024 taps on this CPU; the features agree with them to float
+    rounding (relative ~1e-6).
+    """
+
+    #: blocks transformed per pass (bounds the memory of a long backlog)
+    CHUNK = 16
+
+    def __init__(self, filters: torch.Tensor, stride: int, block_samples: int) -> None:
+        import scipy.fft
+
+        from gwstream.kernels.correlate import filter_spectra
+
+        w = filters[:, 0, :].double().cpu().numpy()
+        p, taps = w.shape[0] // 2, w.shape[1]
+        if block_samples % stride:
+            raise ValueError(f"block of {block_samples} samples: expected a multiple of the stride ({stride})")
+        self.pairs, self.stride, self.hop = p, int(stride), int(block_samples)
+        self.features = self.hop // self.stride
+        self.reads = self.hop - self.stride + taps
+        self.m = scipy.fft.next_fast_len(-(-self.reads // self.stride))
+        self.nfft = self.stride * self.m
+        self._spec = filter_spectra(w[:p] + 1j * w[p:], self.stride, self.nfft)
+        self._typed: dict = {}
+
+    def __call__(self, buf: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Energies ``(n_ifos, P, n_blocks B)`` of the whole blocks in ``buf`` ``(n_ifos, n)``, and samples consumed."""
+        from gwstream.kernels.correlate import fold_product
+
+        n_ifos, n = buf.shape
+        nb = (n - self.reads) // self.hop + 1 if n >= self.reads else 0
+        out = buf.new_empty((n_ifos, self.pairs, nb * self.features))
+        if nb == 0:
+            return out, 0
+        dt = buf.dtype
+        if dt not in self._typed:
+            npdt = torch.empty((), dtype=dt).numpy().dtype
+            self._typed[dt] = tuple(np.ascontiguousarray(g, dtype=npdt) for g in self._spec)
+        gr, gi = self._typed[dt]
+        s, m, f = self.stride, self.m, self.features
+        rows = buf.unfold(1, self.reads, self.hop)[:, :nb]  # (n_ifos, nb, reads), a view
+        for i in range(n_ifos):
+            for b0 in range(0, nb, self.CHUNK):
+                c = min(self.CHUNK, nb - b0)
+                x = torch.stack([torch.fft.fft(rows[i, b], n=self.nfft) for b in range(b0, b0 + c)])
+                x = torch.view_as_real(x.reshape(c, s, m))
+                yr = np.empty((c, self.pairs, m), dtype=gr.dtype)
+                yi = np.empty_like(yr)
+                fold_product(x[..., 0].contiguous().numpy(), x[..., 1].contiguous().numpy(), gr, gi, yr, yi)
+                y = torch.complex(torch.from_numpy(yr), torch.from_numpy(yi))
+                for j in range(c):
+                    z = torch.view_as_real(torch.fft.ifft(y[j], dim=-1)[:, :f])
+                    out[i, :, (b0 + j) * f:(b0 + j + 1) * f] = z[..., 0].square() + z[..., 1].square()
+        return out, nb * self.hop
+
+
 class StreamEncoder:
     """The encoder of a :class:`FactorizedNet` run incrementally over a stream, each output computed once.
 
@@ -731,13 +795,24 @@ class StreamEncoder:
     from the first sample fed after :meth:`reset`) depends on samples
     ``[j * stride_samples, j * stride_samples + receptive_field_samples)``.
 
+    The template branch, on the CPU, runs by FFT a block of ``block_samples``
+    at a time (:class:`_BranchFFT`); its blocks end where the absolute sample
+    count (``origin`` at :meth:`reset` plus the samples fed) reaches a multiple
+    of ``block_samples``, so a stream fed in such aligned blocks (the daemon's
+    1-s blocks) gets every feature of a block with that block, no later. Fed
+    in smaller pieces, a block's features wait for its last sample.
+
     Parameters
     ----------
     model : FactorizedNet
         Its weights are read once; later changes to them are not seen.
+    block_samples : int, optional
+        The template branch's FFT block (default: one second, ``model.sample_rate_hz``).
+    fft : bool, optional
+        Run the template branch by FFT (default: on the CPU) or as row products (default elsewhere).
     """
 
-    def __init__(self, model: FactorizedNet) -> None:
+    def __init__(self, model: FactorizedNet, block_samples: int | None = None, fft: bool | None = None) -> None:
         self.model = model
         self.n_ifos = model.n_ifos
         with torch.no_grad():
@@ -746,6 +821,11 @@ class StreamEncoder:
         self.channels = next(p[0].shape[0] for kind, _, _, p in reversed(self._layers) if kind != "pool")
         self._branch = model.templates.weight.detach().clone() if model.template_pairs else None
         self._branch_t = self._branch[:, 0, :].t().contiguous() if self._branch is not None else None
+        self.block_samples = int(block_samples or model.sample_rate_hz)
+        if fft is None:
+            fft = self._branch is not None and self._branch.device.type == "cpu"
+        self._fft = _BranchFFT(self._branch, model.stride_samples, self.block_samples) \
+            if fft and self._branch is not None else None
         self.channels += model.template_pairs
         self.reset()
 
@@ -783,14 +863,22 @@ class StreamEncoder:
                 raise TypeError(f"encoder layer {i} ({type(m).__name__}) has no streaming form")
         return layers
 
-    def reset(self) -> None:
-        """Forget the stream: the next chunk starts feature 0."""
+    def reset(self, origin: int = 0) -> None:
+        """Forget the stream: the next chunk starts feature 0, at absolute sample ``origin``."""
         self._tails: list[torch.Tensor | None] = [None] * len(self._layers)
         m = self.model
         # the branch's first filter starts rf - taps samples into the stream; features wait for both paths
         self._skip = m.receptive_field_samples - m.template_taps if self._branch is not None else 0
         self._branch_tail: torch.Tensor | None = None
         self._pending: list[torch.Tensor | None] = [None, None]
+        self._drop = self._partial = 0
+        if self._fft is not None:
+            # feature j completes with absolute sample origin + j * stride + rf - 1; `pad` zero features in front
+            # of the branch's blocks make each block's last feature the one completed by an aligned block's end
+            # (the zeros reach only those features, which are dropped)
+            fs, nf = m.stride_samples, self._fft.features
+            self._drop = (nf - 1 + -(-(int(origin) + m.receptive_field_samples) // fs)) % nf
+            self._branch_tail = torch.zeros((self.n_ifos, self._drop * fs), dtype=self._branch.dtype)
 
     @staticmethod
     def _apply(kind: str, p: tuple, x: torch.Tensor) -> torch.Tensor:
@@ -835,21 +923,41 @@ class StreamEncoder:
         return y
 
     def _template_path(self, x: torch.Tensor) -> torch.Tensor:
-        w = self._branch
         if self._skip:
             d = min(self._skip, x.shape[-1])
             x, self._skip = x[:, d:], self._skip - d
-        buf = x if self._branch_tail is None else torch.cat([self._branch_tail, x], dim=-1)
-        taps, stride, p = w.shape[-1], self.model.stride_samples, self.model.template_pairs
-        n_out = (buf.shape[-1] - taps) // stride + 1 if buf.shape[-1] >= taps else 0
-        self._branch_tail = buf[:, n_out * stride:].clone()
-        if n_out == 0:
+        buf = x if self._branch_tail is None else torch.cat([self._branch_tail.to(x.dtype), x], dim=-1)
+        taps, stride = self._branch.shape[-1], self.model.stride_samples
+        if self._fft is None:
+            n_out = (buf.shape[-1] - taps) // stride + 1 if buf.shape[-1] >= taps else 0
+            self._branch_tail = buf[:, n_out * stride:].clone()
+            return self._row_energies(buf, 0, n_out)
+        e, used = self._fft(buf)
+        rest = buf[:, used:]
+        self._branch_tail = rest.clone()
+        if used:  # the first block completed may have had features out already (below)
+            e, self._partial = e[..., self._partial:], 0
+        # features of the incomplete block that its samples so far complete: out now, as row products (a stream
+        # fed in aligned blocks never has any), so no window waits for the rest of an FFT block
+        n_done = (rest.shape[-1] - taps) // stride + 1 if rest.shape[-1] >= taps else 0
+        if n_done > self._partial:
+            e = torch.cat([e, self._row_energies(rest, self._partial, n_done)], dim=-1)
+            self._partial = n_done
+        d = min(self._drop, e.shape[-1])
+        self._drop -= d
+        return e[..., d:]
+
+    def _row_energies(self, buf: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+        """Branch energies ``(n_ifos, P, stop - first)`` of features ``first .. stop - 1`` of ``buf``, as row products."""
+        p, stride, taps = self.model.template_pairs, self.model.stride_samples, self._branch.shape[-1]
+        n_out = stop - first
+        if n_out <= 0:
             return buf.new_empty((self.n_ifos, p, 0))
         # products of one fixed shape (as _mlp_rows): a convolution's rounding depends on the input's length
         # on some CPUs, so the features would depend on how the stream was cut into chunks. _by_fixed_rows copies
         # the rows (taps / stride = 128 times the chunk's samples) a block at a time: all at once, the copy cost
         # as much as the products
-        rows = buf[:, : (n_out - 1) * stride + taps].unfold(1, taps, stride)  # (n_ifos, n_out, taps), a view
+        rows = buf[:, first * stride: (stop - 1) * stride + taps].unfold(1, taps, stride)  # (n_ifos, n_out, taps)
         z = torch.empty((self.n_ifos, n_out, 2 * p), dtype=buf.dtype, device=buf.device)
         for r, zr in zip(rows, z):
             _by_fixed_rows(r, lambda c: torch.mm(c, self._branch_t), out=zr)

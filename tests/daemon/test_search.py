@@ -157,8 +157,9 @@ def test_slid_statistics_equal_the_network_on_paired_windows(name, block):
 def test_locate_dates_a_loud_template_to_a_feature_step_whatever_the_chunking():
     """SlideScorer.locate: a unit-norm template planted at SNR 12 in both detectors (merger at a known sample,
     off the feature grid) is found at its merger to within half a feature step, with its network SNR; the
-    best-template track is the same bit for bit however the stream is cut; quieter than ``min_snr``, outside
-    the ring, or without a template branch: None."""
+    best-template track is the same bit for bit however the stream is cut into whole seconds (the branch's
+    FFT blocks), and to float rounding otherwise; quieter than ``min_snr``, outside the ring, or without a
+    template branch: None."""
     import scipy.signal
 
     kw = dict(channels=16, stem_channels=8, hidden=8, template_pairs=2, template_taps=256, template_after=40)
@@ -176,7 +177,7 @@ def test_locate_dates_a_loud_template_to_a_feature_step_whatever_the_chunking():
     s0 = merger - (256 - 40) - start
     x[:, s0:s0 + 256] += (12.0 * c / np.linalg.norm(c)).astype(np.float32)
     found, tracks = [], []
-    for block in (1500, 5 * RATE + 3):
+    for block in (RATE, 3 * RATE, 1500, 5 * RATE + 3):
         scorer = small_model("factorized", seed=3, **kw)
         scorer.model.set_templates(filters)
         ss = SlideScorer(scorer, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=RATE, n_slides=2)
@@ -192,6 +193,9 @@ def test_locate_dates_a_loud_template_to_a_feature_step_whatever_the_chunking():
         tracks.append(ss._track[steps % ss._cap])
     assert np.array_equal(tracks[0], tracks[1])
     assert found[0] == found[1]
+    for track, f in zip(tracks[2:], found[2:]):
+        np.testing.assert_allclose(track, tracks[0], rtol=1e-5)
+        assert f[0] == found[0][0] and f[1] == pytest.approx(found[0][1], rel=1e-6)
     sample, snr = found[0]
     assert abs(sample - merger) <= 4 and snr == pytest.approx(12 * np.sqrt(2), rel=0.05)
     plain = SlideScorer(small_model("factorized", seed=3, channels=16, stem_channels=8, hidden=8),
