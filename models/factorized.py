@@ -175,6 +175,8 @@ class FactorizedNet(GWNet):
 
     name = "factorized"
     joint = False
+    #: head_projected takes the template units' best by its kernel (tests switch it off to compare)
+    _split_head = True
 
     def __init__(
         self,
@@ -668,6 +670,13 @@ class FactorizedNet(GWNet):
         hdim = a.shape[0]
         chunk = max(1, int(max_elements) // max(1, hdim * span))
         lo_all = (torch.remainder(sl, n_b) if wrap else sl).tolist()
+        # With one shared template gain the logit reads the template units only through their largest value
+        # over templates and steps: on the CPU a kernel forms that per slide and step without the units
+        # (gwstream.kernels.coinc), and the units of the MLP go the general way below. Same bits.
+        p = self.template_pairs
+        split = self._split_head and bool(p) and self.template_gain.dim() == 0 and a.device.type == "cpu" \
+            and a.dtype == b.dtype
+        hu = hdim - p if split else hdim  # units pooled by max and mean
         outs = []
         for i0 in range(0, n_s, chunk):
             lo = lo_all[i0 : i0 + chunk]
@@ -679,16 +688,16 @@ class FactorizedNet(GWNet):
                 # evenly spaced slides (the daemon's): one strided view of b, read once by the add;
                 # a view cannot step backwards, so decreasing offsets are read in reverse
                 flip = step < 0
-                u = b.as_strided((hdim, kc, span), (b.stride(0), abs(step) * b.stride(1), b.stride(1)),
+                u = b.as_strided((hu, kc, span), (b.stride(0), abs(step) * b.stride(1), b.stride(1)),
                                  b.storage_offset() + min(lo[0], lo[-1]) * b.stride(1))
-                u = torch.add(u, a_span[:, None])
+                u = torch.add(u, a_span[:hu, None])
             elif inside:  # contiguous slices: a copy per slide, no gather
-                u = torch.stack([b[:, v : v + span] for v in lo], dim=1).add_(a_span[:, None])  # [H, Kc, span]
+                u = torch.stack([b[:hu, v : v + span] for v in lo], dim=1).add_(a_span[:hu, None])  # [H, Kc, span]
             else:  # a slide wraps around the end of a ring buffer
                 il = torch.remainder(sl[i0 : i0 + chunk, None] + j, n_b)
-                u = b[:, il].add_(a_span[:, None])
+                u = b[:hu, il].add_(a_span[:hu, None])
             u = u.relu_()
-            u = u.reshape(hdim, -1, span // g, g)
+            u = u.reshape(hu, -1, span // g, g)
             bmax = u.amax(dim=-1).transpose(0, 1)  # [Kc, H, nb]
             bsum = u.sum(dim=-1).transpose(0, 1)
             if nbw > 1:
@@ -697,8 +706,26 @@ class FactorizedNet(GWNet):
             pooled = torch.cat([bmax[..., bidx], bsum[..., bidx] / tp], dim=1)  # [Kc, 2H, n_w]
             if flip:
                 pooled = pooled.flip(0)
-            outs.append(self._mlp_rows(pooled.transpose(1, 2)))
+            if not split:
+                outs.append(self._mlp_rows(pooled.transpose(1, 2)))
+                continue
+            best = self._best_template(a_span[hu:], b[hu:], lo, g, nbw, bidx)  # [Kc, n_w], slides in order
+            logit = _by_fixed_rows(pooled.transpose(1, 2).reshape(-1, 2 * hu), self.mlp)[:, 0].reshape(kc, -1)
+            outs.append(logit + self.template_gain * (torch.sqrt(best + _TEMPLATE_EPS) - _TEMPLATE_NOISE))
         return torch.cat(outs, dim=0)
+
+    @staticmethod
+    def _best_template(a: torch.Tensor, b: torch.Tensor, lo: list, g: int, nbw: int, bidx: torch.Tensor) -> torch.Tensor:
+        """Largest template unit ``relu(a_k[t] + b_k[t + lo_s])`` of each window ``[K, n_w]`` (see head_projected)."""
+        from gwstream.kernels.coinc import best_coincident
+
+        span = a.shape[-1]
+        m = torch.from_numpy(best_coincident(a.detach().contiguous().numpy(), b.detach().numpy(),
+                                             np.asarray(lo, dtype=np.int64)))
+        m = m.reshape(len(lo), span // g, g).amax(dim=-1)  # [K, blocks]
+        if nbw > 1:
+            m = F.max_pool1d(m[:, None], nbw, stride=1)[:, 0]
+        return torch.relu(m[:, bidx])
 
     def _mlp_rows(self, x: torch.Tensor) -> torch.Tensor:
         """``mlp(x)`` over ``x [..., 2H]`` -> ``[...]``, in gemms of one fixed shape.

@@ -494,3 +494,33 @@ def test_with_more_templates_keeps_the_network_and_adds_pairs():
         FactorizedNet.with_more_templates(net, np.zeros((3, 1024)))
     with pytest.raises(ValueError, match="no template branch"):
         FactorizedNet.with_more_templates(_model("factorized", seed=1), np.zeros((2, 1024)))
+
+
+@pytest.mark.parametrize("slides", ["increasing", "decreasing", "irregular", "wrapping"])
+def test_head_projected_takes_the_best_template_by_kernel_with_the_same_bits(slides):
+    """With one shared gain the template units enter the logit only through their largest value: the kernel
+    that forms it per slide and step (no units materialised) gives the general path's logits bit for bit,
+    missing data (NaN) included."""
+    net = _with_branch(9)
+    with torch.no_grad():
+        net.template_gain.fill_(1.1)
+    rng = np.random.default_rng(10)
+    hdim, ws = net.proj_h1.out_channels, 16
+    tp = net.window_steps - 2 * net.lag_steps
+    a = torch.from_numpy(rng.standard_normal((hdim, 30 * ws + tp)).astype(np.float32) * 4)
+    b = torch.from_numpy(rng.standard_normal((hdim, 90 * ws)).astype(np.float32) * 4)
+    a[-1, 40] = float("nan")  # a template unit
+    b[2, 300] = float("nan")  # an MLP unit
+    b[-2, 700] = float("nan")
+    offsets = {"increasing": torch.arange(0, 40 * ws, ws), "decreasing": torch.arange(39 * ws, -1, -ws),
+               "irregular": torch.tensor([0, 5, 300, 17, 44 * ws]),
+               "wrapping": torch.arange(0, 40 * ws, ws) + 70 * ws}[slides]
+    wrap = slides == "wrapping"
+    starts = torch.arange(0, 30 * ws, ws)
+    with torch.inference_mode():
+        split = net.head_projected(a, b, starts, offsets, wrap=wrap, grid=ws)
+        net._split_head = False
+        general = net.head_projected(a, b, starts, offsets, wrap=wrap, grid=ws)
+    assert split.isnan().any() and (~split.isnan()).any()
+    assert torch.equal(split.isnan(), general.isnan())
+    assert torch.equal(split.nan_to_num(), general.nan_to_num())
