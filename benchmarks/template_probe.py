@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--n-noise", type=int, default=20_000)
     ap.add_argument("--n-per-snr", type=int, default=1000)
     ap.add_argument("--snr", type=float, default=8.0)
+    ap.add_argument("--long-taps", type=int, default=0, help="also the same templates cut to this many taps, "
+                    "read over more of the window on the feature steps late enough to hold them ('probe+long': "
+                    "the larger of the two statistics); 0: off")
     ap.add_argument("--stride", type=int, default=STRIDE, help="samples between probe steps (the network's: 8)")
     ap.add_argument("--seed", type=int, default=20_001)
     ap.add_argument("--models", nargs="*", default=["models/default.pt"])
@@ -75,6 +78,12 @@ def main() -> None:
         idx = np.linspace(0, len(tb) - 1, args.pairs).round().astype(int)
         params = {k: tb.params[k][idx] for k in ("mass1", "mass2", "spin1z", "spin2z")}
     filt = torch.from_numpy(template_filters(cfg, args.pairs, args.taps, params))[:, None, :]
+    if args.long_taps:
+        if not RF < args.long_taps <= cfg.windows.window_s * cfg.data.analysis_rate_hz:
+            ap.error(f"--long-taps {args.long_taps}: expected more than {RF} and at most the window")
+        filt_long = torch.from_numpy(template_filters(cfg, args.pairs, args.long_taps, params))[:, None, :]
+        j0 = -(-(args.long_taps - RF) // args.stride)  # first step whose long templates fit in the window
+        o_long = RF - args.long_taps + args.stride * j0
     bank = WaveformBank.generate(t.injections, 1000, seed=args.seed, sample_rate_hz=rate, workers=t.workers,
                                  cache=Path(t.out_dir) / "banks")
     maker = WindowMaker.from_config(cfg, bank, args.seed, "minimum")
@@ -82,7 +91,8 @@ def main() -> None:
                for p in args.models}
     p = args.pairs
     lag = -(-LAG * STRIDE // args.stride)  # the same +-24 samples
-    stats: dict[str, list] = {"probe": [], "probe-capped": [], "probe-sum": [], "probe-indep": [], **{k: [] for k in scorers}}
+    stats: dict[str, list] = {"probe": [], "probe-capped": [], "probe-sum": [], "probe-indep": [],
+                               **({"probe+long": []} if args.long_taps else {}), **{k: [] for k in scorers}}
     labels, masses = [], []
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -108,13 +118,20 @@ def main() -> None:
             m = a2.amax(2)
             l1m = torch.nn.functional.max_pool1d(m[:, 1:2], 2 * lag + 1, stride=1)[:, 0]
             stats["probe-indep"].append((m[:, 0, lag:-lag] + l1m).amax(1).sqrt().numpy())
+            if args.long_taps:  # steps j0.. of the same grid, each template read over long_taps samples
+                zl = torch.nn.functional.conv1d(torch.from_numpy(x[..., o_long:]).float().reshape(2 * b, 1, -1),
+                                                filt_long, stride=args.stride)
+                a2l = (zl[:, :p] ** 2 + zl[:, p:] ** 2).reshape(b, 2, p, -1)
+                l1l = torch.nn.functional.max_pool1d(a2l[:, 1], 2 * lag + 1, stride=1)
+                long_stat = (a2l[:, 0, :, lag:-lag] + l1l).flatten(1).amax(1).sqrt().numpy()
+                stats["probe+long"].append(np.maximum(stats["probe"][-1], long_stat))
             for name, sc in scorers.items():
                 stats[name].append(sc.score(x))
             bi = np.maximum(info["bank_index"], 0)
             masses.append(np.where(y == 1, bank.params["mass1"][bi] + bank.params["mass2"][bi], 0.0))
             labels.append(y)
     y, mt = np.concatenate(labels), np.concatenate(masses)
-    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "bank": args.bank, "stride": args.stride, "n_noise": int((y == 0).sum()),
+    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "bank": args.bank, "stride": args.stride, "long_taps": args.long_taps, "n_noise": int((y == 0).sum()),
            "n_signals": int((y == 1).sum()), "snr": args.snr, "seed": args.seed, "wall_s": 0.0, "tpr": {}}
     for name, chunks in stats.items():
         s = np.concatenate(chunks).astype(np.float64)
