@@ -826,8 +826,9 @@ class StreamEncoder:
     at a time (:class:`_BranchFFT`); its blocks end where the absolute sample
     count (``origin`` at :meth:`reset` plus the samples fed) reaches a multiple
     of ``block_samples``, so a stream fed in such aligned blocks (the daemon's
-    1-s blocks) gets every feature of a block with that block, no later. Fed
-    in smaller pieces, a block's features wait for its last sample.
+    1-s blocks) gets every feature of a block with that block, all by FFT. Fed
+    off that grid, the features an unfinished FFT block already has come at
+    once as row products (to float rounding the same), so none waits.
 
     Parameters
     ----------
@@ -900,9 +901,9 @@ class StreamEncoder:
         self._pending: list[torch.Tensor | None] = [None, None]
         self._drop = self._partial = 0
         if self._fft is not None:
-            # feature j completes with absolute sample origin + j * stride + rf - 1; `pad` zero features in front
-            # of the branch's blocks make each block's last feature the one completed by an aligned block's end
-            # (the zeros reach only those features, which are dropped)
+            # feature j completes with absolute sample origin + j * stride + rf - 1; `_drop` features' worth of
+            # zeros in front of the branch's stream make each FFT block's last feature the one completed by an
+            # aligned block's end (the zeros reach only those features, which are dropped)
             fs, nf = m.stride_samples, self._fft.features
             self._drop = (nf - 1 + -(-(int(origin) + m.receptive_field_samples) // fs)) % nf
             self._branch_tail = torch.zeros((self.n_ifos, self._drop * fs), dtype=self._branch.dtype)
