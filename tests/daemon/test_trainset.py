@@ -212,6 +212,25 @@ def test_template_filters_are_unit_norm_quadrature_pairs():
     assert abs(float(w[0] @ w[2])) < 0.9  # light and heavy templates differ
 
 
+def test_template_filters_cut_given_templates_as_the_ladder_does():
+    """``params`` (a placed bank's): the same cut, whitening and quadratures; aligned spins change the template."""
+    from gwstream.daemon.config import Config
+    from gwstream.daemon.training import template_filters
+
+    cfg = Config()
+    ladder = template_filters(cfg, 2, 512)
+    mc = np.geomspace(7.0 * 2 ** -0.2, 50.0 * 2 ** -0.2, 2)  # the ladder's equal-mass and q = 2 masses
+    m1 = np.array([mc[0] * 2 ** 0.2, min(50.0, mc[1] * 3 ** 1.2 / 2 ** 0.6 * 2 / 3)])
+    m2 = np.array([mc[0] * 2 ** 0.2, max(7.0, mc[1] * 3 ** 1.2 / 2 ** 0.6 / 3)])
+    given = template_filters(cfg, 2, 512, {"mass1": m1, "mass2": m2})
+    np.testing.assert_allclose(given, ladder, rtol=0, atol=1e-5)
+    spun = template_filters(cfg, 2, 512, {"mass1": m1, "mass2": m2, "spin1z": np.array([0.8, 0.0]),
+                                          "spin2z": np.array([0.8, 0.0])})
+    assert abs(float(spun[0] @ ladder[0])) < 0.99 and np.allclose(spun[1], ladder[1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected \(3,\)"):
+        template_filters(cfg, 3, 512, {"mass1": m1, "mass2": m2})
+
+
 def test_minimum_phase_pool_whitens_causally_like_the_daemon(maker):
     """phase="minimum": white noise, no look-ahead, and the whitened signal is the causal filter's output."""
     from gwstream.kernels import whiten as kwh
