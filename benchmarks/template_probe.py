@@ -94,6 +94,12 @@ def main() -> None:
     stats: dict[str, list] = {"probe": [], "probe-capped": [], "probe-sum": [], "probe-indep": [],
                                **({"probe+long": []} if args.long_taps else {}), **{k: [] for k in scorers}}
     labels, masses = [], []
+
+    def network(e: torch.Tensor) -> torch.Tensor:
+        """``max over templates and steps of e_H1 + max_{|l| <= lag} e_L1`` of per-detector values ``(b, 2, P, T)``."""
+        l1 = torch.nn.functional.max_pool1d(e[:, 1], 2 * lag + 1, stride=1)
+        return (e[:, 0, :, lag:-lag] + l1).flatten(1).amax(1)
+
     t0 = time.perf_counter()
     with torch.inference_mode():
         for x, y, _snr, _taps, info in validation_chunks(maker, args.seed, args.n_noise, (args.snr,),
@@ -102,28 +108,19 @@ def main() -> None:
             b = xt.shape[0]
             z = torch.nn.functional.conv1d(xt.reshape(2 * b, 1, -1), filt, stride=args.stride)
             a2 = (z[:, :p] ** 2 + z[:, p:] ** 2).reshape(b, 2, p, -1)
-            l1 = torch.nn.functional.max_pool1d(a2[:, 1], 2 * lag + 1, stride=1)
-            stats["probe"].append((a2[:, 0, :, lag:-lag] + l1).flatten(1).amax(1).sqrt().numpy())
+            stats["probe"].append(network(a2).sqrt().numpy())
             # each detector's SNR^2 capped at 64 (SNR 8) before the sum: a louder single-detector signal (a slid
             # event, a glitch) counts no more than SNR 8 in that detector
-            cap = a2.clamp(max=64.0)
-            l1c = torch.nn.functional.max_pool1d(cap[:, 1], 2 * lag + 1, stride=1)
-            stats["probe-capped"].append((cap[:, 0, :, lag:-lag] + l1c).flatten(1).amax(1).sqrt().numpy())
+            stats["probe-capped"].append(network(a2.clamp(max=64.0)).sqrt().numpy())
             # the sum of amplitudes, as a factorized network's template units add them (less their noise means)
-            amp = a2.sqrt() - 1.25
-            l1a = torch.nn.functional.max_pool1d(amp[:, 1], 2 * lag + 1, stride=1)
-            stats["probe-sum"].append((amp[:, 0, :, lag:-lag] + l1a).flatten(1).amax(1).numpy())
+            stats["probe-sum"].append(network(a2.sqrt() - 1.25).numpy())
             # each detector's best template on its own (no same-template requirement): what a head reading
             # only max_k E_k per detector could form
-            m = a2.amax(2)
-            l1m = torch.nn.functional.max_pool1d(m[:, 1:2], 2 * lag + 1, stride=1)[:, 0]
-            stats["probe-indep"].append((m[:, 0, lag:-lag] + l1m).amax(1).sqrt().numpy())
+            stats["probe-indep"].append(network(a2.amax(2, keepdim=True)).sqrt().numpy())
             if args.long_taps:  # steps j0.. of the same grid, each template read over long_taps samples
                 zl = torch.nn.functional.conv1d(torch.from_numpy(x[..., o_long:]).float().reshape(2 * b, 1, -1),
                                                 filt_long, stride=args.stride)
-                a2l = (zl[:, :p] ** 2 + zl[:, p:] ** 2).reshape(b, 2, p, -1)
-                l1l = torch.nn.functional.max_pool1d(a2l[:, 1], 2 * lag + 1, stride=1)
-                long_stat = (a2l[:, 0, :, lag:-lag] + l1l).flatten(1).amax(1).sqrt().numpy()
+                long_stat = network((zl[:, :p] ** 2 + zl[:, p:] ** 2).reshape(b, 2, p, -1)).sqrt().numpy()
                 stats["probe+long"].append(np.maximum(stats["probe"][-1], long_stat))
             for name, sc in scorers.items():
                 stats[name].append(sc.score(x))
@@ -131,7 +128,8 @@ def main() -> None:
             masses.append(np.where(y == 1, bank.params["mass1"][bi] + bank.params["mass2"][bi], 0.0))
             labels.append(y)
     y, mt = np.concatenate(labels), np.concatenate(masses)
-    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "bank": args.bank, "stride": args.stride, "long_taps": args.long_taps, "n_noise": int((y == 0).sum()),
+    res = {"benchmark": "template_probe", "pairs": p, "taps": args.taps, "bank": args.bank, "stride": args.stride,
+           "long_taps": args.long_taps, "n_noise": int((y == 0).sum()),
            "n_signals": int((y == 1).sum()), "snr": args.snr, "seed": args.seed, "wall_s": 0.0, "tpr": {}}
     for name, chunks in stats.items():
         s = np.concatenate(chunks).astype(np.float64)

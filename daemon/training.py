@@ -72,15 +72,16 @@ def template_filters(cfg: Config, pairs: int, taps: int, params: dict | None = N
 
     t, rate = cfg.train, cfg.data.analysis_rate_hz
     inj = t.injections
-    lo = max(inj.mass1_msun[0], inj.mass2_msun[0])
-    hi = max(inj.mass1_msun[1], inj.mass2_msun[1])
-    mc = np.geomspace(lo * 2 ** -0.2, hi * 2 ** -0.2, pairs)  # chirp mass of (lo, lo) .. (hi, hi)
-    q = np.where(np.arange(pairs) % 2 == 0, 1.0, 2.0)
-    total = mc * (1 + q) ** 1.2 / q ** 0.6
-    m1 = np.clip(total * q / (1 + q), lo, hi)
-    m2 = np.clip(total / (1 + q), lo, hi)
     s1 = s2 = None
-    if params is not None:
+    if params is None:
+        lo = max(inj.mass1_msun[0], inj.mass2_msun[0])
+        hi = max(inj.mass1_msun[1], inj.mass2_msun[1])
+        mc = np.geomspace(lo * 2 ** -0.2, hi * 2 ** -0.2, pairs)  # chirp mass of (lo, lo) .. (hi, hi)
+        q = np.where(np.arange(pairs) % 2 == 0, 1.0, 2.0)
+        total = mc * (1 + q) ** 1.2 / q ** 0.6
+        m1 = np.clip(total * q / (1 + q), lo, hi)
+        m2 = np.clip(total / (1 + q), lo, hi)
+    else:
         m1, m2 = np.asarray(params["mass1"], float), np.asarray(params["mass2"], float)
         s1, s2 = params.get("spin1z"), params.get("spin2z")
         if m1.shape != (pairs,):
