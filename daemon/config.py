@@ -385,6 +385,10 @@ class TrainConfig:
     template_gain: str = setting("shared", choices=("shared", "per_template"), doc="one weight on the best-template "
                                  "statistic for all templates, or one per template (a shared-gain init_weights "
                                  "network is converted, each gain starting at the shared one)")
+    template_units: str = setting("dense", choices=("dense", "diagonal"), doc="factorized: template unit k reads "
+                                  "every feature channel, or only its own template's energy (FactorizedNet."
+                                  "diagonal_template_units: cheap for hundreds of templates; a dense init_weights "
+                                  "network is converted)")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
     stages: tuple[TrainStage, ...] = setting((), doc="[[train.stages]]: train in stages, each changing some keys "
                                              "of [train] (empty: one stage, [train] itself)")

@@ -248,6 +248,11 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
                               "branch (set train.template_pairs)")
         if not model.template_gain.dim():
             model = type(model).with_per_template_gain(model)
+    if t.template_units == "diagonal" and not getattr(model, "diagonal_template_units", False):
+        if not getattr(model, "template_pairs", 0):
+            raise ConfigError("train.template_units", t.template_units, "'dense' for a network without a template "
+                              "branch (set train.template_pairs)")
+        model = type(model).with_diagonal_template_units(model)
     if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:
         model.lr_scales["template_gain"] = t.template_lr_scale
 

@@ -145,6 +145,13 @@ class FactorizedNet(GWNet):
         One ``template_gain`` per template instead of one for all: the logit
         adds ``max_k template_gain[k] * (sqrt(u_k) - 5)`` over the templates'
         units ``u_k`` (with equal gains, the shared gain's term exactly).
+    diagonal_template_units : bool
+        Template unit ``k`` reads only its own template's energy (a weight and
+        a bias): the template rows' other weights are zero and never computed,
+        so a projection costs ``H (C + P) + P`` per step instead of
+        ``(H + P)(C + P)`` (what makes hundreds of templates affordable). The
+        ``H`` units read every channel as before. Trained dense networks keep
+        the dropped weights at ~1e-3 (:meth:`with_diagonal_template_units`).
 
     Attributes
     ----------
@@ -191,6 +198,7 @@ class FactorizedNet(GWNet):
         template_taps: int = 1024,
         template_after: int = 100,
         per_template_gain: bool = False,
+        diagonal_template_units: bool = False,
     ) -> None:
         super().__init__(sample_rate_hz, window_samples)
         c0, c = int(stem_channels), int(channels)
@@ -232,6 +240,9 @@ class FactorizedNet(GWNet):
                              f"{template_after}: expected pairs >= 0, 1 <= taps <= the receptive field ({rf} "
                              "samples) and 0 <= after < taps")
         self.template_pairs, self.template_taps, self.template_after = n_tp, n_taps, n_after
+        if diagonal_template_units and not n_tp:
+            raise ValueError("diagonal_template_units needs a template branch (template_pairs > 0)")
+        self.diagonal_template_units = bool(diagonal_template_units)
         #: parameter name -> factor on the learning rate (the optimiser's groups; see models.train.fit)
         self.lr_scales: dict[str, float] = {}
         if n_tp:
@@ -252,6 +263,8 @@ class FactorizedNet(GWNet):
             self.hparams.update(template_pairs=n_tp, template_taps=n_taps, template_after=n_after)
             if per_template_gain:
                 self.hparams.update(per_template_gain=True)
+            if diagonal_template_units:
+                self.hparams.update(diagonal_template_units=True)
 
     def set_templates(self, filters: np.ndarray | torch.Tensor) -> None:
         """Set the template branch's filters: ``(2 * template_pairs, template_taps)``, pair ``i`` is rows ``i`` and ``i + pairs``.
@@ -393,6 +406,31 @@ class FactorizedNet(GWNet):
         new.lr_scales = dict(model.lr_scales)
         return new.train(model.training)
 
+    @classmethod
+    def with_diagonal_template_units(cls, model: "FactorizedNet") -> "FactorizedNet":
+        """``model`` with :attr:`diagonal_template_units`: the projections' weights outside that structure set to zero.
+
+        Each template unit keeps the weight on its own energy and its bias; the
+        ``H`` units keep all theirs. What is dropped (template units reading
+        other channels) is what training leaves of the zeros
+        :meth:`with_template_branch` and :meth:`with_more_templates` start
+        from: ~1e-3 per weight in v11 and v13. The logits move a little (v13,
+        random windows: by 0.04 on average, at most ~0.2): score the result again.
+        """
+        if not model.template_pairs:
+            raise ValueError("expected a network with a template branch")
+        new = cls(**{**model.hparams, "diagonal_template_units": True})
+        new.load_state_dict(model.state_dict())
+        h, p, c = new.proj_h1.out_channels - new.template_pairs, new.template_pairs, new.hparams["channels"]
+        keep = torch.zeros(h + p, c + p, dtype=torch.bool)
+        keep[:h] = True
+        keep[h + torch.arange(p), c + torch.arange(p)] = True
+        with torch.no_grad():
+            for proj in (new.proj_h1, new.proj_l1):
+                proj.weight[:, :, 0].masked_fill_(~keep, 0.0)
+        new.lr_scales = dict(model.lr_scales)
+        return new.train(model.training)
+
     def n_features(self, n_samples: int) -> int:
         """Feature steps the encoder yields for ``n_samples`` input samples (0 if shorter than the receptive field)."""
         if n_samples < self.receptive_field_samples:
@@ -479,8 +517,8 @@ class FactorizedNet(GWNet):
                 f"head inputs have shapes {tuple(f_h1.shape)} and {tuple(f_l1.shape)}, expected equal "
                 f"[batch, channels, T] with T > {2 * k}"
             )
-        a = self.proj_h1(self._capped(f_h1))[..., k : f_h1.shape[-1] - k]
-        b = F.max_pool1d(self.proj_l1(self._capped(f_l1)), 2 * k + 1, stride=1)
+        a = self._proj(self.proj_h1, self._capped(f_h1))[..., k : f_h1.shape[-1] - k]
+        b = F.max_pool1d(self._proj(self.proj_l1, self._capped(f_l1)), 2 * k + 1, stride=1)
         return self._pool_mlp(torch.relu(a + b))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
@@ -563,8 +601,8 @@ class FactorizedNet(GWNet):
                     "shorten the slides, extend the cached stream or pass wrap=True"
                 )
         feats = self._capped(feats)
-        a = self.proj_h1(feats[0:1])[0]  # [H, total], with bias c
-        bm = F.max_pool1d(self.proj_l1(feats[1:2]), 2 * k + 1, stride=1)[0]  # [H, total-2k], centre j+k
+        a = self._proj(self.proj_h1, feats[0:1])[0]  # [H, total], with bias c
+        bm = F.max_pool1d(self._proj(self.proj_l1, feats[1:2]), 2 * k + 1, stride=1)[0]  # [H, total-2k], centre j+k
         s0 = int(st.min())
         out = self.head_projected(a[:, s0 + k:], bm, st - s0, s0 + sl, wrap=wrap, max_elements=max_elements)
         return out[0] if scalar else out
@@ -592,8 +630,30 @@ class FactorizedNet(GWNet):
         projected at once, so a stream gives the same projections whether it
         arrives block by block or many blocks at a time.
         """
-        a = torch.addmm(self.proj_h1.bias[:, None], self.proj_h1.weight[:, :, 0], self._capped(f_h1))
-        return a, torch.mm(self.proj_l1.weight[:, :, 0], self._capped(f_l1))
+        f_h1, f_l1 = self._capped(f_h1), self._capped(f_l1)
+        if self.diagonal_template_units:
+            return self._proj(self.proj_h1, f_h1), self._proj(self.proj_l1, f_l1)
+        a = torch.addmm(self.proj_h1.bias[:, None], self.proj_h1.weight[:, :, 0], f_h1)
+        return a, torch.mm(self.proj_l1.weight[:, :, 0], f_l1)
+
+    def _proj(self, proj: nn.Conv1d, f: torch.Tensor) -> torch.Tensor:
+        """``proj`` (1x1 convolution) of capped features ``f`` ``(..., C, T)`` -> ``(..., H + P, T)``.
+
+        With :attr:`diagonal_template_units`, as two pieces: the ``H`` units (a
+        matrix product per step), the ``P`` template units as weight times own
+        energy plus bias.
+        """
+        if not self.diagonal_template_units:
+            return proj(f)
+        h, p = proj.out_channels - self.template_pairs, self.template_pairs
+        c = f.shape[-2] - p
+        w = proj.weight[:, :, 0]
+        top = torch.matmul(w[:h], f)
+        e = f[..., c:, :] * torch.diagonal(w[h:, c:])[:, None]
+        if proj.bias is not None:
+            top = top + proj.bias[:h, None]
+            e = e + proj.bias[h:, None]
+        return torch.cat([top, e], dim=-2)
 
     def lag_pool(self, p: torch.Tensor) -> torch.Tensor:
         """``b[j] = max(p[j .. j + 2 lag_steps])``, the L1 term centred at step ``j + lag_steps``; shape (H, T - 2k)."""

@@ -524,3 +524,46 @@ def test_head_projected_takes_the_best_template_by_kernel_with_the_same_bits(sli
     assert split.isnan().any() and (~split.isnan()).any()
     assert torch.equal(split.isnan(), general.isnan())
     assert torch.equal(split.nan_to_num(), general.nan_to_num())
+
+
+def test_diagonal_template_units_read_only_their_own_energy_and_stay_so_in_training(tmp_path):
+    """with_diagonal_template_units keeps each template unit's weight on its own energy and its bias (the other
+    template-row weights zeroed, never computed), the H units whole; the window and stream paths agree, a
+    training step leaves the zeros at zero, growing keeps the structure, and a checkpoint round-trips it."""
+    net = _with_branch(11)
+    with torch.no_grad():
+        net.template_gain.fill_(0.9)
+        net.proj_h1.weight[8:, :16] += 0.01  # dense template rows, as training leaves them
+    diag = FactorizedNet.with_diagonal_template_units(net).eval()
+    c, p = net.hparams["channels"], 4
+    h = net.proj_h1.out_channels - p
+    for proj, old in ((diag.proj_h1, net.proj_h1), (diag.proj_l1, net.proj_l1)):
+        w, w0 = proj.weight[:, :, 0], old.weight[:, :, 0]
+        assert torch.equal(w[:h], w0[:h])
+        assert torch.equal(torch.diagonal(w[h:, c:]), torch.diagonal(w0[h:, c:]))
+        assert not w[h:, :c].any() and not (w[h:, c:] - torch.diag(torch.diagonal(w[h:, c:]))).any()
+    x = torch.from_numpy(np.random.default_rng(12).standard_normal((2, 2, N)).astype(np.float32))
+    dense_zeroed = copy.deepcopy(net)  # the same weights computed the dense way
+    dense_zeroed.load_state_dict(diag.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(diag(x), dense_zeroed(x), rtol=0, atol=1e-5)
+        stream = torch.from_numpy(np.random.default_rng(13).standard_normal((2, 3 * N)).astype(np.float32))
+        f = diag.encode_stream(stream)
+        starts = np.arange(0, f.shape[-1] - diag.window_steps + 1, 16)
+        wins = torch.stack([stream[:, 8 * s:8 * s + N] for s in starts])
+        torch.testing.assert_close(diag.head_windows(f, starts), diag(wins), rtol=0, atol=1e-4)
+    diag.train()
+    opt = torch.optim.AdamW(diag.parameters(), lr=1e-2, weight_decay=1e-2)
+    diag(x).sum().backward()
+    opt.step()
+    assert not diag.proj_h1.weight[h:, :c].any() and not diag.proj_l1.weight[h:, :c].any()
+    from gwstream.models.scorer import load_checkpoint, save_checkpoint
+
+    save_checkpoint(diag.eval(), tmp_path / "diag.pt")
+    back = load_checkpoint(tmp_path / "diag.pt")[0].eval()
+    with torch.inference_mode():
+        assert back.diagonal_template_units and torch.equal(back(x), diag(x))
+    grown = FactorizedNet.with_more_templates(diag, np.random.default_rng(3).standard_normal((4, 1024)) / 32)
+    assert grown.diagonal_template_units and grown.hparams["diagonal_template_units"]
+    with pytest.raises(ValueError, match="template branch"):
+        FactorizedNet.with_diagonal_template_units(_model("factorized", seed=1))
