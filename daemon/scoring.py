@@ -118,6 +118,14 @@ class SlideScorer:
             self._b = torch.full((h, self._cap), float("nan"), device=dev)
             self._encoder = StreamEncoder(model)
             self._n_tp = int(getattr(model, "template_pairs", 0))
+            # the largest templates of every lag-pooled L1 step, kept with the ring for the head's kernel
+            # (FactorizedNet.head_projected's b_top): the slides then never sort the ring again
+            self._top = None
+            if self._n_tp and model._split_head and model.template_gain.dim() == 0 and dev.type == "cpu":
+                from gwstream.kernels.coinc import TOP
+
+                t = min(TOP, self._n_tp)
+                self._top = (np.zeros((self._cap, t), dtype=np.int32), np.full((self._cap, t), np.nan, np.float32))
             # zero lag's best-template SNR^2 per centre step (template_track), tagged with its step
             self._track = np.full(self._cap, np.nan)
             self._track_step = np.full(self._cap, -1, dtype=np.int64)
@@ -149,6 +157,14 @@ class SlideScorer:
                         steps = torch.arange(max(0, newest - self._cap), newest, device=old.device)
                         new[:, torch.remainder(steps, new_cap)] = old[:, torch.remainder(steps, self._cap)]
                     setattr(self, name, new)
+                if self._top is not None:
+                    old_top = self._top
+                    self._top = (np.zeros((new_cap, old_top[0].shape[1]), dtype=np.int32),
+                                 np.full((new_cap, old_top[0].shape[1]), np.nan, np.float32))
+                    if newest is not None:
+                        steps = np.arange(max(0, newest - self._cap), newest)
+                        for new_ring, old_ring in zip(self._top, old_top):
+                            new_ring[steps % new_cap] = old_ring[steps % self._cap]
                 keep = self._track_step >= 0
                 self._track, track = np.full(new_cap, np.nan), self._track
                 self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
@@ -230,7 +246,10 @@ class SlideScorer:
                 pp, p0 = p, j0
             k = self._k
             if pp.shape[1] > 2 * k:
-                self._put(self._b, p0 + k, model.lag_pool(pp[:h]))
+                b = model.lag_pool(pp[:h])
+                self._put(self._b, p0 + k, b)
+                if self._top is not None:
+                    self._put_top(p0 + k, b[h - self._n_tp:])
                 if self._n_tp:
                     track = model.template_track(pp[h:h + self._n_tp], pp[h + self._n_tp:]).double().cpu().numpy()
                     steps = np.arange(p0 + k, p0 + k + track.size)
@@ -245,6 +264,17 @@ class SlideScorer:
         idx = torch.remainder(torch.arange(step0, step0 + n, device=ring.device), self._cap)
         ring[:, idx] = values
         self._newest_step = max(getattr(self, "_newest_step", 0) or 0, step0 + n)
+
+    def _put_top(self, step0: int, b: torch.Tensor) -> None:
+        """The largest templates of lag-pooled L1 steps ``step0 ..`` (template rows ``b``) into the ring's ``_top``."""
+        from gwstream.kernels.coinc import top_templates
+
+        n = b.shape[1]
+        if n > self._cap:
+            b, step0, n = b[:, n - self._cap:], step0 + n - self._cap, self._cap
+        idx, val = top_templates(b.cpu().numpy(), self._top[0].shape[1])
+        rows = np.arange(step0, step0 + n) % self._cap
+        self._top[0][rows], self._top[1][rows] = idx, val
 
     def locate(self, first: int, last: int, min_snr: float) -> tuple[int, float] | None:
         """Where the template branch puts a merger seen by zero-lag windows ``first .. last`` (grid indices).
@@ -360,7 +390,7 @@ class SlideScorer:
             offsets = torch.as_tensor([s_first + k - r * self.slide_windows * ws for r in range(self.n_slides + 1)],
                                       dtype=torch.long, device=dev)
             out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True,
-                                       grid=ws)
+                                       grid=ws, b_top=self._top)
         return out.double().cpu().numpy()
 
     def _score_joint(self, cond: Conditioned, index: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -669,6 +669,7 @@ class FactorizedNet(GWNet):
         wrap: bool = False,
         grid: int | None = None,
         max_elements: int = 1 << 22,
+        b_top: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> torch.Tensor:
         """Logits of windows and time slides from projected features (the cost of a time slide).
 
@@ -691,6 +692,10 @@ class FactorizedNet(GWNet):
             alone and a backlog's windows together give the same bits. Without
             it the blocks are as long as the starts allow (one window alone:
             its whole span), which can differ in the last bit.
+        b_top : (numpy.ndarray, numpy.ndarray), optional
+            :func:`gwstream.kernels.coinc.top_templates` of ``b``'s template
+            rows, kept by a caller whose ``b`` is a ring buffer (computed
+            here when not given; used only by the CPU kernel path).
 
         Returns
         -------
@@ -737,6 +742,10 @@ class FactorizedNet(GWNet):
         split = self._split_head and bool(p) and self.template_gain.dim() == 0 and a.device.type == "cpu" \
             and a.dtype == b.dtype
         hu = hdim - p if split else hdim  # units pooled by max and mean
+        if split and b_top is None:
+            from gwstream.kernels.coinc import top_templates
+
+            b_top = top_templates(b[hu:].detach().numpy())
         outs = []
         for i0 in range(0, n_s, chunk):
             lo = lo_all[i0 : i0 + chunk]
@@ -769,20 +778,20 @@ class FactorizedNet(GWNet):
             if not split:
                 outs.append(self._mlp_rows(pooled.transpose(1, 2)))
                 continue
-            best = self._best_template(a_span[hu:], b[hu:], lo, g, nbw, bidx)  # [Kc, n_w], slides in order
+            best = self._best_template(a_span[hu:], b[hu:], lo, g, nbw, bidx, b_top)  # [Kc, n_w], slides in order
             logit = _by_fixed_rows(pooled.transpose(1, 2).reshape(-1, 2 * hu), self.mlp)[:, 0].reshape(kc, -1)
             outs.append(logit + self.template_gain * (torch.sqrt(best + _TEMPLATE_EPS) - _TEMPLATE_NOISE))
         return torch.cat(outs, dim=0)
 
     @staticmethod
-    def _best_template(a: torch.Tensor, b: torch.Tensor, lo: list, g: int, nbw: int, bidx: torch.Tensor) -> torch.Tensor:
+    def _best_template(a: torch.Tensor, b: torch.Tensor, lo: list, g: int, nbw: int, bidx: torch.Tensor,
+                       b_top: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
         """Largest template unit ``relu(a_k[t] + b_k[t + lo_s])`` of each window ``[K, n_w]`` (see head_projected)."""
-        from gwstream.kernels.coinc import best_coincident
+        from gwstream.kernels.coinc import best_coincident_blocks
 
-        span = a.shape[-1]
-        m = torch.from_numpy(best_coincident(a.detach().contiguous().numpy(), b.detach().numpy(),
-                                             np.asarray(lo, dtype=np.int64)))
-        m = m.reshape(len(lo), span // g, g).amax(dim=-1)  # [K, blocks]
+        # the best of every g steps, the same bits as the steps' maximum (pruned: most sums are never formed)
+        m = torch.from_numpy(best_coincident_blocks(a.detach().numpy(), b.detach().numpy(),
+                                                    np.asarray(lo, dtype=np.int64), g, b_top))  # [K, blocks]
         if nbw > 1:
             m = F.max_pool1d(m[:, None], nbw, stride=1)[:, 0]
         return torch.relu(m[:, bidx])

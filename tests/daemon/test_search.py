@@ -110,6 +110,44 @@ def test_score_many_equals_block_by_block_scoring_exactly(block):
     assert any((~r[2]).any() for r in ref if r is not None)
 
 
+def test_slid_best_template_from_the_kept_top_lists_equals_the_general_head_bit_for_bit():
+    """The scorer keeps every L1 step's largest templates beside its ring (for the head's pruned kernel): over
+    a stream long enough to wrap and grow the rings, with more templates than the lists keep and a gain that
+    counts, the slid statistics are those of the head's general path, bit for bit."""
+    from gwstream.kernels.coinc import TOP
+
+    kw = dict(channels=16, stem_channels=8, hidden=8, template_pairs=TOP + 8, template_taps=512, template_after=40)
+    scorers = [small_model("factorized", seed=7, **kw) for _ in range(2)]
+    rng = np.random.default_rng(9)
+    filters = rng.standard_normal((2 * (TOP + 8), 512)).astype(np.float32) / 22
+    for sc in scorers:
+        sc.model.set_templates(filters)
+        with torch.no_grad():
+            sc.model.template_gain.fill_(1.3)
+    scorers[1].model._split_head = False
+    start = 1_000_000_000 * RATE
+    total = 40 * RATE
+    x = rng.standard_normal((2, total)).astype(np.float32)
+    out = []
+    for sc in scorers:
+        ss = SlideScorer(sc, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=RATE, n_slides=4)
+        assert (ss._top is not None) == sc.model._split_head
+        fc = FakeConditioner(start)
+        rows, a = [], 0
+        while a < total:
+            n = 10 if a == 12 * RATE else 1  # a backlog of 10 blocks: the rings grow
+            conds = [fc.process(x[:, a + i * RATE:a + (i + 1) * RATE]) for i in range(n)]
+            ss.feed(conds)
+            rows += [r[1] for r in ss.score_many(conds) if r is not None]
+            a += n * RATE
+        cap = ss._cap
+        out.append(np.concatenate(rows, axis=1))
+    assert cap > 3190 and total // 8 > cap  # grown, and wrapped
+    assert out[0].shape[0] == 5 and np.isfinite(out[0]).sum() > 1000
+    assert np.array_equal(np.isnan(out[0]), np.isnan(out[1]))
+    assert np.array_equal(np.nan_to_num(out[0]), np.nan_to_num(out[1]))
+
+
 @pytest.mark.parametrize("name,block", [("factorized", 1500), ("baseline", 1500), ("factorized", 6 * RATE + 7),
                                         ("baseline", 6 * RATE + 7), ("factorized+templates", 1500)])
 def test_slid_statistics_equal_the_network_on_paired_windows(name, block):

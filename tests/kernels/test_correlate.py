@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gwstream.kernels.coinc import best_coincident
+from gwstream.kernels.coinc import TOP, best_coincident, best_coincident_blocks, top_templates
 from gwstream.kernels.correlate import filter_spectra, fold_product
 
 
@@ -50,3 +50,58 @@ def test_best_coincident_is_the_max_of_the_sums_nan_included():
         best_coincident(a, b, np.array([50]))
     with pytest.raises(ValueError, match="one dtype"):
         best_coincident(a, b.astype(np.float64), offsets)
+
+
+def _block_max(a, b, offsets, g):
+    return best_coincident(a, b, offsets).reshape(offsets.size, -1, g).max(axis=-1)
+
+
+@pytest.mark.parametrize("p", [1, 5, TOP, 3 * TOP])
+def test_best_coincident_blocks_equals_the_block_maxima_bit_for_bit(p):
+    """The pruned kernel (kept top lists, Fagin's threshold) gives the block maxima of the plain one exactly:
+    templates fewer and more than the lists keep, correlated neighbours, wrapping slides, NaN blocks."""
+    rng = np.random.default_rng(p)
+    raw = rng.chisquare(2, (p + 4, 400))
+    a = np.stack([raw[k:k + 5, :320].mean(axis=0) for k in range(p)]).astype(np.float32) * 3  # neighbours alike
+    b = np.stack([raw[k:k + 5].mean(axis=0) for k in range(p)]).astype(np.float32)[:, ::-1].copy() * 3
+    a[p // 2, 37] = np.nan
+    b[0, 211] = np.nan
+    offsets = np.array([0, 13, 80, 150, 399, 255])  # the last three wrap around the 400-step ring
+    want = _block_max(a, b, offsets, 16)
+    got = best_coincident_blocks(a, b, offsets, 16)
+    assert np.isnan(want).any() and (~np.isnan(want)).any()
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.nan_to_num(got), np.nan_to_num(want))
+    assert np.array_equal(best_coincident_blocks(a, b, offsets, 16, b_top=top_templates(b)), got, equal_nan=True)
+
+
+def test_best_coincident_blocks_visits_every_template_past_its_lists():
+    """When no template stands out (a rising where b falls, the sums flat) the threshold never stops within the
+    kept lists: the kernel then visits every template, and the maximum is still exact."""
+    p = 3 * TOP
+    k = np.arange(p, dtype=np.float32)
+    a = np.repeat(k[:, None], 32, axis=1) + np.float32(0.25) * (np.arange(p) == 70)[:, None]
+    b = np.repeat((p - k)[:, None], 64, axis=1)
+    offsets = np.array([0, 5, 40])
+    got = best_coincident_blocks(a, b, offsets, 8)
+    assert np.array_equal(got, _block_max(a, b, offsets, 8))
+    assert (got == np.float32(p + 0.25)).all()  # template 70, in neither list
+
+
+def test_top_templates_are_the_largest_in_order():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((50, 20)).astype(np.float32)
+    x[:, 3] = 1.0  # ties: lower row first
+    x[7, 9] = np.nan
+    idx, val = top_templates(x, 6)
+    for j in range(20):
+        if j == 9:
+            assert np.isnan(val[j]).all()
+            continue
+        want = np.argsort(-x[:, j], kind="stable")[:6]
+        assert np.array_equal(idx[j], want) and np.array_equal(val[j], x[want, j])
+    assert top_templates(x[:4], 6)[0].shape == (20, 4)  # capped at the templates there are
+    with pytest.raises(ValueError, match="divisor of the span"):
+        best_coincident_blocks(x, x, np.array([0]), 7)
+    with pytest.raises(ValueError, match="b_top"):
+        best_coincident_blocks(x, x, np.array([0]), 4, b_top=top_templates(x[:, :10]))
