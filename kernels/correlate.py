@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["filter_spectra", "fold_product"]
+__all__ = ["energies", "filter_spectra", "fold_product", "fold_product_complex"]
 
 
 def filter_spectra(filters: np.ndarray, stride: int, nfft: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +72,34 @@ def fold_product(xr, xi, gr, gi, yr, yi):  # pragma: no cover - compiled
                 for k in range(m):
                     yr[b, p, k] += xr[b, r, k] * gr[p, r, k] - xi[b, r, k] * gi[p, r, k]
                     yi[b, p, k] += xr[b, r, k] * gi[p, r, k] + xi[b, r, k] * gr[p, r, k]
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def fold_product_complex(xr, xi, gr, gi, y):  # pragma: no cover - compiled
+    """:func:`fold_product` written into one complex array ``y`` ``(n_blocks, P, M)``: the same sums, bit for bit."""
+    nb, s, m = xr.shape
+    for p in numba.prange(gr.shape[0]):
+        yr = np.empty(m, dtype=xr.dtype)
+        yi = np.empty(m, dtype=xr.dtype)
+        for b in range(nb):
+            for k in range(m):
+                yr[k] = 0.0
+                yi[k] = 0.0
+            for r in range(s):
+                for k in range(m):
+                    yr[k] += xr[b, r, k] * gr[p, r, k] - xi[b, r, k] * gi[p, r, k]
+                    yi[k] += xr[b, r, k] * gi[p, r, k] + xi[b, r, k] * gr[p, r, k]
+            for k in range(m):
+                y[b, p, k] = yr[k] + 1j * yi[k]
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def energies(z, out):  # pragma: no cover - compiled
+    """``out[p, t] = z[p, t].real ** 2 + z[p, t].imag ** 2`` for ``t < out.shape[1]`` (each product rounded, then
+    the sum: no fused multiply-add), ``z`` complex ``(P, >= T)``, ``out`` real ``(P, T)``, any strides."""
+    p, t = out.shape
+    for i in numba.prange(p):
+        for j in range(t):
+            re = z[i, j].real
+            im = z[i, j].imag
+            out[i, j] = re * re + im * im

@@ -845,7 +845,7 @@ class _BranchFFT:
 
     def __call__(self, buf: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Energies ``(n_ifos, P, n_blocks B)`` of the whole blocks in ``buf`` ``(n_ifos, n)``, and samples consumed."""
-        from gwstream.kernels.correlate import fold_product
+        from gwstream.kernels.correlate import energies, fold_product_complex
 
         n_ifos, n = buf.shape
         nb = (n - self.reads) // self.hop + 1 if n >= self.reads else 0
@@ -864,13 +864,11 @@ class _BranchFFT:
                 c = min(self.CHUNK, nb - b0)
                 x = torch.stack([torch.fft.fft(rows[i, b], n=self.nfft) for b in range(b0, b0 + c)])
                 x = torch.view_as_real(x.reshape(c, s, m))
-                yr = np.empty((c, self.pairs, m), dtype=gr.dtype)
-                yi = np.empty_like(yr)
-                fold_product(x[..., 0].contiguous().numpy(), x[..., 1].contiguous().numpy(), gr, gi, yr, yi)
-                y = torch.complex(torch.from_numpy(yr), torch.from_numpy(yi))
+                y = torch.empty((c, self.pairs, m), dtype=x.dtype.to_complex())
+                fold_product_complex(x[..., 0].contiguous().numpy(), x[..., 1].contiguous().numpy(), gr, gi,
+                                     y.numpy())
                 for j in range(c):
-                    z = torch.view_as_real(torch.fft.ifft(y[j], dim=-1)[:, :f])
-                    out[i, :, (b0 + j) * f:(b0 + j + 1) * f] = z[..., 0].square() + z[..., 1].square()
+                    energies(torch.fft.ifft(y[j], dim=-1).numpy(), out[i, :, (b0 + j) * f:(b0 + j + 1) * f].numpy())
         return out, nb * self.hop
 
 

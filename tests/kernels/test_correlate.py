@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gwstream.kernels.coinc import TOP, best_coincident, best_coincident_blocks, top_templates
-from gwstream.kernels.correlate import filter_spectra, fold_product
+from gwstream.kernels.correlate import energies, filter_spectra, fold_product, fold_product_complex
 
 
 @pytest.mark.parametrize("stride,taps,n_out", [(8, 64, 40), (4, 33, 17), (1, 16, 10)])
@@ -24,6 +24,28 @@ def test_fold_product_gives_the_decimated_correlation(stride, taps, n_out):
     fold_product(spec.real.copy(), spec.imag.copy(), gr, gi, yr, yi)
     got = np.fft.ifft(yr + 1j * yi, axis=-1)[..., :n_out]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.abs(want).max())
+
+
+def test_fold_product_complex_and_energies_give_the_same_bits_as_the_float_parts():
+    """The complex-output fold and the energy kernel the stream encoder uses are fold_product's sums and
+    torch's square-and-add, bit for bit (float32), energies written through a strided view."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    p, s, m, nb = 7, 8, 48, 3
+    xr, xi = (rng.standard_normal((nb, s, m)).astype(np.float32) for _ in range(2))
+    gr, gi = (rng.standard_normal((p, s, m)).astype(np.float32) for _ in range(2))
+    yr, yi = np.empty((nb, p, m), np.float32), np.empty((nb, p, m), np.float32)
+    fold_product(xr, xi, gr, gi, yr, yi)
+    y = np.empty((nb, p, m), np.complex64)
+    fold_product_complex(xr, xi, gr, gi, y)
+    assert np.array_equal(y.real, yr) and np.array_equal(y.imag, yi)
+    z = torch.fft.ifft(torch.from_numpy(y[1]), dim=-1)
+    out = torch.zeros((p, 3 * 32))
+    energies(z.numpy(), out[:, 32:64].numpy())
+    zr = torch.view_as_real(z[:, :32])
+    assert torch.equal(out[:, 32:64], zr[..., 0].square() + zr[..., 1].square())
+    assert not out[:, :32].any() and not out[:, 64:].any()
 
 
 def test_filter_spectra_rejects_bad_geometry():
