@@ -37,6 +37,11 @@ __all__ = ["Scorer", "save_checkpoint", "load_checkpoint", "load_exported", "EXP
 EXPORT_KINDS = ("torchscript", "export")
 
 
+def _packed(model: GWNet, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state as stored: a network may store some weights compactly (``packed_state``/``unpacked_state``)."""
+    return model.packed_state(state) if hasattr(model, "packed_state") else state
+
+
 def save_checkpoint(model: GWNet, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as a weights-only checkpoint, atomically.
 
@@ -67,7 +72,7 @@ def save_checkpoint(model: GWNet, path: str | os.PathLike, meta: dict[str, Any] 
     payload = {
         "name": model.name,
         "hparams": copy.deepcopy(model.hparams),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": _packed(model, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}),
         "meta": meta,
     }
     path = Path(path)
@@ -119,6 +124,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[GWNet, dict[str, Any], str
         raise ValueError(f"{path}: {exc}") from exc
     expected = model.state_dict()
     problems = []
+    if hasattr(model, "unpacked_state"):
+        try:
+            state = model.unpacked_state(state)
+        except ValueError as exc:
+            raise ValueError(f"{path}: weights do not fit model {name!r} {hparams}: {exc}") from exc
     if absent := sorted(set(expected) - set(state)):
         problems.append(f"missing tensors {absent}")
     if extra := sorted(set(state) - set(expected)):

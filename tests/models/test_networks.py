@@ -560,9 +560,17 @@ def test_diagonal_template_units_read_only_their_own_energy_and_stay_so_in_train
     from gwstream.models.scorer import load_checkpoint, save_checkpoint
 
     save_checkpoint(diag.eval(), tmp_path / "diag.pt")
+    stored = torch.load(tmp_path / "diag.pt", weights_only=True)["state_dict"]
+    assert stored["proj_h1.weight"].shape == (h, c + p, 1) and stored["proj_l1.template_weight"].shape == (p,)
     back = load_checkpoint(tmp_path / "diag.pt")[0].eval()
     with torch.inference_mode():
         assert back.diagonal_template_units and torch.equal(back(x), diag(x))
+    assert all(torch.equal(v, diag.state_dict()[k]) for k, v in back.state_dict().items())
+    bad = torch.load(tmp_path / "diag.pt", weights_only=True)
+    bad["state_dict"]["proj_l1.template_weight"] = torch.zeros(p + 1)
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt: weights do not fit.*proj_l1: packed weights"):
+        load_checkpoint(tmp_path / "bad.pt")
     grown = FactorizedNet.with_more_templates(diag, np.random.default_rng(3).standard_normal((4, 1024)) / 32)
     assert grown.diagonal_template_units and grown.hparams["diagonal_template_units"]
     with pytest.raises(ValueError, match="template branch"):
