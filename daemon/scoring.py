@@ -121,7 +121,8 @@ class SlideScorer:
             # the largest templates of every lag-pooled L1 step, kept with the ring for the head's kernel
             # (FactorizedNet.head_projected's b_top): the slides then never sort the ring again
             self._top = None
-            if self._n_tp and model._split_head and model.template_gain.dim() == 0 and dev.type == "cpu":
+            if self.n_slides and self._n_tp and model._split_head and model.template_gain.dim() == 0 and \
+                    dev.type == "cpu":
                 from gwstream.kernels.coinc import TOP
 
                 t = min(TOP, self._n_tp)
@@ -261,8 +262,10 @@ class SlideScorer:
         n = values.shape[1]
         if n > self._cap:
             values, step0, n = values[:, n - self._cap:], step0 + n - self._cap, self._cap
-        idx = torch.remainder(torch.arange(step0, step0 + n, device=ring.device), self._cap)
-        ring[:, idx] = values
+        i0 = step0 % self._cap
+        first = min(n, self._cap - i0)  # up to the ring's end, then the rest from its start
+        ring[:, i0:i0 + first] = values[:, :first]
+        ring[:, :n - first] = values[:, first:]
         self._newest_step = max(getattr(self, "_newest_step", 0) or 0, step0 + n)
 
     def _put_top(self, step0: int, b: torch.Tensor) -> None:

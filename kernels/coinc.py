@@ -73,15 +73,15 @@ TOP = 32
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _top(x, t, idx, val):  # pragma: no cover - compiled
-    """``idx[j], val[j]``: the ``t`` largest of ``x[:, j]`` and their rows, largest first (ties: lower row first);
-    ``val[j]`` all NaN when ``x[:, j]`` has a NaN."""
-    p, n = x.shape
+def _top(xt, t, idx, val):  # pragma: no cover - compiled
+    """``idx[j], val[j]``: the ``t`` largest of ``xt[j]`` and their columns, largest first (ties: lower column
+    first); ``val[j]`` all NaN when ``xt[j]`` has a NaN."""
+    n, p = xt.shape
     for j in numba.prange(n):
         m = 0
         nan = False
         for k in range(p):
-            v = x[k, j]
+            v = xt[j, k]
             if v != v:
                 nan = True
                 break
@@ -113,7 +113,7 @@ def top_templates(x: np.ndarray, t: int = TOP) -> tuple[np.ndarray, np.ndarray]:
     t = min(int(t), x.shape[0])
     idx = np.empty((x.shape[1], t), dtype=np.int32)
     val = np.empty((x.shape[1], t), dtype=x.dtype)
-    _top(x, t, idx, val)
+    _top(np.ascontiguousarray(x.T), t, idx, val)  # a step's templates contiguous
     return idx, val
 
 

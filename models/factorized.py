@@ -40,6 +40,8 @@ _STEM_KERNEL = 32
 _CONV_KERNEL = 8
 _POOL = 2
 _MLP_ROWS = 256  # rows per gemm of the head's MLP on the streaming path (FactorizedNet._mlp_rows)
+#: slides from which the head's best template goes by the pruned kernel even without kept top lists
+_PRUNE_SLIDES = 16
 _TEMPLATE_LR_SCALE = 0.01  # template filters (unit norm, taps ~0.03) move at 1 % of the learning rate
 _TEMPLATE_EPS = 1e-6  # keeps the statistic's gradient finite at zero
 #: about the best-template statistic of a noise window (the square root of the largest of ~3000 chi-squared
@@ -763,7 +765,6 @@ class FactorizedNet(GWNet):
             if lo < 0 or hi > n_b:
                 raise ValueError(f"slid L1 steps [{lo}, {hi}) leave the {n_b} given; pass wrap=True for a ring")
         hdim = a.shape[0]
-        chunk = max(1, int(max_elements) // max(1, hdim * span))
         lo_all = (torch.remainder(sl, n_b) if wrap else sl).tolist()
         # With one shared template gain the logit reads the template units only through their largest value
         # over templates and steps: on the CPU a kernel forms that per slide and step without the units
@@ -772,10 +773,9 @@ class FactorizedNet(GWNet):
         split = self._split_head and bool(p) and self.template_gain.dim() == 0 and a.device.type == "cpu" \
             and a.dtype == b.dtype
         hu = hdim - p if split else hdim  # units pooled by max and mean
-        if split and b_top is None:
-            from gwstream.kernels.coinc import top_templates
-
-            b_top = top_templates(b[hu:].detach().numpy())
+        chunk = max(1, int(max_elements) // max(1, hu * span))  # slides at a time through the units
+        if split:  # every slide's best template at once (one parallel kernel call; the lists sorted once)
+            best_all = self._best_template(a_span[hu:], b[hu:], lo_all, g, nbw, bidx, b_top)  # [K, n_w], in order
         outs = []
         for i0 in range(0, n_s, chunk):
             lo = lo_all[i0 : i0 + chunk]
@@ -808,7 +808,7 @@ class FactorizedNet(GWNet):
             if not split:
                 outs.append(self._mlp_rows(pooled.transpose(1, 2)))
                 continue
-            best = self._best_template(a_span[hu:], b[hu:], lo, g, nbw, bidx, b_top)  # [Kc, n_w], slides in order
+            best = best_all[i0 : i0 + kc]
             logit = _by_fixed_rows(pooled.transpose(1, 2).reshape(-1, 2 * hu), self.mlp)[:, 0].reshape(kc, -1)
             outs.append(logit + self.template_gain * (torch.sqrt(best + _TEMPLATE_EPS) - _TEMPLATE_NOISE))
         return torch.cat(outs, dim=0)
@@ -817,11 +817,15 @@ class FactorizedNet(GWNet):
     def _best_template(a: torch.Tensor, b: torch.Tensor, lo: list, g: int, nbw: int, bidx: torch.Tensor,
                        b_top: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
         """Largest template unit ``relu(a_k[t] + b_k[t + lo_s])`` of each window ``[K, n_w]`` (see head_projected)."""
-        from gwstream.kernels.coinc import best_coincident_blocks
+        from gwstream.kernels.coinc import best_coincident, best_coincident_blocks
 
-        # the best of every g steps, the same bits as the steps' maximum (pruned: most sums are never formed)
-        m = torch.from_numpy(best_coincident_blocks(a.detach().numpy(), b.detach().numpy(),
-                                                    np.asarray(lo, dtype=np.int64), g, b_top))  # [K, blocks]
+        a_np, b_np, lo_np = a.detach().numpy(), b.detach().numpy(), np.asarray(lo, dtype=np.int64)
+        if b_top is None and len(lo) < _PRUNE_SLIDES:  # a few slides: every sum, no lists to sort over all of b
+            span = a.shape[-1]
+            m = torch.from_numpy(best_coincident(np.ascontiguousarray(a_np), b_np, lo_np))
+            m = m.reshape(len(lo), span // g, g).amax(dim=-1)  # [K, blocks]
+        else:  # the best of every g steps, the same bits (pruned: most sums are never formed)
+            m = torch.from_numpy(best_coincident_blocks(a_np, b_np, lo_np, g, b_top))  # [K, blocks]
         if nbw > 1:
             m = F.max_pool1d(m[:, None], nbw, stride=1)[:, 0]
         return torch.relu(m[:, bidx])
