@@ -385,6 +385,10 @@ class TrainConfig:
     template_gain: str = setting("shared", choices=("shared", "per_template"), doc="one weight on the best-template "
                                  "statistic for all templates, or one per template (a shared-gain init_weights "
                                  "network is converted, each gain starting at the shared one)")
+    template_bank: str = setting("", doc="factorized: a file of templates (CSV with columns mass1, mass2, spin1z, "
+                                 "spin2z, or a placed TemplateBank .npz) added to the template branch, grown like "
+                                 "template_pairs' ladder (each with a head unit set to its two-detector SNR^2); "
+                                 "template_pairs must then count them")
     template_units: str = setting("dense", choices=("dense", "diagonal"), doc="factorized: template unit k reads "
                                   "every feature channel, or only its own template's energy (FactorizedNet."
                                   "diagonal_template_units: cheap for hundreds of templates; a dense init_weights "

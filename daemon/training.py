@@ -105,6 +105,35 @@ def template_filters(cfg: Config, pairs: int, taps: int, params: dict | None = N
     return (rows / norms).astype(np.float32)
 
 
+def load_template_params(path: str | Path) -> dict[str, np.ndarray]:
+    """Template parameters ``mass1``, ``mass2``, ``spin1z``, ``spin2z`` from a CSV file (a header naming those
+    columns) or a placed bank (:class:`~gwstream.daemon.mfreference.TemplateBank` ``.npz``)."""
+    from .mfreference import TemplateBank
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    names = ("mass1", "mass2", "spin1z", "spin2z")
+    if path.suffix == ".npz":
+        params = TemplateBank.load(path).params
+    else:
+        import csv
+
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        reader = csv.DictReader(lines)
+        if reader.fieldnames is None or not set(names) <= {f.strip() for f in reader.fieldnames}:
+            raise ValueError(f"{path}: expected a header with columns {', '.join(names)}")
+        try:
+            rows = [{k.strip(): float(v) for k, v in r.items()} for r in reader]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: a row that is not numbers ({exc})") from None
+        params = {k: np.array([r[k] for r in rows]) for k in names}
+    out = {k: np.asarray(params[k], dtype=np.float64) for k in names}
+    if not out["mass1"].size or not all(np.isfinite(v).all() for v in out.values()):
+        raise ValueError(f"{path}: expected finite parameters of at least one template")
+    return out
+
+
 def _with_template_branch(cfg: Config, model):
     """``model`` with ``train.template_pairs`` template filters added (a new branch, initialised) when asked."""
     from .errors import ConfigError
@@ -112,10 +141,30 @@ def _with_template_branch(cfg: Config, model):
     t = cfg.train
     pairs = t.template_pairs
     if not pairs:
+        if t.template_bank:
+            raise ConfigError("train.template_pairs", pairs, "the branch's pairs with train.template_bank's "
+                              "templates (not 0)")
         return model
     have = getattr(model, "template_pairs", None)
     if have is None:
         raise ConfigError("train.template_pairs", pairs, f"0 for a {t.model} model (only factorized has the branch)")
+    if t.template_bank:  # a placed bank's templates, added to the branch there is (or a new one)
+        try:
+            params = load_template_params(t.template_bank)
+        except ValueError as exc:
+            raise ConfigError("train.template_bank", t.template_bank, str(exc)) from None
+        n = params["mass1"].size
+        if pairs != have + n:
+            raise ConfigError("train.template_pairs", pairs, f"{have + n}: the {have} pairs of the network plus "
+                              f"the {n} templates of train.template_bank")
+        filters = template_filters(cfg, n, t.template_taps, params)
+        if have:
+            if (model.template_taps, model.template_after) != (t.template_taps, t.template_after):
+                raise ConfigError("train.template_taps", t.template_taps,
+                                  f"{model.template_taps} taps, {model.template_after} after the merger, as in "
+                                  "train.init_weights")
+            return type(model).with_more_templates(model, filters)
+        return type(model).with_template_branch(model, n, t.template_taps, filters, t.template_after)
     if have:
         if (model.template_taps, model.template_after) != (t.template_taps, t.template_after) or pairs < have:
             raise ConfigError("train.template_pairs", pairs,

@@ -127,3 +127,51 @@ def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
                                                    "template_gain": "per_template"}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "train.template_gain" in proc.stderr
+
+
+def test_train_grows_the_branch_by_a_template_bank_with_diagonal_units(tmp_path):
+    """train.template_bank: the init network's branch grown by a file's templates (cut as the ladder's, from
+    their own masses and spins), its template units made diagonal, then trained; a count that does not add
+    up, or a file that is not a bank, is a named error."""
+    import numpy as np
+
+    from gwstream.daemon.config import load_config
+    from gwstream.daemon.training import template_filters
+    from gwstream.models.networks import build_model
+    from gwstream.models.scorer import save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_model("factorized", template_pairs=2, template_taps=1024)
+    net.set_templates(np.random.default_rng(0).standard_normal((4, 1024)) / 32)
+    save_checkpoint(net, tmp_path / "f.pt")
+    (tmp_path / "bank.csv").write_text("# two templates\nmass1,mass2,spin1z,spin2z\n30.0,20.0,0.3,-0.2\n"
+                                       "12.5,9.0,0.0,0.5\n")
+    base = {"model": "factorized", "init_weights": str(tmp_path / "f.pt"), "template_pairs": 4,
+            "template_bank": str(tmp_path / "bank.csv"), "template_units": "diagonal", "epochs": 1, "lr": 1e-3,
+            "windows_per_epoch": 64, "batch_size": 32, "n_waveforms": 8, "n_val_waveforms": 4,
+            "val_noise_windows": 50, "val_windows_per_snr": 10, "workers": 1, "threads": 1,
+            "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
+            "injections": {"approximant": "IMRPhenomD", "spin": "aligned"}}
+    write_toml(tmp_path / "train.toml", {"train": base})
+    cmd = [sys.executable, "-m", "gwstream.daemon.cli", "train", "--config", str(tmp_path / "train.toml"),
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = Scorer.from_checkpoint(tmp_path / "m.pt").model
+    assert model.template_pairs == 4 and model.diagonal_template_units
+    cfg = load_config(tmp_path / "train.toml")
+    want = template_filters(cfg, 2, 1024, {"mass1": np.array([30.0, 12.5]), "mass2": np.array([20.0, 9.0]),
+                                          "spin1z": np.array([0.3, 0.0]), "spin2z": np.array([-0.2, 0.5])})
+    got = model.templates.weight[:, 0].detach().numpy()
+    # the new pairs are rows 2, 3 (templates) and 6, 7 (quadratures); trained at 1 % of lr, they moved little
+    np.testing.assert_allclose(got[[2, 3, 6, 7]], want, atol=5e-3, rtol=0)
+    h, c = model.proj_h1.out_channels - 4, model.hparams["channels"]
+    assert not model.proj_h1.weight[h:, :c].any()
+    write_toml(tmp_path / "train.toml", {"train": {**base, "template_pairs": 5}})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "train.template_pairs" in proc.stderr
+    assert "the 2 pairs of the network plus the 2 templates of train.template_bank" in proc.stderr
+    (tmp_path / "bad.csv").write_text("m1,m2\n30,20\n")
+    write_toml(tmp_path / "train.toml", {"train": {**base, "template_bank": str(tmp_path / "bad.csv")}})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "train.template_bank" in proc.stderr and "mass1, mass2, spin1z" in proc.stderr
