@@ -30,6 +30,21 @@ def _best(a, b, offsets, out):  # pragma: no cover - compiled
                     row[j] = v
 
 
+def _checked(a, b, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``a (P, span)``, ``b (P, n_b)`` of one dtype and ``offsets`` in ``[0, n_b)``, as contiguous arrays, or an error."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or a.dtype != b.dtype:
+        raise ValueError(f"a {a.shape} {a.dtype} and b {b.shape} {b.dtype}: expected (P, span) and (P, n_b) of one "
+                         "dtype")
+    if offsets.ndim != 1 or (offsets.size and (offsets.min() < 0 or offsets.max() >= b.shape[1])):
+        raise ValueError(f"offsets must be a 1-d array in [0, {b.shape[1]})")
+    if a.shape[1] > b.shape[1]:
+        raise ValueError(f"span {a.shape[1]} longer than the {b.shape[1]} L1 steps")
+    return a, b, offsets
+
+
 def best_coincident(a: np.ndarray, b: np.ndarray, offsets: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``out[s, j] = max_k (a[k, j] + b[k, (offsets[s] + j) mod n_b])``: the best template of each step and slide.
 
@@ -52,16 +67,7 @@ def best_coincident(a: np.ndarray, b: np.ndarray, offsets: np.ndarray, out: np.n
         ``numpy.max`` and ``torch.amax`` give; each value is one float32 sum, so
         the result is the same bits as the sums' maximum taken any other way.
     """
-    a = np.asarray(a)
-    b = np.asarray(b)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or a.dtype != b.dtype:
-        raise ValueError(f"a {a.shape} {a.dtype} and b {b.shape} {b.dtype}: expected (P, span) and (P, n_b) of one "
-                         "dtype")
-    if offsets.ndim != 1 or (offsets.size and (offsets.min() < 0 or offsets.max() >= b.shape[1])):
-        raise ValueError(f"offsets must be a 1-d array in [0, {b.shape[1]})")
-    if a.shape[1] > b.shape[1]:
-        raise ValueError(f"span {a.shape[1]} longer than the {b.shape[1]} L1 steps")
+    a, b, offsets = _checked(a, b, offsets)
     if out is None:
         out = np.empty((offsets.size, a.shape[1]), dtype=a.dtype)
     _best(a, b, offsets, out)
@@ -188,16 +194,9 @@ def best_coincident_blocks(a: np.ndarray, b: np.ndarray, offsets: np.ndarray, bl
     numpy.ndarray
         ``(K, span // block)``, the dtype of ``a``.
     """
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or a.dtype != b.dtype or not a.shape[0]:
-        raise ValueError(f"a {a.shape} {a.dtype} and b {b.shape} {b.dtype}: expected (P, span) and (P, n_b) of one "
-                         "dtype, P >= 1")
-    if offsets.ndim != 1 or (offsets.size and (offsets.min() < 0 or offsets.max() >= b.shape[1])):
-        raise ValueError(f"offsets must be a 1-d array in [0, {b.shape[1]})")
-    if a.shape[1] > b.shape[1]:
-        raise ValueError(f"span {a.shape[1]} longer than the {b.shape[1]} L1 steps")
+    a, b, offsets = _checked(a, b, offsets)
+    if not a.shape[0]:
+        raise ValueError("a and b hold no template (P = 0)")
     if block < 1 or a.shape[1] % block:
         raise ValueError(f"block = {block}: expected a positive divisor of the span, {a.shape[1]}")
     ia, va = top_templates(a)

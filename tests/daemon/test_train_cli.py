@@ -79,6 +79,15 @@ def test_train_names_an_init_checkpoint_of_another_network(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+def _tiny_factorized(tmp_path, **keys) -> dict:
+    """[train] of a seconds-long one-epoch run fine-tuning ``tmp_path / "f.pt"``, with ``keys`` on top."""
+    return {"model": "factorized", "init_weights": str(tmp_path / "f.pt"), "epochs": 1, "lr": 1e-3,
+            "windows_per_epoch": 64, "batch_size": 32, "n_waveforms": 8, "n_val_waveforms": 4,
+            "val_noise_windows": 50, "val_windows_per_snr": 10, "workers": 1, "threads": 1,
+            "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
+            "injections": {"approximant": "IMRPhenomD", "spin": "aligned"}, **keys}
+
+
 def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
     """train.template_pairs on a network without the branch: built, its filters whitened templates, then trained."""
     from gwstream.models.networks import build_model
@@ -86,12 +95,7 @@ def test_train_adds_a_template_branch_to_an_init_network(tmp_path):
 
     torch.manual_seed(0)
     save_checkpoint(build_model("factorized"), tmp_path / "f.pt")
-    base = {"model": "factorized", "init_weights": str(tmp_path / "f.pt"), "template_pairs": 2, "epochs": 1,
-            "lr": 1e-3, "template_lr_scale": 5.0,
-            "windows_per_epoch": 64, "batch_size": 32, "n_waveforms": 8, "n_val_waveforms": 4,
-            "val_noise_windows": 50, "val_windows_per_snr": 10, "workers": 1, "threads": 1,
-            "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
-            "injections": {"approximant": "IMRPhenomD", "spin": "aligned"}}
+    base = _tiny_factorized(tmp_path, template_pairs=2, template_lr_scale=5.0)
     write_toml(tmp_path / "train.toml", {"train": base})
     cmd = [sys.executable, "-m", "gwstream.daemon.cli", "train", "--config", str(tmp_path / "train.toml"),
            "--no-progress"]
@@ -146,12 +150,8 @@ def test_train_grows_the_branch_by_a_template_bank_with_diagonal_units(tmp_path)
     save_checkpoint(net, tmp_path / "f.pt")
     (tmp_path / "bank.csv").write_text("# two templates\nmass1,mass2,spin1z,spin2z\n30.0,20.0,0.3,-0.2\n"
                                        "12.5,9.0,0.0,0.5\n")
-    base = {"model": "factorized", "init_weights": str(tmp_path / "f.pt"), "template_pairs": 4,
-            "template_bank": str(tmp_path / "bank.csv"), "template_units": "diagonal", "epochs": 1, "lr": 1e-3,
-            "windows_per_epoch": 64, "batch_size": 32, "n_waveforms": 8, "n_val_waveforms": 4,
-            "val_noise_windows": 50, "val_windows_per_snr": 10, "workers": 1, "threads": 1,
-            "out_dir": str(tmp_path / "out"), "weights": str(tmp_path / "m.pt"),
-            "injections": {"approximant": "IMRPhenomD", "spin": "aligned"}}
+    base = _tiny_factorized(tmp_path, template_pairs=4, template_bank=str(tmp_path / "bank.csv"),
+                            template_units="diagonal")
     write_toml(tmp_path / "train.toml", {"train": base})
     cmd = [sys.executable, "-m", "gwstream.daemon.cli", "train", "--config", str(tmp_path / "train.toml"),
            "--no-progress"]
