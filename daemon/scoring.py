@@ -238,13 +238,19 @@ class SlideScorer:
             a, p = model.project(f[0], f[1])
             self._put(self._a, j0, a)
             h = p.shape[0]
-            if self._n_tp:  # the template energies ride along with the L1 projections for the lag pool's tail
-                p = torch.cat([p, f[0, -self._n_tp:], f[1, -self._n_tp:]])
-            # centred lag pool: b[j] = max p[j-k .. j+k], needs k steps on each side
-            if self._p_tail is not None and self._p_tail_step + self._p_tail.shape[1] == j0:
-                pp, p0 = torch.cat([self._p_tail, p], dim=1), self._p_tail_step
-            else:
-                pp, p0 = p, j0
+            # centred lag pool: b[j] = max p[j-k .. j+k], needs k steps on each side; the template energies
+            # ride along with the L1 projections for the lag pool's tail (rows h.., then H1's and L1's)
+            parts = [p, f[0, -self._n_tp:], f[1, -self._n_tp:]] if self._n_tp else [p]
+            tail = self._p_tail is not None and self._p_tail_step + self._p_tail.shape[1] == j0
+            t0 = self._p_tail.shape[1] if tail else 0
+            pp = p.new_empty((sum(q.shape[0] for q in parts), t0 + nf))  # one copy of the rows, tail first
+            if tail:
+                pp[:, :t0] = self._p_tail
+            r = 0
+            for q in parts:
+                pp[r:r + q.shape[0], t0:] = q
+                r += q.shape[0]
+            p0 = self._p_tail_step if tail else j0
             k = self._k
             if pp.shape[1] > 2 * k:
                 b = model.lag_pool(pp[:h])

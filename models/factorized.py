@@ -680,12 +680,19 @@ class FactorizedNet(GWNet):
         h, p = proj.out_channels - self.template_pairs, self.template_pairs
         c = f.shape[-2] - p
         w = proj.weight[:, :, 0]
-        top = torch.matmul(w[:h], f)
-        e = f[..., c:, :] * torch.diagonal(w[h:, c:])[:, None]
+        if torch.is_grad_enabled() and (f.requires_grad or w.requires_grad):  # training: autograd's way
+            top = torch.matmul(w[:h], f)
+            e = f[..., c:, :] * torch.diagonal(w[h:, c:])[:, None]
+            if proj.bias is not None:
+                top = top + proj.bias[:h, None]
+                e = e + proj.bias[h:, None]
+            return torch.cat([top, e], dim=-2)
+        out = f.new_empty((*f.shape[:-2], h + p, f.shape[-1]))  # the same operations, written in place: no cat
+        torch.matmul(w[:h], f, out=out[..., :h, :])
+        torch.mul(f[..., c:, :], torch.diagonal(w[h:, c:])[:, None], out=out[..., h:, :])
         if proj.bias is not None:
-            top = top + proj.bias[:h, None]
-            e = e + proj.bias[h:, None]
-        return torch.cat([top, e], dim=-2)
+            out.add_(proj.bias[:, None])
+        return out
 
     def lag_pool(self, p: torch.Tensor) -> torch.Tensor:
         """``b[j] = max(p[j .. j + 2 lag_steps])``, the L1 term centred at step ``j + lag_steps``; shape (H, T - 2k)."""
@@ -1032,8 +1039,11 @@ class StreamEncoder:
         # both paths complete feature j with sample j * stride + rf - 1; the pending buffers only
         # guard the pairing (each path's count per chunk is the same)
         z = self._template_path(x)
-        main = y if self._pending[0] is None else torch.cat([self._pending[0], y], dim=-1)
-        branch = z if self._pending[1] is None else torch.cat([self._pending[1], z], dim=-1)
+        # (nothing pending, the usual case: no copies but the one cat below)
+        main = y if self._pending[0] is None or not self._pending[0].shape[-1] else \
+            torch.cat([self._pending[0], y], dim=-1)
+        branch = z if self._pending[1] is None or not self._pending[1].shape[-1] else \
+            torch.cat([self._pending[1], z], dim=-1)
         n = min(main.shape[-1], branch.shape[-1])
         self._pending = [main[..., n:], branch[..., n:]]
         return torch.cat([main[..., :n], branch[..., :n]], dim=1)
