@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["energies", "filter_spectra", "fold_product", "fold_product_complex"]
+__all__ = ["energies", "filter_spectra", "fold_product"]
 
 
 def filter_spectra(filters: np.ndarray, stride: int, nfft: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,30 +53,16 @@ def filter_spectra(filters: np.ndarray, stride: int, nfft: int) -> tuple[np.ndar
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def fold_product(xr, xi, gr, gi, yr, yi):  # pragma: no cover - compiled
-    """``y[b, p, k] = sum_r x[b, r, k] g[p, r, k]`` (complex, as real and imaginary parts).
+def fold_product(xr, xi, gr, gi, y):  # pragma: no cover - compiled
+    """``y[b, p, k] = sum_r x[b, r, k] g[p, r, k]``, complex.
 
-    ``x``: ``(n_blocks, S, M)`` spectra of the blocks, reshaped; ``g``: ``(P, S, M)``
-    from :func:`filter_spectra`; ``y``: ``(n_blocks, P, M)``, overwritten. Each
-    output is summed over ``r`` in the same order whatever the number of blocks
-    or threads, with no fused multiply-adds, so a block's result does not depend
-    on the blocks computed with it.
+    ``x``: ``(n_blocks, S, M)`` spectra of the blocks, reshaped, as real and
+    imaginary parts; ``g``: ``(P, S, M)`` from :func:`filter_spectra`; ``y``:
+    complex ``(n_blocks, P, M)``, overwritten. Each output is summed over ``r``
+    in the same order whatever the number of blocks or threads, with no fused
+    multiply-adds, so a block's result does not depend on the blocks computed
+    with it.
     """
-    nb, s, m = xr.shape
-    for p in numba.prange(gr.shape[0]):
-        for b in range(nb):
-            for k in range(m):
-                yr[b, p, k] = 0.0
-                yi[b, p, k] = 0.0
-            for r in range(s):
-                for k in range(m):
-                    yr[b, p, k] += xr[b, r, k] * gr[p, r, k] - xi[b, r, k] * gi[p, r, k]
-                    yi[b, p, k] += xr[b, r, k] * gi[p, r, k] + xi[b, r, k] * gr[p, r, k]
-
-
-@numba.njit(cache=True, parallel=True, nogil=True)
-def fold_product_complex(xr, xi, gr, gi, y):  # pragma: no cover - compiled
-    """:func:`fold_product` written into one complex array ``y`` ``(n_blocks, P, M)``: the same sums, bit for bit."""
     nb, s, m = xr.shape
     for p in numba.prange(gr.shape[0]):
         yr = np.empty(m, dtype=xr.dtype)

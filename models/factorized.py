@@ -886,7 +886,7 @@ class _BranchFFT:
 
     def __call__(self, buf: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Energies ``(n_ifos, P, n_blocks B)`` of the whole blocks in ``buf`` ``(n_ifos, n)``, and samples consumed."""
-        from gwstream.kernels.correlate import energies, fold_product_complex
+        from gwstream.kernels.correlate import energies, fold_product
 
         n_ifos, n = buf.shape
         nb = (n - self.reads) // self.hop + 1 if n >= self.reads else 0
@@ -906,8 +906,7 @@ class _BranchFFT:
                 x = torch.stack([torch.fft.fft(rows[i, b], n=self.nfft) for b in range(b0, b0 + c)])
                 x = torch.view_as_real(x.reshape(c, s, m))
                 y = torch.empty((c, self.pairs, m), dtype=x.dtype.to_complex())
-                fold_product_complex(x[..., 0].contiguous().numpy(), x[..., 1].contiguous().numpy(), gr, gi,
-                                     y.numpy())
+                fold_product(x[..., 0].contiguous().numpy(), x[..., 1].contiguous().numpy(), gr, gi, y.numpy())
                 for j in range(c):
                     energies(torch.fft.ifft(y[j], dim=-1).numpy(), out[i, :, (b0 + j) * f:(b0 + j + 1) * f].numpy())
         return out, nb * self.hop

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gwstream.kernels.coinc import TOP, best_coincident, best_coincident_blocks, top_templates
-from gwstream.kernels.correlate import energies, filter_spectra, fold_product, fold_product_complex
+from gwstream.kernels.correlate import energies, filter_spectra, fold_product
 
 
 @pytest.mark.parametrize("stride,taps,n_out", [(8, 64, 40), (4, 33, 17), (1, 16, 10)])
@@ -20,25 +20,27 @@ def test_fold_product_gives_the_decimated_correlation(stride, taps, n_out):
                      for xb in x])
     gr, gi = filter_spectra(g, stride, nfft)
     spec = np.fft.fft(x, n=nfft).reshape(2, stride, m)
-    yr, yi = np.empty((2, p, m)), np.empty((2, p, m))
-    fold_product(spec.real.copy(), spec.imag.copy(), gr, gi, yr, yi)
-    got = np.fft.ifft(yr + 1j * yi, axis=-1)[..., :n_out]
+    y = np.empty((2, p, m), complex)
+    fold_product(spec.real.copy(), spec.imag.copy(), gr, gi, y)
+    got = np.fft.ifft(y, axis=-1)[..., :n_out]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.abs(want).max())
 
 
-def test_fold_product_complex_and_energies_give_the_same_bits_as_the_float_parts():
-    """The complex-output fold and the energy kernel the stream encoder uses are fold_product's sums and
-    torch's square-and-add, bit for bit (float32), energies written through a strided view."""
+def test_fold_product_in_float32_and_energies_give_the_same_bits_as_plain_arithmetic():
+    """The fold in float32 is its sums over r in order, each product rounded (no fused multiply-add), and the
+    energy kernel is torch's square-and-add, bit for bit, energies written through a strided view."""
     import torch
 
     rng = np.random.default_rng(4)
     p, s, m, nb = 7, 8, 48, 3
     xr, xi = (rng.standard_normal((nb, s, m)).astype(np.float32) for _ in range(2))
     gr, gi = (rng.standard_normal((p, s, m)).astype(np.float32) for _ in range(2))
-    yr, yi = np.empty((nb, p, m), np.float32), np.empty((nb, p, m), np.float32)
-    fold_product(xr, xi, gr, gi, yr, yi)
+    yr, yi = np.zeros((nb, p, m), np.float32), np.zeros((nb, p, m), np.float32)
+    for r in range(s):  # the kernel's order of operations, in numpy float32
+        yr += xr[:, None, r] * gr[None, :, r] - xi[:, None, r] * gi[None, :, r]
+        yi += xr[:, None, r] * gi[None, :, r] + xi[:, None, r] * gr[None, :, r]
     y = np.empty((nb, p, m), np.complex64)
-    fold_product_complex(xr, xi, gr, gi, y)
+    fold_product(xr, xi, gr, gi, y)
     assert np.array_equal(y.real, yr) and np.array_equal(y.imag, yi)
     z = torch.fft.ifft(torch.from_numpy(y[1]), dim=-1)
     out = torch.zeros((p, 3 * 32))
