@@ -306,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "log_level", "info"))
+    if argv is None:  # a program run, not main(argv) from Python: this process is ours to tune
+        from .procs import bound_omp_spin, keep_freed_memory
+
+        keep_freed_memory()
+        bound_omp_spin()  # before any command imports torch or numba
     if args.command == "source" and args.kind in ("gwf", "hdf5") and not args.input:
         parser.error(f"source {args.kind} needs an INPUT path")
     try:
