@@ -395,7 +395,11 @@ class SlideScorer:
         span = int(rel[-1]) + tp
         dev = self.scorer.device
         with self.scorer.session():
-            a_span = self._a[:, torch.remainder(torch.arange(s_first + k, s_first + k + span, device=dev), self._cap)]
+            i0 = (s_first + k) % self._cap
+            if i0 + span <= self._cap:  # the ring's columns as they are (the head only reads them)
+                a_span = self._a[:, i0:i0 + span]
+            else:
+                a_span = self._a[:, torch.remainder(torch.arange(i0, i0 + span, device=dev), self._cap)]
             offsets = torch.as_tensor([s_first + k - r * self.slide_windows * ws for r in range(self.n_slides + 1)],
                                       dtype=torch.long, device=dev)
             out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True,

@@ -31,8 +31,11 @@ def _best(a, b, offsets, out):  # pragma: no cover - compiled
 
 
 def _checked(a, b, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``a (P, span)``, ``b (P, n_b)`` of one dtype and ``offsets`` in ``[0, n_b)``, as contiguous arrays, or an error."""
-    a = np.ascontiguousarray(a)
+    """``a (P, span)``, ``b (P, n_b)`` of one dtype and ``offsets`` in ``[0, n_b)``, or an error; ``b`` contiguous,
+    ``a`` too unless its rows are (a window of a ring buffer's columns is used as it is)."""
+    a = np.asarray(a)
+    if not (a.ndim == 2 and a.strides[1] == a.itemsize and a.strides[0] >= a.shape[1] * a.itemsize):
+        a = np.ascontiguousarray(a)
     b = np.ascontiguousarray(b)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or a.dtype != b.dtype:

@@ -829,7 +829,7 @@ class FactorizedNet(GWNet):
         a_np, b_np, lo_np = a.detach().numpy(), b.detach().numpy(), np.asarray(lo, dtype=np.int64)
         if b_top is None and len(lo) < _PRUNE_SLIDES:  # a few slides: every sum, no lists to sort over all of b
             span = a.shape[-1]
-            m = torch.from_numpy(best_coincident(np.ascontiguousarray(a_np), b_np, lo_np))
+            m = torch.from_numpy(best_coincident(a_np, b_np, lo_np))
             m = m.reshape(len(lo), span // g, g).amax(dim=-1)  # [K, blocks]
         else:  # the best of every g steps, the same bits (pruned: most sums are never formed)
             m = torch.from_numpy(best_coincident_blocks(a_np, b_np, lo_np, g, b_top))  # [K, blocks]
