@@ -243,26 +243,31 @@ class SlideScorer:
             parts = [p, f[0, -self._n_tp:], f[1, -self._n_tp:]] if self._n_tp else [p]
             tail = self._p_tail is not None and self._p_tail_step + self._p_tail.shape[1] == j0
             t0 = self._p_tail.shape[1] if tail else 0
-            pp = p.new_empty((sum(q.shape[0] for q in parts), t0 + nf))  # one copy of the rows, tail first
-            if tail:
-                pp[:, :t0] = self._p_tail
-            r = 0
-            for q in parts:
-                pp[r:r + q.shape[0], t0:] = q
-                r += q.shape[0]
-            p0 = self._p_tail_step if tail else j0
             k = self._k
-            if pp.shape[1] > 2 * k:
-                b = model.lag_pool(pp[:h])
-                self._put(self._b, p0 + k, b)
+            # the steps whose pool reaches into the tail from a small copy (the tail and 2k new steps), the rest
+            # from the new rows as they are: no copy of every row (max and sum are exact: the same values)
+            pieces = [(j0, parts)]
+            if t0:
+                sizes = [q.shape[0] for q in parts]
+                seam = [torch.cat([old, q[:, :2 * k]], dim=-1) for old, q in zip(self._p_tail.split(sizes), parts)]
+                pieces.insert(0, (self._p_tail_step, seam))
+            for s0, rows in pieces:
+                if rows[0].shape[1] <= 2 * k:
+                    continue
+                b = model.lag_pool(rows[0])
+                self._put(self._b, s0 + k, b)
                 if self._top is not None:
-                    self._put_top(p0 + k, b[h - self._n_tp:])
+                    self._put_top(s0 + k, b[h - self._n_tp:])
                 if self._n_tp:
-                    track = model.template_track(pp[h:h + self._n_tp], pp[h + self._n_tp:]).double().cpu().numpy()
-                    steps = np.arange(p0 + k, p0 + k + track.size)
+                    track = model.template_track(rows[1], rows[2]).double().cpu().numpy()
+                    steps = np.arange(s0 + k, s0 + k + track.size)
                     self._track[steps % self._cap], self._track_step[steps % self._cap] = track, steps
-            keep = min(2 * k, pp.shape[1])
-            self._p_tail, self._p_tail_step = pp[:, pp.shape[1] - keep:].clone(), p0 + pp.shape[1] - keep
+            keep = min(2 * k, t0 + nf)
+            if nf >= keep:
+                self._p_tail = torch.cat([q[:, nf - keep:] for q in parts], dim=0)
+            else:
+                self._p_tail = torch.cat([self._p_tail, torch.cat(parts, dim=0)], dim=-1)[:, -keep:].clone()
+            self._p_tail_step = j0 + nf - keep
 
     def _put(self, ring: torch.Tensor, step0: int, values: torch.Tensor) -> None:
         n = values.shape[1]
