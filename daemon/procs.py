@@ -53,16 +53,20 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
 
 
 def bound_omp_spin(count: int = 100_000) -> None:
-    """Let OpenMP's idle threads spin ``count`` rounds before they sleep (``GOMP_SPINCOUNT``), unless the user set it.
+    """Let OpenMP's idle threads spin ``count`` rounds (~1 ms) before they sleep (``GOMP_SPINCOUNT``), unless the
+    user set it.
 
-    torch's and numba's parallel regions run on libgomp, whose threads keep
-    spinning after a region ends, waiting for the next. In a daemon whose
-    ingest and source processes share the machine's two cores with the search,
-    an unbounded spin takes the core they need, and a region that starts while
-    one of its threads is descheduled waits for it: a replay of an hour with
-    the 605-pair network took 20.9 s (mean of 3) as it was and 19.0 s with
-    100,000 rounds. libgomp reads the variable when it loads, so this must run
-    before torch or numba is imported.
+    torch's and numba's parallel regions run on libgomp. The search worker
+    asks for passive waiting (``OMP_WAIT_POLICY=PASSIVE``, see ``gwstream
+    worker``) so that its idle threads leave the second core to the ingest and
+    source processes; but then every region wakes its threads from sleep, and
+    the 605-pair network runs hundreds of regions per second of data. A short
+    spin keeps the thread for the next region and still sleeps between blocks.
+    Replays of an hour with ``factorized-v15.pt`` (three each, wall time of the
+    replay itself): 20.7-21.1 s passive, 18.3-19.9 s with 100,000 rounds (~1 ms;
+    10,000 and 30,000 gave 19.1 s, 300,000 19.5 s). The variable overrides the
+    wait policy's spin; libgomp reads it when it loads, so this must run before
+    torch or numba is imported.
     """
     os.environ.setdefault("GOMP_SPINCOUNT", str(int(count)))
 
