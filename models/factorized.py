@@ -292,7 +292,12 @@ class FactorizedNet(GWNet):
         if not self.template_pairs:
             return f
         c = self.feature_channels - self.template_pairs
-        return torch.cat([f[..., :c, :], f[..., c:, :].clamp(max=_TEMPLATE_CAP)], dim=-2)
+        if torch.is_grad_enabled() and f.requires_grad:  # training: autograd's way
+            return torch.cat([f[..., :c, :], f[..., c:, :].clamp(max=_TEMPLATE_CAP)], dim=-2)
+        out = torch.empty_like(f)  # the same values, each row written once
+        out[..., :c, :] = f[..., :c, :]
+        torch.clamp(f[..., c:, :], max=_TEMPLATE_CAP, out=out[..., c:, :])
+        return out
 
     def template_track(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> torch.Tensor:
         """The best template's two-detector SNR squared at every step, uncapped: where a loud event's merger is.
@@ -884,13 +889,21 @@ class _BranchFFT:
         self._spec = filter_spectra(w[:p] + 1j * w[p:], self.stride, self.nfft)
         self._typed: dict = {}
 
-    def __call__(self, buf: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Energies ``(n_ifos, P, n_blocks B)`` of the whole blocks in ``buf`` ``(n_ifos, n)``, and samples consumed."""
+    def blocks(self, n: int) -> int:
+        """Whole blocks in ``n`` samples."""
+        return (n - self.reads) // self.hop + 1 if n >= self.reads else 0
+
+    def __call__(self, buf: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """Energies ``(n_ifos, P, n_blocks B)`` of the whole blocks in ``buf`` ``(n_ifos, n)``, and samples consumed;
+        written into ``out`` (any strides) if given."""
         from gwstream.kernels.correlate import energies, fold_product
 
         n_ifos, n = buf.shape
-        nb = (n - self.reads) // self.hop + 1 if n >= self.reads else 0
-        out = buf.new_empty((n_ifos, self.pairs, nb * self.features))
+        nb = self.blocks(n)
+        if out is None:
+            out = buf.new_empty((n_ifos, self.pairs, nb * self.features))
+        elif tuple(out.shape) != (n_ifos, self.pairs, nb * self.features):
+            raise ValueError(f"out of shape {tuple(out.shape)}, expected {(n_ifos, self.pairs, nb * self.features)}")
         if nb == 0:
             return out, 0
         dt = buf.dtype
@@ -1037,8 +1050,14 @@ class StreamEncoder:
             return y
         # both paths complete feature j with sample j * stride + rf - 1; the pending buffers only
         # guard the pairing (each path's count per chunk is the same)
-        z = self._template_path(x)
-        # (nothing pending, the usual case: no copies but the one cat below)
+        z, full = self._template_path(x, lead=y.shape[1])
+        pending = any(q is not None and q.shape[-1] for q in self._pending)
+        if full is not None and not pending and y.shape[-1] == z.shape[-1]:
+            # the usual case (aligned blocks, nothing pending): the energies are already in the output's rows
+            full[:, : y.shape[1]] = y
+            self._pending = [y[..., y.shape[-1]:], z[..., z.shape[-1]:]]
+            return full
+        # (otherwise no copies but the one cat below)
         main = y if self._pending[0] is None or not self._pending[0].shape[-1] else \
             torch.cat([self._pending[0], y], dim=-1)
         branch = z if self._pending[1] is None or not self._pending[1].shape[-1] else \
@@ -1060,7 +1079,9 @@ class StreamEncoder:
             y = self._apply(kind, p, buf[..., : (n_out - 1) * stride + span])
         return y
 
-    def _template_path(self, x: torch.Tensor) -> torch.Tensor:
+    def _template_path(self, x: torch.Tensor, lead: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The branch's energies of the new samples ``x``, and, when they are all of one FFT pass, the tensor
+        ``(n_ifos, lead + P, n)`` whose last ``P`` rows they are (``lead`` rows left for the caller), else None."""
         if self._skip:
             d = min(self._skip, x.shape[-1])
             x, self._skip = x[:, d:], self._skip - d
@@ -1069,8 +1090,10 @@ class StreamEncoder:
         if self._fft is None:
             n_out = (buf.shape[-1] - taps) // stride + 1 if buf.shape[-1] >= taps else 0
             self._branch_tail = buf[:, n_out * stride:].clone()
-            return self._row_energies(buf, 0, n_out)
-        e, used = self._fft(buf)
+            return self._row_energies(buf, 0, n_out), None
+        full = buf.new_empty((self.n_ifos, lead + self._fft.pairs, self._fft.blocks(buf.shape[-1]) * self._fft.features))
+        e, used = self._fft(buf, full[:, lead:])
+        whole = not self._partial and not self._drop
         rest = buf[:, used:]
         self._branch_tail = rest.clone()
         if used:  # the first block completed may have had features out already (below)
@@ -1081,9 +1104,10 @@ class StreamEncoder:
         if n_done > self._partial:
             e = torch.cat([e, self._row_energies(rest, self._partial, n_done)], dim=-1)
             self._partial = n_done
+            whole = False
         d = min(self._drop, e.shape[-1])
         self._drop -= d
-        return e[..., d:]
+        return e[..., d:], (full if whole else None)
 
     def _row_energies(self, buf: torch.Tensor, first: int, stop: int) -> torch.Tensor:
         """Branch energies ``(n_ifos, P, stop - first)`` of features ``first .. stop - 1`` of ``buf``, as row products."""
