@@ -129,3 +129,15 @@ def test_top_templates_are_the_largest_in_order():
         best_coincident_blocks(x, x, np.array([0]), 7)
     with pytest.raises(ValueError, match="b_top"):
         best_coincident_blocks(x, x, np.array([0]), 4, b_top=top_templates(x[:, :10]))
+
+
+def test_the_best_template_kernels_read_a_window_of_a_ring_in_place():
+    """``a`` given as a window of a wider array's columns (the daemon's H1 ring) gives the bits of its copy."""
+    rng = np.random.default_rng(11)
+    ring = rng.standard_normal((3 * TOP, 500)).astype(np.float32)
+    b = rng.standard_normal((3 * TOP, 400)).astype(np.float32)
+    a = ring[:, 130:450]  # rows 500 apart
+    assert not a.flags.c_contiguous
+    offsets = np.array([0, 17, 390])
+    assert np.array_equal(best_coincident(a, b, offsets), best_coincident(a.copy(), b, offsets))
+    assert np.array_equal(best_coincident_blocks(a, b, offsets, 16), best_coincident_blocks(a.copy(), b, offsets, 16))
