@@ -62,7 +62,7 @@ def bound_omp_spin(count: int = 100_000) -> None:
     source processes; but then every region wakes its threads from sleep, and
     the 605-pair network runs hundreds of regions per second of data. A short
     spin keeps the thread for the next region and still sleeps between blocks.
-    Replays of an hour with ``factorized-v15.pt`` (three each, wall time of the
+    Replays of an hour with the 605-pair network (v15, three each, wall time of the
     replay itself): 20.7-21.1 s passive, 18.3-19.9 s with 100,000 rounds (~1 ms;
     10,000 and 30,000 gave 19.1 s, 300,000 19.5 s). The variable overrides the
     wait policy's spin; libgomp reads it when it loads, so this must run before

@@ -1055,7 +1055,7 @@ class StreamEncoder:
         if full is not None and not pending and y.shape[-1] == z.shape[-1]:
             # the usual case (aligned blocks, nothing pending): the energies are already in the output's rows
             full[:, : y.shape[1]] = y
-            self._pending = [y[..., y.shape[-1]:], z[..., z.shape[-1]:]]
+            self._pending = [None, None]
             return full
         # (otherwise no copies but the one cat below)
         main = y if self._pending[0] is None or not self._pending[0].shape[-1] else \
@@ -1091,7 +1091,8 @@ class StreamEncoder:
             n_out = (buf.shape[-1] - taps) // stride + 1 if buf.shape[-1] >= taps else 0
             self._branch_tail = buf[:, n_out * stride:].clone()
             return self._row_energies(buf, 0, n_out), None
-        full = buf.new_empty((self.n_ifos, lead + self._fft.pairs, self._fft.blocks(buf.shape[-1]) * self._fft.features))
+        fft = self._fft
+        full = buf.new_empty((self.n_ifos, lead + fft.pairs, fft.blocks(buf.shape[-1]) * fft.features))
         e, used = self._fft(buf, full[:, lead:])
         whole = not self._partial and not self._drop
         rest = buf[:, used:]
