@@ -114,7 +114,9 @@ class SlideScorer:
             self._cap = self._reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
             h = model.proj_h1.out_channels
             dev = scorer.device
-            self._a = torch.full((h, self._cap), float("nan"), device=dev)
+            # H1's projections are read only at the windows being scored (L1's over the slides' reach too):
+            # its ring holds what a scorer without slides would
+            self._a = torch.full((h, self._cap - self._reach * self._wsteps), float("nan"), device=dev)
             self._b = torch.full((h, self._cap), float("nan"), device=dev)
             self._encoder = StreamEncoder(model)
             self._n_tp = int(getattr(model, "template_pairs", 0))
@@ -148,16 +150,13 @@ class SlideScorer:
         if self.factorized:
             need_steps = (self._reach + block_windows) * self._wsteps + self.scorer.model.window_steps + 64 + \
                 (self.scorer.model.receptive_field_samples // self._fs)
+            newest = getattr(self, "_newest_step", None)
+            need_a = need_steps - self._reach * self._wsteps
+            if need_a > self._a.shape[1]:
+                self._a = self._grown(self._a, 2 * need_a, newest)
             if need_steps > self._cap:
                 new_cap = 2 * need_steps
-                newest = getattr(self, "_newest_step", None)
-                for name in ("_a", "_b"):
-                    old = getattr(self, name)
-                    new = torch.full((old.shape[0], new_cap), float("nan"), device=old.device)
-                    if newest is not None:
-                        steps = torch.arange(max(0, newest - self._cap), newest, device=old.device)
-                        new[:, torch.remainder(steps, new_cap)] = old[:, torch.remainder(steps, self._cap)]
-                    setattr(self, name, new)
+                self._b = self._grown(self._b, new_cap, newest)
                 if self._top is not None:
                     old_top = self._top
                     self._top = (np.zeros((new_cap, old_top[0].shape[1]), dtype=np.int32),
@@ -171,6 +170,15 @@ class SlideScorer:
                 self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
                 self._track[tags[keep] % new_cap], self._track_step[tags[keep] % new_cap] = track[keep], tags[keep]
                 self._cap = new_cap
+
+    @staticmethod
+    def _grown(ring: torch.Tensor, cap: int, newest: int | None) -> torch.Tensor:
+        """``ring`` ``(rows, old cap)`` as a ring of ``cap`` steps, its steps before ``newest`` kept."""
+        new = torch.full((ring.shape[0], cap), float("nan"), device=ring.device)
+        if newest is not None:
+            steps = torch.arange(max(0, newest - ring.shape[1]), newest, device=ring.device)
+            new[:, torch.remainder(steps, cap)] = ring[:, torch.remainder(steps, ring.shape[1])]
+        return new
 
     def reset(self) -> None:
         """Forget the stream (the ring buffers' history stays valid only through window flags)."""
@@ -270,11 +278,11 @@ class SlideScorer:
             self._p_tail_step = j0 + nf - keep
 
     def _put(self, ring: torch.Tensor, step0: int, values: torch.Tensor) -> None:
-        n = values.shape[1]
-        if n > self._cap:
-            values, step0, n = values[:, n - self._cap:], step0 + n - self._cap, self._cap
-        i0 = step0 % self._cap
-        first = min(n, self._cap - i0)  # up to the ring's end, then the rest from its start
+        n, cap = values.shape[1], ring.shape[1]
+        if n > cap:
+            values, step0, n = values[:, n - cap:], step0 + n - cap, cap
+        i0 = step0 % cap
+        first = min(n, cap - i0)  # up to the ring's end, then the rest from its start
         ring[:, i0:i0 + first] = values[:, :first]
         ring[:, :n - first] = values[:, first:]
         self._newest_step = max(getattr(self, "_newest_step", 0) or 0, step0 + n)
@@ -400,11 +408,12 @@ class SlideScorer:
         span = int(rel[-1]) + tp
         dev = self.scorer.device
         with self.scorer.session():
-            i0 = (s_first + k) % self._cap
-            if i0 + span <= self._cap:  # the ring's columns as they are (the head only reads them)
+            ca = self._a.shape[1]
+            i0 = (s_first + k) % ca
+            if i0 + span <= ca:  # the ring's columns as they are (the head only reads them)
                 a_span = self._a[:, i0:i0 + span]
             else:  # past the ring's end: its two pieces, copied (a gather costs ~3 times a copy)
-                a_span = torch.cat([self._a[:, i0:], self._a[:, :i0 + span - self._cap]], dim=1)
+                a_span = torch.cat([self._a[:, i0:], self._a[:, :i0 + span - ca]], dim=1)
             offsets = torch.as_tensor([s_first + k - r * self.slide_windows * ws for r in range(self.n_slides + 1)],
                                       dtype=torch.long, device=dev)
             out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True,
