@@ -374,6 +374,9 @@ class TrainConfig:
     select_epoch: str = setting("best", choices=("best", "last"), doc="the epoch written: highest held-out TPR at "
                                 "FPR 1e-3 and SNR 8 (ties: AUC), or the last one")
     init_weights: str = setting("", doc="start from this checkpoint's weights (fine-tuning); empty = random")
+    dilations: tuple[int, ...] = setting((), gt=0, doc="factorized, from scratch: the encoder's dilations, one "
+                                         "residual block each (empty: the network's default, 6 blocks; the "
+                                         "shipped models have 5, [2, 4, 8, 16, 32])")
     template_pairs: int = setting(0, ge=0, doc="factorized: whitened-template filter pairs in the encoder's template "
                                   "branch, added to a network without one (0: none, or the init_weights network's)")
     template_taps: int = setting(1024, gt=0, doc="length of each template filter (samples, at most the receptive "
@@ -382,6 +385,12 @@ class TrainConfig:
     template_lr_scale: float = setting(1.0, gt=0, doc="learning rate of the best-template statistic's weight in "
                                        "the logit (template_gain), as a multiple of lr: added to a trained "
                                        "network, it starts at zero")
+    template_gain_init: float = setting(0.0, ge=0, doc="template_gain of a new template branch: 0 leaves the "
+                                        "network's outputs as they were, 1 starts the logit at the best-template "
+                                        "statistic (a network trained from scratch learns around a matched filter)")
+    template_filter_lr_scale: float = setting(0.01, ge=0, doc="learning rate of the template filters, as a "
+                                              "multiple of lr; 0 keeps them as placed (frozen: no gradient is "
+                                              "computed, ~30 % less time per batch with 477 pairs)")
     template_gain: str = setting("shared", choices=("shared", "per_template"), doc="one weight on the best-template "
                                  "statistic for all templates, or one per template (a shared-gain init_weights "
                                  "network is converted, each gain starting at the shared one)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
+from .config import Config, TrainConfig
 from .settings import section_to_dict
 from .trainset import WaveformBank, WindowMaker, make_validation_set
 
@@ -132,6 +132,22 @@ def load_template_params(path: str | Path) -> dict[str, np.ndarray]:
     if not out["mass1"].size or not all(np.isfinite(v).all() for v in out.values()):
         raise ValueError(f"{path}: expected finite parameters of at least one template")
     return out
+
+
+def _built(t):
+    """A fresh ``t.model`` network (``train.dilations`` for a factorized one, when set)."""
+    from gwstream.models.networks import build_model
+
+    from .errors import ConfigError
+
+    if not t.dilations:
+        return build_model(t.model)
+    if t.model != "factorized":
+        raise ConfigError("train.dilations", list(t.dilations), f"empty for a {t.model} model (only factorized has them)")
+    try:
+        return build_model(t.model, dilations=tuple(t.dilations))
+    except ValueError as exc:
+        raise ConfigError("train.dilations", list(t.dilations), str(exc)) from None
 
 
 def _with_template_branch(cfg: Config, model):
@@ -282,15 +298,28 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
     data_s = time.monotonic() - t0
     log.info("data ready: bank=%d validation=%d windows in %.1f s", len(maker.bank), validation[0].shape[0], data_s)
     torch.manual_seed(t.seed)
-    model = build_model(t.model)
+    model = _built(t)
     if t.init_weights:
         init, _, init_sha = load_checkpoint(t.init_weights)
         if type(init) is not type(model):
             raise ConfigError("train.init_weights", t.init_weights,
                               f"a {t.model} checkpoint (it holds {type(init).__name__})")
+        if t.dilations and tuple(init.hparams.get("dilations", ())) != tuple(t.dilations):
+            raise ConfigError("train.dilations", list(t.dilations), f"empty or train.init_weights' own, "
+                              f"{list(init.hparams.get('dilations', ()))}")
         model = init
         log.info("fine-tuning from %s (sha256 %s)", t.init_weights, init_sha[:12])
+    had_branch = bool(getattr(model, "template_pairs", 0))
     model = _with_template_branch(cfg, model)
+    if getattr(model, "template_pairs", 0):
+        if not had_branch and t.template_gain_init:
+            with torch.no_grad():
+                model.template_gain.fill_(t.template_gain_init)
+        model.lr_scales["templates.weight"] = t.template_filter_lr_scale
+    elif t.template_gain_init or t.template_filter_lr_scale != TrainConfig.template_filter_lr_scale:
+        key = "train.template_gain_init" if t.template_gain_init else "train.template_filter_lr_scale"
+        raise ConfigError(key, getattr(t, key.split(".")[1]), "its default for a network without a template branch "
+                          "(set train.template_pairs)")
     if t.template_gain == "per_template":
         if not getattr(model, "template_pairs", 0):
             raise ConfigError("train.template_gain", t.template_gain, "'shared' for a network without a template "
@@ -341,7 +370,8 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         # process wall time leaves out the epochs it resumed past)
         "train_wall_s": round(data_s + sum(h["wall_s"] for h in history), 1), "torch": torch.__version__,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
-        "n_parameters": count_parameters(model),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_trainable": count_parameters(model),  # fewer when some are frozen (train.template_filter_lr_scale = 0)
     }
     if t.stages:
         meta["stages"] = [section_to_dict(st) | {"stage": i + 1} for i, st in enumerate(stages)]
@@ -371,7 +401,9 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
     lines = [
         f"# Model card: `{Path(weights).name}`",
         "",
-        f"- **Network**: `{t['model']}` ({type(model).__name__}), {meta['n_parameters']:,} parameters; "
+        f"- **Network**: `{t['model']}` ({type(model).__name__}), {meta['n_parameters']:,} parameters"
+        + (f" ({meta['n_trainable']:,} of them trained)" if meta.get("n_trainable", meta["n_parameters"])
+           != meta["n_parameters"] else "") + "; "
         f"input whitened H1/L1 windows `[B, 2, 2048]` (1 s at 2048 Hz), output an unbounded logit (ranking statistic).",
         f"- **Hyper-parameters**: `{json.dumps(getattr(model, 'hparams', {}))}`",
         f"- **sha256**: `{sha}`",

@@ -105,8 +105,10 @@ def fit(
     unknown = sorted(set(scales) - set(named))
     if unknown:
         raise ValueError(f"lr_scales names {unknown}, which the model does not have")
+    for k, f in scales.items():  # a scale of 0 freezes: no gradient is computed for it at all
+        named[k].requires_grad_(f != 0)
     groups = [{"params": [p for k, p in named.items() if k not in scales]}]
-    groups += [{"params": [named[k]], "lr": lr * f, "weight_decay": 0.0} for k, f in sorted(scales.items())]
+    groups += [{"params": [named[k]], "lr": lr * f, "weight_decay": 0.0} for k, f in sorted(scales.items()) if f]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     history: list[dict] = []

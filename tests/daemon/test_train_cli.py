@@ -175,3 +175,44 @@ def test_train_grows_the_branch_by_a_template_bank_with_diagonal_units(tmp_path)
     write_toml(tmp_path / "train.toml", {"train": {**base, "template_bank": str(tmp_path / "bad.csv")}})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "train.template_bank" in proc.stderr and "mass1, mass2, spin1z" in proc.stderr
+
+
+def test_train_from_scratch_around_placed_templates(tmp_path):
+    """From random weights: train.dilations shapes the encoder, a placed bank's branch starts at
+    train.template_gain_init and, with train.template_filter_lr_scale = 0, its filters stay exactly as placed
+    (frozen) while the rest trains; those keys on a network they cannot apply to are named errors."""
+    import numpy as np
+
+    from gwstream.daemon.config import load_config
+    from gwstream.daemon.training import template_filters
+
+    (tmp_path / "bank.csv").write_text("mass1,mass2,spin1z,spin2z\n30.0,20.0,0.3,-0.2\n12.5,9.0,0.0,0.5\n")
+    base = _tiny_factorized(tmp_path, init_weights="", dilations=[2, 4, 8, 16, 32], template_pairs=2,
+                            template_bank=str(tmp_path / "bank.csv"), template_units="diagonal",
+                            template_gain_init=1.0, template_filter_lr_scale=0.0)
+    write_toml(tmp_path / "train.toml", {"train": base})
+    cmd = [sys.executable, "-m", "gwstream.daemon.cli", "train", "--config", str(tmp_path / "train.toml"),
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scorer = Scorer.from_checkpoint(tmp_path / "m.pt")
+    model = scorer.model
+    assert tuple(model.hparams["dilations"]) == (2, 4, 8, 16, 32) and model.template_pairs == 2
+    want = template_filters(load_config(tmp_path / "train.toml"), 2, 1024,
+                            {"mass1": np.array([30.0, 12.5]), "mass2": np.array([20.0, 9.0]),
+                             "spin1z": np.array([0.3, 0.0]), "spin2z": np.array([-0.2, 0.5])})
+    assert np.array_equal(model.templates.weight[:, 0].detach().numpy(), want)  # frozen: not a bit moved
+    gain = float(model.template_gain)
+    assert gain != 1.0 and abs(gain - 1.0) < 0.1  # started at 1, trained (one epoch at lr 1e-3)
+    doc = json.loads((tmp_path / "m.json").read_text())["meta"]
+    assert doc["n_parameters"] - doc["n_trainable"] == 4 * 1024  # the frozen filters are counted, not trained
+    assert "of them trained" in (tmp_path / "m.md").read_text()
+    for keys, name in (({"template_pairs": 0, "template_bank": ""}, "train.template_gain_init"),
+                       ({"template_pairs": 0, "template_bank": "", "template_gain_init": 0.0},
+                        "train.template_filter_lr_scale"),
+                       ({"dilations": [2, 0]}, "train.dilations"),
+                       ({"model": "resnet", "template_pairs": 0, "template_bank": "", "template_gain_init": 0.0,
+                         "template_filter_lr_scale": 0.01, "template_units": "dense"}, "train.dilations")):
+        write_toml(tmp_path / "train.toml", {"train": {**base, **keys}})
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode != 0 and name in proc.stderr, (keys, proc.stderr[-2000:])
