@@ -66,7 +66,9 @@ class RankingStage:
         used instead of the middle when it gives one. The search passes the
         template branch's best step (:meth:`SlideScorer.locate`), which dates
         a loud merger to a few ms where the run's middle can be off by a
-        quarter second once the template term saturates.
+        quarter second once the template term saturates. A local maximum dated
+        within one window stride of the trigger before it is the same event and
+        is not reported again (counted in :attr:`merged_triggers`).
     n_slides : int
         Slides ``K``: rows ``1..K`` of every :meth:`add` are the slid series.
     background : Background, optional
@@ -106,6 +108,8 @@ class RankingStage:
         self._carry = kcl.new_stream_state(self.n_slides + 1, self.half_width)
         self.next_index: int | None = None  # grid index of the next window expected
         self.last_trigger_index = -(2**62)  # grid index of the last zero-lag trigger reported
+        self.last_trigger_ns = -(2**62)  # its trigger (located) time
+        self.merged_triggers = 0  # local maxima dated within a window step of the trigger before them
         self.foreground_live_windows = 0
         self.n_triggers = 0
         self.skipped_windows = 0  # windows received again after a restart (already analysed)
@@ -196,9 +200,17 @@ class RankingStage:
             located = self.locate(index + a, index + b) if self.locate is not None else None
             if located is None:  # a, b: run edges relative to the peak
                 located = (2 * index + a + b) * self.stride_ns // 2 + self.merger_offset_ns
+            if abs(int(located) - self.last_trigger_ns) < self.stride_ns:
+                # a second local maximum of the same event (a loud signal's statistic can peak twice, more than
+                # half a cluster window apart, both dated to the one merger): the trigger already reported stands
+                # (live it has gone out already); without this, which of two near-equal peaks counts as a local
+                # maximum can turn on float rounding, which differs with how many blocks are scored at once
+                self.last_trigger_index = index
+                self.merged_triggers += 1
+                continue
             triggers.append(Trigger(int(located), window_ns, stat, self.var_s, far,
                                     float(far_to_ifar_years(far)), bool(sat)))
-            self.last_trigger_index = index
+            self.last_trigger_index, self.last_trigger_ns = index, int(located)
         self.n_triggers += len(triggers)
         return triggers
 
@@ -232,6 +244,7 @@ class RankingStage:
             g.attrs["next_index"] = -1 if self.next_index is None else int(self.next_index)
             g.attrs["has_next"] = self.next_index is not None
             g.attrs["last_trigger_index"] = int(self.last_trigger_index)
+            g.attrs["last_trigger_ns"] = int(self.last_trigger_ns)
             g.attrs["foreground_live_windows"] = int(self.foreground_live_windows)
             g.attrs["n_triggers"] = int(self.n_triggers)
             g.create_dataset("carry_stats", data=self._carry[0])
@@ -278,6 +291,7 @@ class RankingStage:
                     raise BackgroundError(f"{path}: clustering carry of shape {carry[0].shape}, expected {shape}")
                 attrs = {k: g.attrs[k] for k in ("next_index", "has_next", "last_trigger_index",
                                                  "foreground_live_windows", "n_triggers")}
+                attrs["last_trigger_ns"] = g.attrs.get("last_trigger_ns", -(2**62))  # older state files lack it
         except OSError as exc:
             raise BackgroundError(f"{path}: unreadable as HDF5 ({exc})") from None
         except (KeyError, ValueError) as exc:
@@ -288,6 +302,7 @@ class RankingStage:
         self._carry = carry
         self.next_index = int(attrs["next_index"]) if bool(attrs["has_next"]) else None
         self.last_trigger_index = int(attrs["last_trigger_index"])
+        self.last_trigger_ns = int(attrs["last_trigger_ns"])
         self.foreground_live_windows = int(attrs["foreground_live_windows"])
         self.n_triggers = int(attrs["n_triggers"])
         log.info("restored ranking state from %s: background livetime_s=%.1f triggers=%d next_gps=%s",

@@ -66,14 +66,14 @@ def test_locate_gives_the_trigger_time_when_it_can():
 
     def locate(first, last):
         asked.append((first, last))
-        return None if first % 2 else 10**18 + first
+        return None if first % 2 else 10**18 + first * STRIDE
 
     got, _ = feed(make_stage(locate=locate), stats, valid, [90, 200])
     assert len(got) == len(ref) == len(asked) > 2
     for g, r, (first, last) in zip(got, ref, asked):
         assert (g.window_gps_ns, g.stat, g.far) == (r.window_gps_ns, r.stat, r.far)
         assert first <= g.window_gps_ns // STRIDE <= last
-        assert g.gps_ns == (r.gps_ns if first % 2 else 10**18 + first)
+        assert g.gps_ns == (r.gps_ns if first % 2 else 10**18 + first * STRIDE)
     assert any(f % 2 for f, _ in asked) and any(f % 2 == 0 for f, _ in asked)
 
 
@@ -180,3 +180,29 @@ def test_malformed_background_files_are_named(tmp_path):
         Background(STRIDE).merge(Background(2 * STRIDE))
     with pytest.raises(ValueError, match="finite"):
         bg.add([np.nan])
+
+
+def test_two_peaks_dated_to_one_merger_are_one_trigger(tmp_path):
+    """A loud signal whose statistic peaks twice, more than half a cluster window apart, with both peaks dated
+    by ``locate`` to the same merger, gives one trigger (the first), not two at the same time; the next event
+    is reported as usual, and the rule survives a restart from the saved state."""
+    n = 400
+    stats = np.tile(np.linspace(-4.0, -3.0, n), (5, 1))  # rising: no peaks of its own but the last window
+    valid = np.ones((5, n), dtype=bool)
+    stats[0, 100], stats[0, 112] = 9.0, 8.5  # 12 windows apart: both local maxima (half width 8)
+    stats[0, 300] = 7.0
+
+    def locate(first, last):
+        return 10**18 if first < 200 else 2 * 10**18 if first < 350 else None
+
+    plain, _ = feed(make_stage(time_plateau=0.0), stats, valid, [105, 250])
+    assert [t.window_gps_ns // STRIDE for t in plain] == [100, 112, 300, 399]  # without locate: both peaks
+    stage = make_stage(time_plateau=0.0, locate=locate)
+    got = stage.add(0, stats[:, :105], valid[:, :105])
+    stage.save(tmp_path / "r.h5")
+    restarted = make_stage(time_plateau=0.0, locate=locate)
+    restarted.load(tmp_path / "r.h5")
+    got += restarted.add(105, stats[:, 105:], valid[:, 105:]) + restarted.flush()
+    assert [(t.gps_ns, t.stat) for t in got[:2]] == [(10**18, 9.0), (2 * 10**18, 7.0)]
+    assert [t.window_gps_ns // STRIDE for t in got] == [100, 300, 399]
+    assert restarted.merged_triggers == 1
