@@ -285,7 +285,7 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
     """Train ``cfg.train.model``; returns the final summary (also written next to the weights)."""
     import torch
 
-    from gwstream.models.networks import build_model, count_parameters
+    from gwstream.models.networks import count_parameters
     from gwstream.models.scorer import load_checkpoint, save_checkpoint
 
     from .errors import ConfigError
