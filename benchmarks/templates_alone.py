@@ -9,8 +9,8 @@ For each checkpoint with a template branch, two rows: the network as it is, and 
 same network with its MLP's output layer zeroed and ``template_gain`` set to 1, so its
 logit is only the best-template statistic minus 5 (what ``train.template_gain_init = 1``
 starts a network at). A further row builds that statistic from ``train.template_bank``'s
-templates as ``gwstream train`` places them (a fresh network, ``train.dilations``,
-diagonal units). The windows are the held-out validation set ``gwstream train``
+templates as ``gwstream train`` places them (:func:`~gwstream.daemon.training.initial_model`, for a
+recipe from scratch). The windows are the held-out validation set ``gwstream train``
 builds from the config (5000 noise windows, 500 signals per SNR for the shipped
 recipes), so TPR at FPR 1e-4 rests on the loudest few noise windows; FPR 1e-3 is the
 figure to compare. Why: it showed that the 477 placed templates alone detect as well as
@@ -61,11 +61,8 @@ def main(argv=None) -> int:
         rows.append((name, r))
         print(name, {f: round(r["tpr"][f]["8"], 3) for f in r["tpr"]}, flush=True)
 
-    if cfg.train.template_bank:
-        torch.manual_seed(cfg.train.seed)
-        net = tr._with_template_branch(cfg, tr._built(cfg.train))
-        net = type(net).with_diagonal_template_units(net)
-        score(f"{Path(cfg.train.template_bank).name} placed, alone", silenced(net))
+    if cfg.train.template_bank and not cfg.train.init_weights:
+        score(f"{Path(cfg.train.template_bank).name} placed, alone", silenced(tr.initial_model(cfg)[0]))
     for path in args.models:
         model, _, _ = load_checkpoint(path)
         score(f"{Path(path).name}", model)

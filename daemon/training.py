@@ -281,22 +281,21 @@ def _epoch_maker(maker: WindowMaker, st, picker: HardNegativePicker | None):
     return make_epoch
 
 
-def run_train(cfg: Config, *, progress: bool = True) -> dict:
-    """Train ``cfg.train.model``; returns the final summary (also written next to the weights)."""
+def initial_model(cfg: Config):
+    """The network ``gwstream train`` starts from, and the sha256 of ``train.init_weights`` (None without one).
+
+    Random (``train.dilations``) or ``train.init_weights``; grown by ``train.template_pairs`` /
+    ``train.template_bank``, a new branch's gain at ``train.template_gain_init``; per-template gains,
+    diagonal template units and the learning-rate scales as the config asks. Seeded by ``train.seed``.
+    """
     import torch
 
-    from gwstream.models.networks import count_parameters
-    from gwstream.models.scorer import load_checkpoint, save_checkpoint
+    from gwstream.models.scorer import load_checkpoint
 
     from .errors import ConfigError
-    from gwstream.models.train import fit, selection_key
 
     t = cfg.train
-    torch.set_num_threads(t.threads)
-    t0 = time.monotonic()
-    maker, validation = build_data(cfg)
-    data_s = time.monotonic() - t0
-    log.info("data ready: bank=%d validation=%d windows in %.1f s", len(maker.bank), validation[0].shape[0], data_s)
+    init_sha = None
     torch.manual_seed(t.seed)
     model = _built(t)
     if t.init_weights:
@@ -333,6 +332,27 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
         model = type(model).with_diagonal_template_units(model)
     if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:
         model.lr_scales["template_gain"] = t.template_lr_scale
+
+    return model, init_sha
+
+
+def run_train(cfg: Config, *, progress: bool = True) -> dict:
+    """Train ``cfg.train.model``; returns the final summary (also written next to the weights)."""
+    import torch
+
+    from gwstream.models.networks import count_parameters
+    from gwstream.models.scorer import save_checkpoint
+
+    from .errors import ConfigError
+    from gwstream.models.train import fit, selection_key
+
+    t = cfg.train
+    torch.set_num_threads(t.threads)
+    t0 = time.monotonic()
+    maker, validation = build_data(cfg)
+    data_s = time.monotonic() - t0
+    log.info("data ready: bank=%d validation=%d windows in %.1f s", len(maker.bank), validation[0].shape[0], data_s)
+    model, init_sha = initial_model(cfg)
 
     stages = t.stage_configs()
     history: list[dict] = []
