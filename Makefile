@@ -35,7 +35,7 @@ background: $(STAMP)
 	mkdir -p out/background
 	$(VENV)/bin/gwstream simulate --duration 3600 --seed 500 --sample-rate 2048 --out out/background/noise-1h.hdf --no-progress
 	$(VENV)/bin/gwstream search out/background/noise-1h.hdf out/background/triggers.h5 --slides 1000 \
-		--config configs/background.toml --background-out models/default-background.h5 --no-progress
+		--config configs/background.toml --background-out models/weights/default-background.h5 --no-progress
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis

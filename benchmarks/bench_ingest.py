@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-
-from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
-from gwstream.daemon.sources import publish
-from gwstream.daemon.wire import NS, Frame
+from gwstream.daemon.io.wire import NS, Frame
+from gwstream.daemon.proc.sources import publish
+from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
 
 FORWARDER = """
 import sys, zmq

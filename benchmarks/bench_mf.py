@@ -6,7 +6,7 @@ Plain script::
         [--threads 2] [--config configs/train.toml]
 
 ``DATA.hdf`` is what ``gwstream simulate`` writes (H1/L1 strain, read with
-:func:`~gwstream.daemon.framefiles.iter_hdf5_segments`, so any file the daemon
+:func:`~gwstream.daemon.io.framefiles.iter_hdf5_segments`, so any file the daemon
 reads as HDF5 will do). The search is the standard frequency-domain matched
 filter of a PyCBC search (``pycbc_inspiral``), without signal-consistency
 tests (the simulated noise is Gaussian):
@@ -29,7 +29,7 @@ tests (the simulated noise is Gaussian):
   frequency domain once per run at the segment's resolution
   (``pycbc.waveform.get_fd_waveform``, ``f_lower_hz`` to Nyquist): the full
   inspiral, not the 3-s time-domain cut stored in a
-  :class:`~gwstream.daemon.mfreference.TemplateBank`.
+  :class:`~gwstream.daemon.bank.TemplateBank`.
 * **Filtering.** Per template, detector and segment, the complex SNR
   ``z(t) = 4 sum_{f >= f_lower} d~(f) h~*(f) / S(f) e^{2 pi i f t} / sigma``
   by one single-precision complex inverse FFT of the segment length: FFTW
@@ -59,7 +59,7 @@ search does after it is handed its bank (reading, PSDs, template generation,
 filtering, clustering, coincidence, writing). Bank placement or loading is
 timed separately by the script (``bank_s``). The default bank is the one
 ``benchmarks/validate.py`` places for the issue-4 matched-filter reference
-(:func:`~gwstream.daemon.mfreference.place_bank`, aligned-spin IMRPhenomD,
+(:func:`~gwstream.daemon.bank.place_bank`, aligned-spin IMRPhenomD,
 7-50 Msun, minimal match 0.95, 3000 candidates), read from that script's
 cache when present, placed and cached there otherwise.
 
@@ -86,9 +86,9 @@ import h5py
 import numpy as np
 import scipy.fft
 import scipy.ndimage
+from gwstream.daemon.bank import TemplateBank
 from gwstream.daemon.errors import FrameFileError
-from gwstream.daemon.framefiles import iter_hdf5_segments
-from gwstream.daemon.mfreference import TemplateBank
+from gwstream.daemon.io.framefiles import iter_hdf5_segments
 
 __all__ = ["run_mf_search", "validation_bank"]
 
@@ -122,9 +122,9 @@ def validation_bank(config: str | Path = "configs/train.toml", *, workers: int =
     cache : pathlib.Path
         Folder the bank is cached in (``<train.out_dir>/banks``).
     """
+    from gwstream.daemon.bank import place_bank
     from gwstream.daemon.config import load_config
-    from gwstream.daemon.mfreference import place_bank
-    from gwstream.daemon.trainset import NoisePool
+    from gwstream.daemon.train.trainset import NoisePool
     from gwstream.kernels import whiten as kwh
 
     cfg = load_config(str(config))
@@ -429,7 +429,7 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
     ----------
     path : path-like
         HDF5 strain (``gwstream simulate`` output, or any layout
-        :func:`~gwstream.daemon.framefiles.iter_hdf5_segments` reads) with H1 and L1.
+        :func:`~gwstream.daemon.io.framefiles.iter_hdf5_segments` reads) with H1 and L1.
     bank : TemplateBank
         Only its parameters (``mass1``, ``mass2``, ``spin1z``, ``spin2z``) and
         ``approximant`` are used; templates are generated in the frequency domain.

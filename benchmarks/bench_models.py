@@ -34,10 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from gwstream.models.networks import MODEL_NAMES, build_model, count_parameters
 from gwstream.models.scorer import Scorer
+from torch.utils.flop_counter import FlopCounterMode
 
 FS = 2048
 WINDOWS_PER_S = 16

@@ -49,14 +49,14 @@ def main() -> None:
     ap.add_argument("--no-mf", action="store_true", help="skip the matched-filter peer")
     ap.add_argument("--group-blocks", type=int, default=None, help="model.group_blocks (default: the config "
                     "default); 1 = the encoder takes one block at a time")
-    ap.add_argument("--model", default="", help="checkpoint (default: the shipped models/default.pt); the "
+    ap.add_argument("--model", default="", help="checkpoint (default: the shipped models/weights/default.pt); the "
                     "whitening follows the phase it was trained with")
     ap.add_argument("--work", default="out/bench_replay")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "replay.json"))
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    from gwstream.daemon.search import default_model_path
+    from gwstream.models import default_model_path
     from gwstream.models.scorer import load_checkpoint
 
     model_path = Path(args.model) if args.model else default_model_path()

@@ -71,14 +71,13 @@ def main() -> None:
 
     from gwpy.frequencyseries import FrequencySeries as GwpyFS
     from gwpy.timeseries import TimeSeries as GwpyTS
-    from pycbc.psd import interpolate, inverse_spectrum_truncation
-    from pycbc.types import FrequencySeries as PycbcFS
-    from pycbc.types import TimeSeries as PycbcTS
-
     from gwstream.kernels import psd as kpsd
     from gwstream.kernels import resample as kres
     from gwstream.kernels import whiten as kwh
     from gwstream.kernels import windows as kwin
+    from pycbc.psd import interpolate, inverse_spectrum_truncation
+    from pycbc.types import FrequencySeries as PycbcFS
+    from pycbc.types import TimeSeries as PycbcTS
 
     n = int(args.duration * FS)
     x = coloured_noise(2024, n, 2)

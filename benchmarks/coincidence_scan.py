@@ -1,6 +1,6 @@
 """Does the statistic behave like a coincidence statistic? Loud signals and single-detector signals.
 
-    .venv/bin/python benchmarks/coincidence_scan.py --models models/default.pt models/factorized-v1.pt
+    .venv/bin/python benchmarks/coincidence_scan.py --models models/weights/default.pt models/factorized-v1.pt
 
 On held-out windows whitened like the daemon's (the validation machinery of
 ``gwstream train``, seed 777, disjoint from training), for each model:
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gwstream.daemon.config import load_config
-from gwstream.daemon.trainset import WaveformBank, WindowMaker, make_validation_set
+from gwstream.daemon.train.trainset import WaveformBank, WindowMaker, make_validation_set
 from gwstream.models.scorer import load_checkpoint
 
 SNRS = (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
@@ -34,7 +34,7 @@ SINGLE = (8.0, 16.0, 32.0, 64.0)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["models/default.pt"])
+    ap.add_argument("--models", nargs="+", default=["models/weights/default.pt"])
     ap.add_argument("--config", default="configs/train.toml")
     ap.add_argument("--n-noise", type=int, default=2000)
     ap.add_argument("--n-per-snr", type=int, default=100)

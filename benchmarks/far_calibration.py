@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from gwstream.daemon.search import read_triggers
+from gwstream.daemon.io.archive import read_triggers
 
 
 def main() -> None:

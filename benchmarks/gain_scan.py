@@ -2,7 +2,7 @@
 
 Plain script::
 
-    python benchmarks/gain_scan.py [--model models/default.pt] [--gains 1.09 1.5 2 3] [--seed 30001]
+    python benchmarks/gain_scan.py [--model models/weights/default.pt] [--gains 1.09 1.5 2 3] [--seed 30001]
         [--n-noise 100000] [--n-per-snr 1000] [--out PATH]
 
 A factorized network with a template branch scores a window as ``mlp + gain *
@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from gwstream.daemon.config import load_config
-from gwstream.daemon.trainset import WaveformBank, WindowMaker, validation_chunks
+from gwstream.daemon.train.trainset import WaveformBank, WindowMaker, validation_chunks
 
 MASS_BINS = ((14, 30), (30, 50), (50, 70), (70, 100))
 SINGLE_SNRS = (8.0, 16.0, 32.0, 64.0)
@@ -45,7 +44,7 @@ def _threshold(noise: np.ndarray, fpr: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/train.toml")
-    ap.add_argument("--model", default="models/default.pt")
+    ap.add_argument("--model", default="models/weights/default.pt")
     ap.add_argument("--gains", type=float, nargs="+", default=[1.09, 1.5, 2.0, 3.0])
     ap.add_argument("--n-noise", type=int, default=100_000)
     ap.add_argument("--n-per-snr", type=int, default=1000)

@@ -3,12 +3,12 @@
 Plain script::
 
     python benchmarks/grow_templates.py --bank out/train/banks/mfbank-49229e13a69d09b0.npz \\
-        [--model models/default.pt] [--config configs/train.toml] --out out/v13mf.pt
+        [--model models/weights/default.pt] [--config configs/train.toml] --out out/v13mf.pt
 
-Every template of ``--bank`` (a :class:`~gwstream.daemon.mfreference.TemplateBank`
+Every template of ``--bank`` (a :class:`~gwstream.daemon.bank.TemplateBank`
 file; ``benchmarks/validate.py`` places and caches the issue-4 matched filter's
 477-template bank there) is cut to the model's ``template_taps`` as
-:func:`~gwstream.daemon.training.template_filters` cuts the training ladder, and
+:func:`~gwstream.daemon.train.training.template_filters` cuts the training ladder, and
 :meth:`FactorizedNet.with_more_templates` appends the pairs to ``--model``'s branch,
 each with a head unit set to its two-detector SNR²: the best-template statistic is
 then the maximum over the old and the new pairs, with the model's trained gain.
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
+from gwstream.daemon.bank import TemplateBank
 from gwstream.daemon.config import load_config
-from gwstream.daemon.mfreference import TemplateBank
-from gwstream.daemon.training import template_filters
+from gwstream.daemon.train.training import template_filters
 from gwstream.models.factorized import FactorizedNet
 from gwstream.models.scorer import load_checkpoint, save_checkpoint
 
@@ -30,7 +30,7 @@ from gwstream.models.scorer import load_checkpoint, save_checkpoint
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bank", required=True, help="TemplateBank file (.npz)")
-    ap.add_argument("--model", default="models/default.pt", help="factorized checkpoint with a template branch")
+    ap.add_argument("--model", default="models/weights/default.pt", help="factorized checkpoint with a template branch")
     ap.add_argument("--config", default="configs/train.toml", help="its training config (whitening, PSD, taps)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()

@@ -3,13 +3,13 @@
 Plain script::
 
     python benchmarks/template_probe.py [--pairs 32] [--taps 1024] [--n-noise 20000] [--n-per-snr 1000]
-        [--snr 8] [--stride 8] [--bank PATH] [--models models/default.pt ...] [--out PATH]
+        [--snr 8] [--stride 8] [--bank PATH] [--models models/weights/default.pt ...] [--out PATH]
 
 ``--bank`` cuts the templates of a placed bank instead (``--pairs`` of them): the
 issue-4 matched filter's 477-template bank is cached by ``benchmarks/validate.py`` as
 ``out/train/banks/mfbank-*.npz``. ``--stride`` sets the probe's time grid.
 
-The filters are :func:`gwstream.daemon.training.template_filters` (zero-spin whitened
+The filters are :func:`gwstream.daemon.train.training.template_filters` (zero-spin whitened
 IMRPhenomD templates, unit-norm pairs with their quadratures, the last ``--taps``
 samples up to ``train.template_after`` after the merger): what ``train.template_pairs``
 starts a factorized network's template branch with. Each window's probe statistic
@@ -34,10 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from gwstream.daemon.config import load_config
-from gwstream.daemon.trainset import WaveformBank, WindowMaker, validation_chunks
-from gwstream.daemon.training import template_filters
+from gwstream.daemon.train.training import template_filters
+from gwstream.daemon.train.trainset import WaveformBank, WindowMaker, validation_chunks
 
 MASS_BINS = ((14, 30), (30, 50), (50, 70), (70, 100))
 RF, STRIDE, LAG = 1112, 8, 3  # v8's receptive field, feature stride and lag steps
@@ -58,7 +57,7 @@ def main() -> None:
                     "the larger of the two statistics); 0: off")
     ap.add_argument("--stride", type=int, default=STRIDE, help="samples between probe steps (the network's: 8)")
     ap.add_argument("--seed", type=int, default=20_001)
-    ap.add_argument("--models", nargs="*", default=["models/default.pt"])
+    ap.add_argument("--models", nargs="*", default=["models/weights/default.pt"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON result (default: print only)")
     args = ap.parse_args()
@@ -71,7 +70,7 @@ def main() -> None:
     t, rate = cfg.train, cfg.data.analysis_rate_hz
     params = None
     if args.bank:
-        from gwstream.daemon.mfreference import TemplateBank
+        from gwstream.daemon.bank import TemplateBank
         tb = TemplateBank.load(args.bank)
         if not 1 <= args.pairs <= len(tb):
             ap.error(f"--pairs {args.pairs}: the bank holds {len(tb)} templates")

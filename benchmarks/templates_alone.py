@@ -2,14 +2,14 @@
 
 Plain script::
 
-    python benchmarks/templates_alone.py [--config configs/train.toml] [--models models/default.pt ...]
+    python benchmarks/templates_alone.py [--config configs/train.toml] [--models models/weights/default.pt ...]
         [--out benchmarks/results/templates_alone.md]
 
 For each checkpoint with a template branch, two rows: the network as it is, and the
 same network with its MLP's output layer zeroed and ``template_gain`` set to 1, so its
 logit is only the best-template statistic minus 5 (what ``train.template_gain_init = 1``
 starts a network at). A further row builds that statistic from ``train.template_bank``'s
-templates as ``gwstream train`` places them (:func:`~gwstream.daemon.training.initial_model`, for a
+templates as ``gwstream train`` places them (:func:`~gwstream.daemon.train.training.initial_model`, for a
 recipe from scratch). The windows are the held-out validation set ``gwstream train``
 builds from the config (5000 noise windows, 500 signals per SNR for the shipped
 recipes), so TPR at FPR 1e-4 rests on the loudest few noise windows; FPR 1e-3 is the
@@ -23,7 +23,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -45,7 +44,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/train.toml")
-    ap.add_argument("--models", nargs="*", default=["models/default.pt"])
+    ap.add_argument("--models", nargs="*", default=["models/weights/default.pt"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/templates_alone.md")
     args = ap.parse_args(argv)

@@ -29,8 +29,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 from gwstream.daemon.config import load_config
-from gwstream.daemon.search import run_search
-from gwstream.daemon.simulate import run_simulate
+from gwstream.daemon.proc.offline import run_search
+from gwstream.daemon.sim.simulate import run_simulate
 
 SIM = {"simulate.sample_rate_hz": 2048, "simulate.injections.approximant": "IMRPhenomD",
        "simulate.injections.mass1_msun": [7.0, 50.0], "simulate.injections.mass2_msun": [7.0, 50.0],

@@ -2,7 +2,7 @@
 
 Plain script::
 
-    python benchmarks/validate.py --models models/default.pt [other.pt ...]
+    python benchmarks/validate.py --models models/weights/default.pt [other.pt ...]
         [--config configs/train.toml] [--n-noise 100000] [--n-per-snr 2000] [--seed S] [--out PATH]
 
 The validation set is generated once, from ``--seed`` (default 20001, the
@@ -13,14 +13,14 @@ train``, which uses train.seed + 10 000), with the
 config's PSD family, whitening (PSD estimated from each noise stretch, the
 daemon's FIR) and merger span, and a validation waveform bank of
 ``--n-waveforms`` draws from ``[train.injections]``. It is the set
-:func:`~gwstream.daemon.trainset.make_validation_set` would return, streamed one
+:func:`~gwstream.daemon.train.trainset.make_validation_set` would return, streamed one
 noise stretch at a time (10^5 windows are 1.6 GB): every chunk is scored by
-each network and by :class:`~gwstream.daemon.mfreference.MatchedFilter`, and
+each network and by :class:`~gwstream.daemon.eval.matched_filter.MatchedFilter`, and
 only the scores are kept.
 
 The matched-filter reference is an aligned-spin IMRPhenomD bank placed
 stochastically over the training mass range (see
-:func:`~gwstream.daemon.mfreference.place_bank`); with ``--bank-check N`` its
+:func:`~gwstream.daemon.bank.place_bank`); with ``--bank-check N`` its
 fitting factor (recovered / in-window optimal network SNR, noise-free) is
 measured on N training-distribution signals of the validation bank and N
 aligned-spin IMRPhenomD signals.
@@ -41,9 +41,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gwstream.daemon.bank import place_bank
 from gwstream.daemon.config import InjectionConfig, load_config
-from gwstream.daemon.mfreference import MatchedFilter, place_bank
-from gwstream.daemon.trainset import WaveformBank, WindowMaker, validation_chunks
+from gwstream.daemon.eval.matched_filter import MatchedFilter
+from gwstream.daemon.train.trainset import WaveformBank, WindowMaker, validation_chunks
 from gwstream.kernels import whiten as kwh
 from gwstream.models.metrics import summarize, threshold_at_fpr
 
@@ -207,7 +208,7 @@ def markdown(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/train.toml")
-    ap.add_argument("--models", nargs="*", default=["models/default.pt"], help="checkpoints to score")
+    ap.add_argument("--models", nargs="*", default=["models/weights/default.pt"], help="checkpoints to score")
     ap.add_argument("--n-noise", type=int, default=100_000)
     ap.add_argument("--n-per-snr", type=int, default=2000)
     ap.add_argument("--snrs", type=float, nargs="+", default=None, help="network SNR bins (default: train.val_snrs)")

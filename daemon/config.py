@@ -370,7 +370,7 @@ class TrainConfig:
     threads: int = setting(2, gt=0)
     workers: int = setting(2, gt=0, doc="processes generating the waveform bank")
     out_dir: str = setting("out/train", doc="checkpoints, cached banks, history")
-    weights: str = setting("models/default.pt", doc="where the selected model is written")
+    weights: str = setting("models/weights/default.pt", doc="where the selected model is written")
     select_epoch: str = setting("best", choices=("best", "last"), doc="the epoch written: highest held-out TPR at "
                                 "FPR 1e-3 and SNR 8 (ties: AUC), or the last one")
     init_weights: str = setting("", doc="start from this checkpoint's weights (fine-tuning); empty = random")
@@ -460,7 +460,7 @@ def parse_speed(value: str, key: str = "speed") -> float:
 class ModelConfig:
     """The network that scores windows."""
 
-    path: str = setting("", doc="checkpoint file; empty = the shipped default model (models/default.pt)")
+    path: str = setting("", doc="checkpoint file; empty = the shipped default model (models/weights/default.pt)")
     device: str = setting("auto", doc="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N'")
     batch_size: int = setting(1024, gt=0, doc="windows per forward pass (joint models)")
     threads: int = setting(0, ge=0, doc="torch CPU threads; 0 = torch's default")

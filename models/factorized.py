@@ -29,9 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from gwstream.models.networks import GWNet
+from torch import nn
 
 __all__ = ["FactorizedNet", "StreamEncoder"]
 
@@ -874,7 +873,6 @@ class _BranchFFT:
 
     def __init__(self, filters: torch.Tensor, stride: int, block_samples: int) -> None:
         import scipy.fft
-
         from gwstream.kernels.correlate import filter_spectra
 
         w = filters[:, 0, :].double().cpu().numpy()

@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from gwstream.models.checkpoint import atomic_path, check_layout  # noqa: F401 - atomic_path re-exported
 from gwstream.models.networks import GWNet, build_model
+from torch import nn
 
 __all__ = ["Scorer", "save_checkpoint", "load_checkpoint", "load_exported", "EXPORT_KINDS"]
 

@@ -2,7 +2,7 @@
 
 The data come from a callable (``make_epoch(epoch) -> (x, label, snr)``) so this
 module knows nothing of how windows are simulated or whitened (the daemon's
-training orchestration composes :mod:`gwstream.daemon.trainset` with this).
+training orchestration composes :mod:`gwstream.daemon.train.trainset` with this).
 Deterministic for a seed: parameters are initialised from ``seed``, each
 epoch's batch order and dropout from ``(seed, epoch)``, so a run resumed from
 its checkpoint continues exactly as if it had not stopped.
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import summarize
 from .checkpoint import atomic_path
+from .metrics import summarize
 
 __all__ = ["fit", "score_windows", "selection_key"]
 

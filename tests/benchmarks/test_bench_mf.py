@@ -10,11 +10,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from gwstream.daemon.bank import TemplateBank
 from gwstream.daemon.config import config_from_dict
 from gwstream.daemon.errors import FrameFileError
-from gwstream.daemon.framefiles import read_injection_file, write_hdf5_layout_attrs
-from gwstream.daemon.mfreference import TemplateBank
-from gwstream.daemon.simulate import run_simulate
+from gwstream.daemon.io.framefiles import read_injection_file, write_hdf5_layout_attrs
+from gwstream.daemon.sim.simulate import run_simulate
 
 FS = 2048
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.daemon.streams import Script, messy_script as _messy_script
+from tests.daemon.streams import Script
+from tests.daemon.streams import messy_script as _messy_script
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from gwstream.daemon.wire import Frame, encode_eos, encode_frame
+from gwstream.daemon.io.wire import Frame, encode_eos, encode_frame
 
 NS = 1_000_000_000
 RATE = 256  # Hz: small frames keep the scripted tests fast

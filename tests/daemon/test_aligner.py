@@ -1,11 +1,10 @@
 """Ingest alignment, step by step on a simulated clock: the scripted messy stream and edge cases."""
 
 import numpy as np
-
-from gwstream.daemon.aligner import Aligner, EndOfStream, Gap
 from gwstream.daemon.config import config_from_dict
-from gwstream.daemon.ingest import IngestStage
-from gwstream.daemon.wire import Block, encode_frame
+from gwstream.daemon.io.wire import Block, encode_frame
+from gwstream.daemon.proc.ingest import IngestStage
+from gwstream.daemon.stream.aligner import Aligner, EndOfStream, Gap
 
 from tests.daemon.streams import NS, RATE, T0, ingest_config_dict, make_frame
 

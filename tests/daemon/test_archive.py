@@ -5,8 +5,8 @@ import errno
 import h5py
 import numpy as np
 import pytest
-from gwstream.daemon.archive import TriggerArchive, archive_name, read_archive
-from gwstream.daemon.ranking import Trigger
+from gwstream.daemon.io.archive import TriggerArchive, archive_name, read_archive
+from gwstream.daemon.stream.ranking import Trigger
 
 NS = 1_000_000_000
 

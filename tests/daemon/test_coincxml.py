@@ -1,8 +1,8 @@
 """The per-alert LIGO_LW coinc.xml reads back with igwn-ligolw and holds the alert's time and FAR."""
 
-from gwstream.daemon.alerts import make_alert
-from gwstream.daemon.coincxml import write_coinc_xml
-from gwstream.daemon.ranking import Trigger
+from gwstream.daemon.io.alerts import make_alert
+from gwstream.daemon.io.coincxml import write_coinc_xml
+from gwstream.daemon.stream.ranking import Trigger
 
 
 def test_coinc_xml_round_trip(tmp_path):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from gwstream.daemon.conditioning import Conditioner, Status
 from gwstream.daemon.config import Config, config_from_dict
-from gwstream.daemon.wire import Block
+from gwstream.daemon.io.wire import Block
+from gwstream.daemon.stream.conditioning import Conditioner, Status
 from gwstream.kernels import resample as kres
 from gwstream.kernels import whiten as kwh
 

@@ -4,7 +4,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from gwstream.daemon.config import Config, config_from_dict, load_config
 from gwstream.daemon.errors import ConfigError
 

@@ -10,13 +10,13 @@ import urllib.request
 
 import numpy as np
 import pytest
-from gwstream.daemon.archive import read_archive
-from gwstream.daemon.background import Background
 from gwstream.daemon.config import load_config
-from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
-from gwstream.daemon.search import default_model_path, read_triggers
-from gwstream.daemon.simulate import Simulator
-from gwstream.daemon.supervisor import Child, Supervisor
+from gwstream.daemon.io.archive import read_archive, read_triggers
+from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
+from gwstream.daemon.proc.supervisor import Child, Supervisor
+from gwstream.daemon.sim.simulate import Simulator
+from gwstream.daemon.stream.background import Background
+from gwstream.models import default_model_path
 
 from .streams import write_toml
 
@@ -174,7 +174,7 @@ def test_listen_reconnects_when_the_daemon_restarts():
     import threading
 
     import zmq
-    from gwstream.daemon.alerts import encode_alert
+    from gwstream.daemon.io.alerts import encode_alert
 
     ep = free_tcp_endpoint()
     listener = subprocess.Popen([*GW, "listen", "--alerts-endpoint", ep], stdout=subprocess.PIPE,

@@ -27,8 +27,8 @@ def test_short_demo_runs_end_to_end(tmp_path):
 
 def test_alert_plot_is_written(tmp_path):
     from gwstream.daemon.config import config_from_dict
-    from gwstream.daemon.demo import _plot_alert
-    from gwstream.daemon.simulate import Simulator
+    from gwstream.daemon.proc.demo import _plot_alert
+    from gwstream.daemon.sim.simulate import Simulator
 
     cfg = config_from_dict({"simulate": {"sample_rate_hz": 2048, "injections": {
         "approximant": "IMRPhenomD", "snr": [30.0, 30.0], "spacing_s": 40.0, "jitter_s": 0.0}}})

@@ -13,12 +13,11 @@ import time
 
 import numpy as np
 import zmq
-from gwstream.daemon.archive import read_archive
-from gwstream.daemon.background import Background
-from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
-from gwstream.daemon.search import read_triggers
 from gwstream.daemon.errors import WireError
-from gwstream.daemon.wire import Frame, decode_source_message, encode_frame
+from gwstream.daemon.io.archive import read_archive, read_triggers
+from gwstream.daemon.io.wire import Frame, decode_source_message, encode_frame
+from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
+from gwstream.daemon.stream.background import Background
 
 from .test_daemon import daemon_config
 

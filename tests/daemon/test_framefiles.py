@@ -5,17 +5,16 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from gwstream.daemon.errors import FrameFileError
-from gwstream.daemon.framefiles import (
+from gwstream.daemon.io.framefiles import (
     gwf_name,
     iter_hdf5_segments,
     parse_gwf_name,
     read_gwf_frame,
     write_gwf_frame,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 FS = 2048
 GPS = 1_000_000_000

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 import zmq
+from gwstream.daemon.io.wire import decode_block_message
+from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
 
-from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
-from gwstream.daemon.wire import decode_block_message
 from tests.daemon.streams import NS, T0, ingest_config_dict, write_toml
 
 

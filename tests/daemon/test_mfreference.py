@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gwstream.daemon.mfreference import MatchedFilter, TemplateBank, place_bank
-from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, _one_waveform
+from gwstream.daemon.bank import TemplateBank, one_waveform, place_bank
+from gwstream.daemon.eval.matched_filter import MatchedFilter
+from gwstream.daemon.train.trainset import NoisePool, WaveformBank, WindowMaker
 
 #: intrinsic parameters (m1, m2, s1z, s2z) of the small test bank
 PARAMS = [(40.0, 30.0, 0.5, 0.2), (25.0, 20.0, 0.0, 0.0), (14.0, 10.0, -0.3, 0.4), (48.0, 12.0, 0.7, 0.0)]
@@ -27,7 +28,7 @@ def _member_maker(tb: TemplateBank, pool: NoisePool, k: int) -> WindowMaker:
     m1, m2, s1, s2 = PARAMS[k]
     p = {"mass1": m1, "mass2": m2, "spin1x": 0.0, "spin1y": 0.0, "spin1z": s1, "spin2x": 0.0, "spin2y": 0.0,
          "spin2z": s2, "inclination": 0.0, "coa_phase": 0.0}
-    hp, hc = _one_waveform((p, "IMRPhenomD", 20.0, 2048, 2.5, 0.5))
+    hp, hc = one_waveform((p, "IMRPhenomD", 20.0, 2048, 2.5, 0.5))
     np.testing.assert_allclose(hp, tb.h[k], rtol=0, atol=1e-6 * np.abs(hp).max())
     bank = WaveformBank(hp[None].astype(np.float32), hc[None].astype(np.float32), {}, tb.merger_index, 2048)
     return WindowMaker(bank, pool, stretch_s=32)

@@ -5,13 +5,12 @@ import sys
 import textwrap
 
 import pytest
-
-from gwstream.daemon.procs import bound_omp_spin, keep_freed_memory
+from gwstream.daemon.proc.spawn import bound_omp_spin, keep_freed_memory
 
 _FAULTS = textwrap.dedent("""
     import resource, sys
     import numpy as np
-    from gwstream.daemon.procs import bound_omp_spin, keep_freed_memory
+    from gwstream.daemon.proc.spawn import bound_omp_spin, keep_freed_memory
     if sys.argv[1] == "keep":
         assert keep_freed_memory()
     def faults():

@@ -3,8 +3,8 @@
 import h5py
 import numpy as np
 import pytest
-from gwstream.daemon.background import Background, BackgroundError
-from gwstream.daemon.ranking import RankingStage
+from gwstream.daemon.stream.background import Background, BackgroundError
+from gwstream.daemon.stream.ranking import RankingStage
 
 from .reference_ranking import reference_triggers
 

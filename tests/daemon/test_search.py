@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from gwstream.daemon.background import Background
-from gwstream.daemon.conditioning import Conditioned, Status
-from gwstream.daemon.ranking import RankingStage
-from gwstream.daemon.scoring import SlideScorer
-from gwstream.daemon.search import default_model_path, read_triggers
+from gwstream.daemon.io.archive import read_triggers
+from gwstream.daemon.stream.background import Background
+from gwstream.daemon.stream.conditioning import Conditioned, Status
+from gwstream.daemon.stream.ranking import RankingStage
+from gwstream.daemon.stream.scoring import SlideScorer
+from gwstream.models import default_model_path
 from gwstream.models.networks import build_model
 from gwstream.models.scorer import Scorer
 from torch import nn
@@ -308,7 +309,7 @@ def test_search_finds_loud_injections_and_gwf_equals_hdf5(simulated):
     for key in ("time", "stat", "var", "far", "ifar_years", "saturated"):
         assert cols[key].shape == cols["time"].shape
     assert (np.diff(cols["time"]) > 0).all()
-    from gwstream.daemon.framefiles import read_injection_file
+    from gwstream.daemon.io.framefiles import read_injection_file
 
     inj = read_injection_file(d / "inj.hdf")
     seg = attrs["segments"]
@@ -342,7 +343,10 @@ def test_grouped_blocks_give_the_same_triggers_bit_for_bit(simulated, model):
     statistics, triggers and FARs of block-by-block analysis exactly, whatever the grouping. A joint
     model (baseline) scores the conditioner's window buffer, which each block overwrites."""
     from gwstream.daemon.config import load_config
-    from gwstream.daemon.search import SearchStage, default_model_path, file_blocks, load_scorer
+    from gwstream.daemon.proc.offline import file_blocks
+    from gwstream.daemon.proc.preflight import load_scorer
+    from gwstream.daemon.stream.pipeline import SearchStage
+    from gwstream.models import default_model_path
 
     d, cfg_path, _ = simulated
     joint = {} if model == "default" else {"model.path": str(default_model_path().with_name("baseline.pt")),
@@ -415,7 +419,7 @@ def test_model_trained_with_other_whitening_phase_is_refused(simulated, capsys):
     """A network trained on minimum-phase-whitened windows scores linear-phase ones as garbage (and vice
     versa): the search names the setting instead of running."""
     from gwstream.daemon.cli import main
-    from gwstream.daemon.search import default_model_path
+    from gwstream.models import default_model_path
     from gwstream.models.scorer import load_checkpoint
 
     d, cfg, _ = simulated

@@ -11,9 +11,9 @@ import zmq
 import zmq.auth
 from gwstream.daemon.config import config_from_dict
 from gwstream.daemon.errors import ConfigError
-from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
-from gwstream.daemon.security import ServerAuth, secure_client, secure_server
-from gwstream.daemon.wire import decode_block_message
+from gwstream.daemon.io.wire import decode_block_message
+from gwstream.daemon.proc.security import ServerAuth, secure_client, secure_server
+from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
 
 from .streams import RATE, T0, ingest_config_dict, make_frame, write_toml
 
@@ -96,7 +96,7 @@ def test_ingest_accepts_frames_only_from_allowed_publishers(keys, tmp_path):
         intruders = [publisher("bad"), publisher(None)]
         good = publisher("good")
         time.sleep(1.5)  # handshakes (and refusals) complete
-        from gwstream.daemon.wire import encode_frame
+        from gwstream.daemon.io.wire import encode_frame
 
         for t in range(0, 3):  # strangers first: none of this may arrive
             for s in intruders:

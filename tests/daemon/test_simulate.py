@@ -10,21 +10,20 @@ import math
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from scipy.signal import welch
-
 from gwstream.daemon.config import config_from_dict
 from gwstream.daemon.errors import ConfigError, FrameFileError
-from gwstream.daemon.framefiles import (
+from gwstream.daemon.io.framefiles import (
     iter_hdf5_segments,
     read_gwf_frame,
     read_injection_file,
     write_injection_file,
 )
-from gwstream.daemon.injections import MCHIRP_REF_MSUN, chirp_mass, draw_parameters
-from gwstream.daemon.noise import ColoredNoise, load_psd
-from gwstream.daemon.simulate import NOISE_FIR_S, STATE_RATE_HZ, Simulator, run_simulate
+from gwstream.daemon.sim.injections import MCHIRP_REF_MSUN, chirp_mass, draw_parameters
+from gwstream.daemon.sim.noise import ColoredNoise, load_psd
+from gwstream.daemon.sim.simulate import NOISE_FIR_S, STATE_RATE_HZ, Simulator, run_simulate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.signal import welch
 
 # --------------------------------------------------------------------------- tolerances
 FS = 2048

@@ -11,17 +11,21 @@ import h5py
 import numpy as np
 import pytest
 import zmq
-
+from gwstream.daemon import sources
 from gwstream.daemon.config import load_config
 from gwstream.daemon.errors import FrameFileError
-from gwstream.daemon.framefiles import gwf_name, write_gwf_frame
-from gwstream.daemon.procs import free_tcp_endpoint, spawn, stop
-from gwstream.daemon.simulate import Simulator, run_simulate
-from gwstream.daemon import sources
-from gwstream.daemon.sources import (
-    gwf_archive_frames, gwf_follow_frames, hdf5_frames, publish, synthetic_frames,
+from gwstream.daemon.io.framefiles import gwf_name, write_gwf_frame
+from gwstream.daemon.io.wire import NS, decode_block_message
+from gwstream.daemon.proc.sources import (
+    gwf_archive_frames,
+    gwf_follow_frames,
+    hdf5_frames,
+    publish,
+    synthetic_frames,
 )
-from gwstream.daemon.wire import NS, decode_block_message
+from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
+from gwstream.daemon.sim.simulate import Simulator, run_simulate
+
 from tests.daemon.streams import write_toml
 
 GPS = 1_000_000_000

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
-
 from gwstream.daemon.settings import to_toml
 from gwstream.models.scorer import Scorer
+
 from tests.daemon.streams import write_toml
 
 
@@ -138,9 +138,8 @@ def test_train_grows_the_branch_by_a_template_bank_with_diagonal_units(tmp_path)
     their own masses and spins), its template units made diagonal, then trained; a count that does not add
     up, or a file that is not a bank, is a named error."""
     import numpy as np
-
     from gwstream.daemon.config import load_config
-    from gwstream.daemon.training import template_filters
+    from gwstream.daemon.train.training import template_filters
     from gwstream.models.networks import build_model
     from gwstream.models.scorer import save_checkpoint
 
@@ -182,9 +181,8 @@ def test_train_from_scratch_around_placed_templates(tmp_path):
     train.template_gain_init and, with train.template_filter_lr_scale = 0, its filters stay exactly as placed
     (frozen) while the rest trains; those keys on a network they cannot apply to are named errors."""
     import numpy as np
-
     from gwstream.daemon.config import load_config
-    from gwstream.daemon.training import template_filters
+    from gwstream.daemon.train.training import template_filters
 
     (tmp_path / "bank.csv").write_text("mass1,mass2,spin1z,spin2z\n30.0,20.0,0.3,-0.2\n12.5,9.0,0.0,0.5\n")
     base = _tiny_factorized(tmp_path, init_weights="", dilations=[2, 4, 8, 16, 32], template_pairs=2,

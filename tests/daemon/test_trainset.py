@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from gwstream.daemon.config import InjectionConfig
-from gwstream.daemon.training import HardNegativePicker, curriculum
-from gwstream.daemon.trainset import NoisePool, WaveformBank, WindowMaker, make_validation_set
+from gwstream.daemon.train.training import HardNegativePicker, curriculum
+from gwstream.daemon.train.trainset import NoisePool, WaveformBank, WindowMaker, make_validation_set
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +35,10 @@ def test_noise_windows_are_white(maker):
 
 def test_whitened_signal_snr_matches_pycbc_optimal_snr(maker):
     """sum(whitened signal^2) is the optimal SNR^2 against the (estimated) PSD the filter was built from."""
-    from pycbc.filter import sigma
-    from pycbc.types import FrequencySeries, TimeSeries
-
     from gwstream.kernels import psd as kpsd
     from gwstream.kernels import whiten as kwh
+    from pycbc.filter import sigma
+    from pycbc.types import FrequencySeries, TimeSeries
 
     rng = np.random.default_rng(3)
     pool = maker.pool
@@ -200,7 +198,7 @@ def test_fit_gives_template_filters_their_own_learning_rate(maker, tmp_path):
 
 def test_template_filters_are_unit_norm_quadrature_pairs():
     from gwstream.daemon.config import Config
-    from gwstream.daemon.training import template_filters
+    from gwstream.daemon.train.training import template_filters
 
     cfg = Config()
     w = template_filters(cfg, 3, 1024)
@@ -215,7 +213,7 @@ def test_template_filters_are_unit_norm_quadrature_pairs():
 def test_template_filters_cut_given_templates_as_the_ladder_does():
     """``params`` (a placed bank's): the same cut, whitening and quadratures; aligned spins change the template."""
     from gwstream.daemon.config import Config
-    from gwstream.daemon.training import template_filters
+    from gwstream.daemon.train.training import template_filters
 
     cfg = Config()
     ladder = template_filters(cfg, 2, 512)
@@ -343,7 +341,7 @@ def test_epoch_places_hard_negatives_as_labelled_noise(maker):
 
 
 def test_validation_info_describes_each_signal_without_changing_the_windows(maker):
-    from gwstream.daemon.trainset import validation_chunks
+    from gwstream.daemon.train.trainset import validation_chunks
 
     plain = list(validation_chunks(maker, 5, 40, snrs=(8.0, 12.0), n_per_snr=20))
     rich = list(validation_chunks(maker, 5, 40, snrs=(8.0, 12.0), n_per_snr=20, with_info=True))

@@ -4,13 +4,19 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from gwstream.daemon.errors import WireError
-from gwstream.daemon.wire import (
-    Block, Frame, decode_block_message, decode_source_message, encode_block, encode_control,
-    encode_eos, encode_frame,
+from gwstream.daemon.io.wire import (
+    Block,
+    Frame,
+    decode_block_message,
+    decode_source_message,
+    encode_block,
+    encode_control,
+    encode_eos,
+    encode_frame,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NS = 1_000_000_000
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from gwstream.kernels.coinc import TOP, best_coincident, best_coincident_blocks, top_templates
 from gwstream.kernels.correlate import energies, filter_spectra, fold_product
 

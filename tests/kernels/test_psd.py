@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal
-
 from gwstream.kernels import psd as kpsd
 from gwstream.kernels import psd_stream as kps
 

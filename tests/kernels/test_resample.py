@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal
+from gwstream.kernels import resample as kres
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from gwstream.kernels import resample as kres
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
 

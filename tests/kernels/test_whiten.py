@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from gwstream.kernels import psd as kpsd
 from gwstream.kernels import whiten as kwh
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FS = 2048
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True)

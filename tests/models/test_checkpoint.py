@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-
 from gwstream.models.checkpoint import NETWORK_NAMES, read_checkpoint_info
 from gwstream.models.networks import MODEL_NAMES, build_model
 from gwstream.models.scorer import load_checkpoint, save_checkpoint
@@ -53,7 +52,7 @@ def test_refuses_other_globals_and_other_files(tmp_path):
 def test_replay_preflight_imports_no_torch():
     """``gwstream replay``'s parent checks the shipped model without paying torch's import."""
     code = ("import sys; from gwstream.daemon.config import load_config; "
-            "from gwstream.daemon.preflight import preflight; import gwstream.daemon.runner; "
+            "from gwstream.daemon.proc.preflight import preflight; import gwstream.daemon.proc.runner; "
             "preflight(load_config(None), load_weights=False); "
             "print(sorted(m for m in ('torch', 'scipy.signal', 'numba') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-from scipy.stats import mannwhitneyu
-
 from gwstream.models.metrics import auc, roc, summarize, threshold_at_fpr, tpr_at_fpr
+from scipy.stats import mannwhitneyu
 
 
 def test_auc_equals_mann_whitney():

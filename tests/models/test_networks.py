@@ -7,12 +7,11 @@ import copy
 import numpy as np
 import pytest
 import torch
+from gwstream.models.factorized import FactorizedNet, StreamEncoder
+from gwstream.models.networks import MODEL_NAMES, build_model, count_parameters
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-
-from gwstream.models.factorized import FactorizedNet, StreamEncoder
-from gwstream.models.networks import MODEL_NAMES, build_model, count_parameters
 
 # Stream features vs per-window features: the same float32 convolutions over a
 # longer input can sum in another order (oneDNN blocking); logits ~0.1-1, so

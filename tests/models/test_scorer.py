@@ -7,10 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from gwstream.models.networks import MODEL_NAMES, build_model
 from gwstream.models.scorer import Scorer, load_checkpoint, load_exported, save_checkpoint
+from torch import nn
 
 # Different thread counts split float32 reductions differently; logits ~0.1-1.
 THREADS_ATOL = 1e-5

@@ -1,0 +1,72 @@
+"""Offline commands: ``gwstream train``, ``gwstream search`` and ``gwstream evaluate``."""
+
+from __future__ import annotations
+
+import json
+
+from .common import add_common, load
+
+
+def cmd_train(args) -> int:
+    from gwstream.daemon.train.training import run_train
+
+    cfg = load(args, **{"train.epochs": args.epochs, "train.weights": args.weights,
+                         "train.out_dir": args.out_dir, "train.model": args.model})
+    meta = run_train(cfg, progress=not args.no_progress)
+    print(json.dumps({k: meta[k] for k in ("selected_epoch", "wall_s", "n_parameters")} |
+                     {"weights": cfg.train.weights, "validation": meta["validation"]}))
+    return 0
+
+
+def cmd_search(args) -> int:
+    from gwstream.daemon.proc.offline import run_search
+
+    cfg = load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
+                         "ranking.n_slides_joint": args.slides})
+    summary = run_search(args.input, args.output, cfg, background_out=args.background_out,
+                         progress=not args.no_progress)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from gwstream.daemon.eval.evaluate import run_evaluate
+
+    summary = run_evaluate(args.injections, args.foreground, args.background, args.out,
+                           far_per_day=args.far_per_day)
+    print(json.dumps({k: summary[k] for k in ("n_injections", "sensitive_distance_mpc", "out")}))
+    return 0
+
+
+def register(sub) -> None:
+    """Add this module's commands to the ``gwstream`` sub-command parser."""
+    p = sub.add_parser("train", help="train a network on simulated, whitened windows ([train])")
+    add_common(p)
+    p.add_argument("--model", default=None, choices=("baseline", "resnet", "factorized"), help="override train.model")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs (stages that set their own keep theirs)")
+    p.add_argument("--weights", default=None, help="override train.weights (output checkpoint)")
+    p.add_argument("--out-dir", default=None, help="override train.out_dir (checkpoints, resume)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="offline search of an archive (same pipeline as the daemon)")
+    p.add_argument("input", help="HDF5 file (mock-data layout or gwpy/PyCBC), GWF file or GWF directory")
+    p.add_argument("output", help="trigger archive to write (HDF5: time, stat, var, far, ...)")
+    add_common(p)
+    p.add_argument("--model", default=None, help="checkpoint (override model.path; default the shipped model)")
+    p.add_argument("--slides", type=int, default=None, help="time slides (override ranking.n_slides)")
+    p.add_argument("--background-out", default=None, metavar="PATH",
+                   help="also write the time-slid background (a daemon can start from it)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("evaluate", help="found/missed, FAR and sensitive distance of a search with injections")
+    p.add_argument("--injections", required=True, help="injection file (gwstream simulate --injections)")
+    p.add_argument("--foreground", required=True, help="trigger archive of the data with injections")
+    p.add_argument("--background", required=True,
+                   help="noise-only run: its trigger archive, or its time-slid background (search --background-out)")
+    p.add_argument("--out", required=True, help="directory for summary.json and the plots")
+    p.add_argument("--far-per-day", type=float, nargs="+", default=[1.0, 10.0, 100.0],
+                   help="FAR thresholds of the summary table (per day)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,276 @@
+"""The time-slid background: how often noise alone is as loud, and over how much live time.
+
+:class:`Background` keeps every clustered background trigger's ranking
+statistic compactly and exactly enough to give false-alarm rates::
+
+    FAR(stat) = (n_background(>= stat) + 1) / T_background      [Hz]
+
+``n_background(>= stat)`` comes from a bounded, sorted list of the loudest
+``n_exact`` statistics (exact for every ``stat`` above the loudest one ever
+evicted from it, the ``floor``) and, below the floor, from a histogram of all
+statistics whose count includes the whole bin holding ``stat`` (never fewer
+than the true count, so a FAR there is conservative by at most one bin). The
+live time is an exact integer count of analysed slid windows times the window
+stride, so ``T_background`` has no rounding drift over a month.
+
+The store is written atomically to HDF5 (temporary file + ``os.replace``) and
+read back with every field validated; a background built offline by
+``gwstream search --background-out`` is the same file and can seed a daemon.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from gwstream.daemon.errors import GwstreamError
+
+__all__ = ["Background", "BackgroundError", "SECONDS_PER_YEAR", "far_to_ifar_years"]
+
+SECONDS_PER_YEAR = 365.25 * 86400.0
+NS = 1_000_000_000
+_FORMAT = "gwstream-background"
+_VERSION = 1
+
+
+class BackgroundError(GwstreamError, ValueError):
+    """A background file is unreadable, malformed, or was built for another search."""
+
+
+def far_to_ifar_years(far_hz):
+    """Inverse FAR in years (``inf`` for FAR 0)."""
+    far = np.asarray(far_hz, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return 1.0 / (far * SECONDS_PER_YEAR)
+
+
+@dataclass
+class Background:
+    """Clustered background triggers and their live time.
+
+    Parameters
+    ----------
+    stride_ns : int
+        Window stride; one analysed window adds this much live time.
+    meta : dict
+        What the background is valid for (model sha256, cluster window, slide
+        step, ...): :meth:`merge` and :meth:`check_compatible` refuse a
+        background whose ``meta`` differs in any key both define.
+    n_exact : int
+        Length of the exact list of the loudest statistics.
+    hist_range : (float, float)
+        Statistic range of the histogram (values outside land in the edge bins).
+    bin_width : float
+        Histogram bin width (the largest possible over-count below the floor).
+    """
+
+    stride_ns: int
+    meta: dict = field(default_factory=dict)
+    n_exact: int = 100_000
+    hist_range: tuple[float, float] = (-50.0, 50.0)
+    bin_width: float = 0.01
+    counts: np.ndarray = None  # int64 (n_bins,)
+    loudest: np.ndarray = None  # float64, sorted descending, at most n_exact
+    floor: float = -np.inf  # largest statistic ever evicted from `loudest`
+    n_triggers: int = 0
+    live_windows: int = 0
+    n_slides_max: int = 0  # most slides ever analysed at once
+
+    def __post_init__(self) -> None:
+        if int(self.stride_ns) <= 0:
+            raise ValueError(f"stride_ns = {self.stride_ns!r}, expected > 0")
+        lo, hi = (float(v) for v in self.hist_range)
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            raise ValueError(f"hist_range = {self.hist_range!r}, expected finite (low, high) with high > low")
+        if not self.bin_width > 0:
+            raise ValueError(f"bin_width = {self.bin_width!r}, expected > 0")
+        if int(self.n_exact) < 1:
+            raise ValueError(f"n_exact = {self.n_exact!r}, expected >= 1")
+        self.stride_ns, self.n_exact = int(self.stride_ns), int(self.n_exact)
+        self.hist_range = (lo, hi)
+        self.n_bins = int(np.ceil((hi - lo) / self.bin_width))
+        if self.counts is None:
+            self.counts = np.zeros(self.n_bins, dtype=np.int64)
+        if self.loudest is None:
+            self.loudest = np.zeros(0, dtype=np.float64)
+        self.meta = dict(self.meta)
+
+    # ----------------------------------------------------------------- filling
+    @property
+    def livetime_s(self) -> float:
+        """Background live time (s): analysed slid windows times the stride."""
+        return self.live_windows * self.stride_ns / NS
+
+    def _bins(self, stats: np.ndarray) -> np.ndarray:
+        b = np.floor((stats - self.hist_range[0]) / self.bin_width)
+        return np.clip(b, 0, self.n_bins - 1).astype(np.int64)
+
+    def add(self, stats, live_windows: int = 0, n_slides: int = 0) -> None:
+        """Add clustered background statistics and the live windows they were found in."""
+        stats = np.asarray(stats, dtype=np.float64).reshape(-1)
+        if not np.isfinite(stats).all():
+            raise ValueError("background statistics must be finite (invalid windows are not triggers)")
+        if int(live_windows) < 0:
+            raise ValueError(f"live_windows = {live_windows!r}, expected >= 0")
+        self.live_windows += int(live_windows)
+        self.n_slides_max = max(self.n_slides_max, int(n_slides))
+        if not stats.size:
+            return
+        self.n_triggers += stats.size
+        self.counts += np.bincount(self._bins(stats), minlength=self.n_bins)
+        if self.loudest.size == self.n_exact:
+            # the list is full: only statistics above its quietest entry can enter it
+            low = stats <= self.loudest[-1]
+            if low.any():
+                self.floor = max(self.floor, float(stats[low].max()))
+                stats = stats[~low]
+            if not stats.size:
+                return
+        merged = np.concatenate([self.loudest, stats])
+        if merged.size > self.n_exact:
+            part = np.partition(merged, merged.size - self.n_exact)
+            dropped, kept = part[: merged.size - self.n_exact], part[merged.size - self.n_exact:]
+            self.floor = max(self.floor, float(dropped.max()))
+            merged = kept
+        self.loudest = np.sort(merged)[::-1].copy()
+
+    # ------------------------------------------------------------------- query
+    def count_at_least(self, stat) -> np.ndarray:
+        """Background triggers with statistic ``>= stat`` (exact above ``floor``, else a bin-conservative count)."""
+        stat = np.asarray(stat, dtype=np.float64)
+        flat = stat.reshape(-1)
+        asc = self.loudest[::-1]
+        exact = asc.size - np.searchsorted(asc, flat, side="left")
+        tail = np.concatenate([np.cumsum(self.counts[::-1])[::-1], [0]])
+        binned = tail[self._bins(np.where(np.isfinite(flat), flat, self.hist_range[0]))]
+        binned = np.where(flat == np.inf, 0, binned)
+        out = np.where(flat > self.floor, exact, np.maximum(binned, exact))
+        return out.reshape(stat.shape).astype(np.int64)
+
+    def far(self, stat):
+        """``(far_hz, saturated)`` of statistic(s) ``stat``; FAR is ``inf`` with no live time yet."""
+        n = self.count_at_least(stat)
+        t = self.livetime_s
+        with np.errstate(divide="ignore"):
+            far = (n + 1.0) / t if t > 0 else np.full(np.shape(n), np.inf)
+        return far, n == 0
+
+    # ----------------------------------------------------------------- combine
+    def check_compatible(self, other: Background, what: str = "background") -> None:
+        """Raise :class:`BackgroundError` unless ``other`` can be counted with this one."""
+        if other.stride_ns != self.stride_ns:
+            raise BackgroundError(f"{what} has window stride {other.stride_ns} ns, expected {self.stride_ns} ns")
+        if (other.hist_range, other.bin_width) != (self.hist_range, self.bin_width):
+            raise BackgroundError(
+                f"{what} has histogram {other.hist_range} / {other.bin_width}, expected "
+                f"{self.hist_range} / {self.bin_width}"
+            )
+        for key in sorted(set(self.meta) & set(other.meta)):
+            if self.meta[key] != other.meta[key]:
+                raise BackgroundError(
+                    f"{what} was built with {key} = {other.meta[key]!r}, expected {self.meta[key]!r}"
+                )
+
+    def merge(self, other: Background) -> None:
+        """Add another compatible background (e.g. one precomputed offline) to this one."""
+        self.check_compatible(other)
+        self.counts += other.counts
+        self.n_triggers += other.n_triggers
+        self.live_windows += other.live_windows
+        self.n_slides_max = max(self.n_slides_max, other.n_slides_max)
+        self.floor = max(self.floor, other.floor)
+        merged = np.concatenate([self.loudest, other.loudest])
+        if merged.size > self.n_exact:
+            part = np.partition(merged, merged.size - self.n_exact)
+            self.floor = max(self.floor, float(part[: merged.size - self.n_exact].max()))
+            merged = part[merged.size - self.n_exact:]
+        self.loudest = np.sort(merged)[::-1].copy()
+
+    # --------------------------------------------------------------------- I/O
+    def write_group(self, group) -> None:
+        """Write into an open h5py group."""
+        group.attrs["format"] = _FORMAT
+        group.attrs["version"] = _VERSION
+        group.attrs["stride_ns"] = self.stride_ns
+        group.attrs["n_exact"] = self.n_exact
+        group.attrs["hist_range"] = np.asarray(self.hist_range, dtype=np.float64)
+        group.attrs["bin_width"] = float(self.bin_width)
+        group.attrs["floor"] = float(self.floor)
+        group.attrs["n_triggers"] = int(self.n_triggers)
+        group.attrs["live_windows"] = int(self.live_windows)
+        group.attrs["n_slides"] = int(self.n_slides_max)
+        group.attrs["livetime_s"] = float(self.livetime_s)
+        group.attrs["meta_json"] = json.dumps(self.meta, sort_keys=True)
+        group.create_dataset("counts", data=self.counts, compression="gzip", compression_opts=1)
+        group.create_dataset("loudest", data=self.loudest)
+
+    @classmethod
+    def read_group(cls, group, where: str = "background") -> Background:
+        """Read and validate what :meth:`write_group` wrote."""
+        a = group.attrs
+
+        def need(key):
+            if key not in a:
+                raise BackgroundError(f"{where}: attribute {key!r} missing")
+            return a[key]
+
+        if need("format") != _FORMAT:
+            raise BackgroundError(f"{where}: format {a['format']!r}, expected {_FORMAT!r}")
+        if int(need("version")) != _VERSION:
+            raise BackgroundError(f"{where}: version {int(a['version'])}, expected {_VERSION}")
+        for key in ("counts", "loudest"):
+            if key not in group:
+                raise BackgroundError(f"{where}: dataset {key!r} missing")
+        try:
+            meta = json.loads(need("meta_json"))
+            bg = cls(int(need("stride_ns")), meta, int(need("n_exact")),
+                     tuple(float(v) for v in need("hist_range")), float(need("bin_width")))
+        except (ValueError, TypeError) as exc:
+            raise BackgroundError(f"{where}: {exc}") from None
+        counts = np.asarray(group["counts"][()])
+        loudest = np.asarray(group["loudest"][()], dtype=np.float64)
+        if counts.shape != (bg.n_bins,) or counts.dtype.kind not in "iu" or (counts < 0).any():
+            raise BackgroundError(f"{where}: counts of shape {counts.shape} / dtype {counts.dtype}, expected "
+                                  f"({bg.n_bins},) non-negative integers")
+        if loudest.ndim != 1 or loudest.size > bg.n_exact or not np.isfinite(loudest).all() \
+                or (np.diff(loudest) > 0).any():
+            raise BackgroundError(f"{where}: loudest must be at most {bg.n_exact} finite values sorted descending")
+        n_trig, live = int(need("n_triggers")), int(need("live_windows"))
+        if n_trig != int(counts.sum()) or live < 0 or loudest.size > n_trig:
+            raise BackgroundError(f"{where}: n_triggers = {n_trig} but the histogram holds {int(counts.sum())} "
+                                  f"(live_windows = {live})")
+        bg.counts = counts.astype(np.int64)
+        bg.loudest = loudest
+        bg.floor = float(need("floor"))
+        bg.n_triggers, bg.live_windows = n_trig, live
+        bg.n_slides_max = int(need("n_slides"))
+        return bg
+
+    def save(self, path: str | Path) -> Path:
+        """Write to an HDF5 file of its own, atomically."""
+        import h5py
+        from gwstream.models.checkpoint import atomic_path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            self.write_group(f.create_group("background"))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Background:
+        """Read a file written by :meth:`save` (or a state file that holds a ``background`` group)."""
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise BackgroundError(f"{path}: no such background file")
+        try:
+            with h5py.File(path, "r") as f:
+                if "background" not in f:
+                    raise BackgroundError(f"{path}: no 'background' group (not a gwstream background file)")
+                return cls.read_group(f["background"], str(path))
+        except OSError as exc:
+            raise BackgroundError(f"{path}: unreadable as HDF5 ({exc})") from None

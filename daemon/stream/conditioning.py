@@ -1,0 +1,519 @@
+"""Streaming conditioning stage: resample -> PSD -> whiten -> sliding windows.
+
+:class:`Conditioner` consumes aligned :class:`~gwstream.daemon.io.wire.Block`
+objects in GPS order and returns, per block, a :class:`Conditioned` with an
+explicit :class:`Status`, the float32 window batch ``[n, n_ifo, window]``,
+each window's GPS start (int ns) and a flag for windows touching invalid
+data. All numerics are in :mod:`gwstream.kernels`; this module only keeps
+their state, the sample bookkeeping and the log.
+
+Time bookkeeping is in integer *absolute* sample indices (``gps_ns * rate /
+1e9``), so window starts fall on a GPS-aligned stride grid whatever the
+stream start, and replay and live cut the same windows.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from gwstream.daemon.config import Config
+from gwstream.daemon.errors import ConfigError
+from gwstream.daemon.io.wire import Block
+from gwstream.kernels import psd_stream as kps
+from gwstream.kernels import resample as kres
+from gwstream.kernels import whiten as kwh
+from gwstream.kernels import windows as kwin
+
+__all__ = ["Status", "Conditioned", "Conditioner", "conditioning_meta", "check_whitening"]
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+_SNAPSHOT_VERSION = 1
+
+
+class Status(enum.Enum):
+    """What a block's result means; callers must handle every value.
+
+    WARMING_UP
+        No accepted PSD yet, or the filters are refilling after a restart:
+        windows, if any, are all flagged invalid.
+    OK
+        Whitened windows (individual ones may still be flagged invalid,
+        e.g. around gated samples).
+    GAP
+        Data before this block is missing (its start jumped forward): the
+        filters were restarted, and a warm-up follows.
+    """
+
+    WARMING_UP = "warming_up"
+    OK = "ok"
+    GAP = "gap"
+
+
+@dataclass(frozen=True)
+class Conditioned:
+    """Result of :meth:`Conditioner.process` for one block.
+
+    Attributes
+    ----------
+    status : Status
+    block_gps_ns : int
+        Start of the block processed (ns).
+    seq : int
+        The block's sequence number.
+    windows : numpy.ndarray
+        float32, shape ``(n, n_ifo, window)``, C-contiguous. A view of the
+        stage's preallocated buffer: valid until the next ``process`` call.
+    gps_ns : numpy.ndarray
+        int64, shape ``(n,)``: GPS start of each window (ns).
+    invalid : numpy.ndarray
+        bool, shape ``(n,)``: the window touches invalid data in any detector
+        (gated, missing, or filter warm-up).
+    invalid_ifo : numpy.ndarray
+        bool, shape ``(n, n_ifo)``: the same per detector.
+    psd_update : gwstream.kernels.psd_stream.PsdUpdate
+        What the PSD estimator did on this block (``rejected`` = a new
+        estimate was refused and the previous PSD kept).
+    stream : numpy.ndarray
+        float32, shape ``(n_ifo, m)``: the whitened samples this block
+        completed, contiguous with the previous block's unless ``stream_start``
+        jumped (the windows are cut from exactly these samples). ``m`` may be 0.
+    stream_start : int or None
+        Absolute analysis-rate sample index (``gps_ns * rate / 1e9``) of
+        ``stream[:, 0]``; None while no PSD exists.
+    stream_bad : numpy.ndarray
+        bool, shape ``(n_ifo, m)``: the FIR span of the sample touches invalid input.
+    """
+
+    status: Status
+    block_gps_ns: int
+    seq: int
+    windows: np.ndarray
+    gps_ns: np.ndarray
+    invalid: np.ndarray
+    invalid_ifo: np.ndarray
+    psd_update: kps.PsdUpdate
+    stream: np.ndarray | None = None
+    stream_start: int | None = None
+    stream_bad: np.ndarray | None = None
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.windows.shape[0])
+
+
+def _samples(seconds: float, rate: int, name: str) -> int:
+    n = seconds * rate
+    if abs(n - round(n)) > 1e-6 * max(1.0, abs(n)) or round(n) < 1:
+        raise ValueError(f"{name} = {seconds!r} s is {n:g} samples at {rate} Hz, expected a whole number >= 1")
+    return int(round(n))
+
+
+def _last_bad(valid: np.ndarray, start: int, prev: int) -> np.ndarray:
+    """Absolute index of the latest invalid sample at or before each sample."""
+    prev = np.asarray(prev, dtype=np.int64)[..., None]
+    idx = np.where(valid, prev, np.arange(start, start + valid.shape[-1], dtype=np.int64))
+    return np.maximum.accumulate(idx, axis=-1)
+
+
+class Conditioner:
+    """Resample, estimate the PSD, whiten and cut windows, block by block.
+
+    Parameters
+    ----------
+    ifos : sequence of str
+        Detectors, in the order of the blocks' data.
+    input_rate_hz : int
+        Sample rate of the blocks (Hz); an integer multiple of ``analysis_rate_hz``.
+    analysis_rate_hz : int
+        Rate the windows are cut at (Hz).
+    fftlength_s, overlap, average, psd_length_s, psd_refresh_s, psd_max_change, psd_min_valid_s, psd_min_change
+        PSD estimate: Welch segments (s, fraction, "median"/"mean") over the
+        trailing ``psd_length_s`` of valid data, refreshed every
+        ``psd_refresh_s``, rejected if the broadband sensitivity moves by more
+        than ``psd_max_change``, not applied (the filter is not redesigned) if
+        it moves by less than ``psd_min_change``; the first estimate after a (re)start needs
+        ``psd_min_valid_s`` of valid data (default ``psd_length_s``).
+    fduration_s, highpass_hz, phase
+        Whitening FIR length (s), high-pass corner (Hz), "linear" or "minimum".
+    window_s, stride_s
+        Window length and stride (s), whole numbers of analysis samples.
+    design_length_s : float
+        Filter design grid, see :func:`gwstream.kernels.whiten.design_fir`.
+    copy_windows : bool
+        Cut each window into a C-contiguous float32 batch (what a joint model
+        scores). ``False`` gives read-only views of the whitened stream instead
+        (same values, no copy): a factorized model scores ``stream`` and uses
+        the windows only for their number, times and validity.
+
+    Attributes
+    ----------
+    factor : int
+        Decimation factor.
+    lookahead_s : float
+        Data after a window's end needed before it can be cut (s): half the
+        anti-alias filter plus the whitening filter's delay.
+    warmup_s : float
+        Upper bound on the stream time (s) from a cold start until the first
+        window not flagged invalid (PSD warm-up, filter fill, one window,
+        the grid and the look-ahead).
+    refill_s : float
+        The same after a short gap that keeps the PSD (filter fill only).
+    """
+
+    def __init__(
+        self,
+        ifos,
+        input_rate_hz: int,
+        analysis_rate_hz: int = 2048,
+        *,
+        fftlength_s: float = 4.0,
+        overlap: float = 0.5,
+        average: str = "median",
+        psd_length_s: float = 64.0,
+        psd_refresh_s: float = 8.0,
+        psd_max_change: float = 0.2,
+        psd_min_valid_s: float | None = None,
+        psd_min_change: float = 0.0,
+        fduration_s: float = 1.0,
+        highpass_hz: float = 20.0,
+        phase: str = "linear",
+        window_s: float = 1.0,
+        stride_s: float = 0.0625,
+        design_length_s: float = 64.0,
+        copy_windows: bool = True,
+    ):
+        self.ifos = tuple(ifos)
+        self.copy_windows = bool(copy_windows)
+        if not self.ifos:
+            raise ValueError("ifos is empty, expected at least one detector")
+        if int(input_rate_hz) != input_rate_hz or input_rate_hz <= 0:
+            raise ValueError(f"input_rate_hz = {input_rate_hz!r}, expected a positive integer (Hz)")
+        if int(analysis_rate_hz) != analysis_rate_hz or analysis_rate_hz <= 0:
+            raise ValueError(f"analysis_rate_hz = {analysis_rate_hz!r}, expected a positive integer (Hz)")
+        if input_rate_hz % analysis_rate_hz:
+            raise ValueError(
+                f"input_rate_hz = {input_rate_hz} Hz, expected an integer multiple of "
+                f"analysis_rate_hz = {analysis_rate_hz} Hz"
+            )
+        self.input_rate_hz = int(input_rate_hz)
+        self.rate = int(analysis_rate_hz)
+        self.factor = self.input_rate_hz // self.rate
+        self.phase = phase
+        self.fduration_s = float(fduration_s)
+        self.highpass_hz = float(highpass_hz)
+        self.design_length_s = float(design_length_s)
+        self.psd_length_s = float(psd_length_s)
+        # ---- resampling
+        self._rs_taps = kres.antialias_taps(self.factor)
+        self._rs_ntaps = self._rs_taps.shape[0]
+        self._rs_delay = kres.delay_samples(self.factor, self._rs_taps)  # output samples
+        # ---- PSD
+        self._psd = kps.StreamingWelch(
+            len(self.ifos), self.rate, fftlength_s, overlap, average, psd_length_s, psd_refresh_s,
+            psd_min_valid_s, psd_max_change, f_low_hz=max(self.highpass_hz, 1.0), min_change=psd_min_change,
+        )
+        # ---- whitening
+        self.n_taps = _samples(fduration_s, self.rate, "fduration_s")
+        self._wh_delay = kwh.lookahead_samples(self.n_taps, phase)
+        if not 0 <= highpass_hz < self.rate / 2:
+            raise ValueError(f"highpass_hz = {highpass_hz!r} Hz, expected in [0, {self.rate / 2}) Hz")
+        # ---- windows
+        self.window = _samples(window_s, self.rate, "window_s")
+        self.stride = _samples(stride_s, self.rate, "stride_s")
+        if self.stride > self.window:
+            raise ValueError(f"stride_s = {stride_s} s, expected <= window_s = {window_s} s")
+        self.window_s = self.window / self.rate
+        self.stride_s = self.stride / self.rate
+        # ---- costs worked out once
+        self.lookahead_s = (self._rs_delay + self._wh_delay) / self.rate
+        fill_s = (self._rs_ntaps - 1) / self.input_rate_hz + self.factor / self.input_rate_hz + self.n_taps / self.rate
+        self.refill_s = fill_s + self.window_s + self.stride_s + self.lookahead_s
+        psd_min = self._psd.min_segments
+        psd_warm_s = ((psd_min - 1) * self._psd.step + 2 * self._psd.nperseg) / self.rate
+        self.warmup_s = max(psd_warm_s + self._rs_delay / self.rate, fill_s) + self.window_s + self.stride_s + \
+            self.lookahead_s
+        self._out = np.empty((0, len(self.ifos), self.window), dtype=np.float32)
+        self.reset()
+
+    @classmethod
+    def from_config(cls, cfg, input_rate_hz: int | None = None, *, copy_windows: bool = True) -> "Conditioner":
+        """Build from a :class:`gwstream.daemon.config.Config` (sections data, psd, whiten, windows).
+
+        ``input_rate_hz`` overrides ``cfg.data.input_rate_hz`` (needed when the
+        config says 0, "learn from the first frame").
+        """
+        rate_in = input_rate_hz or cfg.data.input_rate_hz
+        if not rate_in:
+            raise ValueError(
+                "data.input_rate_hz = 0 (learn from data): pass input_rate_hz, the rate of the first frame (Hz)"
+            )
+        p, w, win = cfg.psd, cfg.whiten, cfg.windows
+        return cls(
+            cfg.data.ifos, rate_in, cfg.data.analysis_rate_hz,
+            fftlength_s=p.fftlength_s, overlap=p.overlap, average=p.average, psd_length_s=p.psd_length_s,
+            psd_refresh_s=p.refresh_s, psd_max_change=p.max_change, psd_min_change=p.min_change,
+            fduration_s=w.fduration_s, highpass_hz=w.highpass_hz, phase=w.phase,
+            window_s=win.window_s, stride_s=win.stride_s, copy_windows=copy_windows,
+        )
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget everything, including the PSD (a cold start)."""
+        self._psd.reset()
+        self._taps = None
+        self._next_gps_ns = None
+        self._restart(None)
+
+    def _restart(self, in_index: int | None) -> None:
+        """Restart the filters at absolute input index ``in_index`` (PSD kept)."""
+        c = len(self.ifos)
+        self._in_next = in_index  # absolute input index of the next expected sample
+        self._in_last_bad = np.full(c, -1 if in_index is None else in_index - 1, dtype=np.int64)
+        offset = 0 if in_index is None else (-in_index) % self.factor
+        self._rs_state = kres.new_state(self.factor, c, self._rs_taps)._replace(offset=offset)
+        # absolute analysis index (true time) of the next resampled sample
+        self._rs_next = None if in_index is None else (in_index + offset) // self.factor - self._rs_delay
+        self._an_last_bad = np.full(c, -1 if in_index is None else self._rs_next - 1, dtype=np.int64)
+        self._wh_hist = kwh.new_history(self.n_taps, c)
+        self._win_buf = np.zeros((c, 0))
+        self._win_bad = np.zeros((c, 0), dtype=bool)
+        self._win_start = None  # absolute index of _win_buf[:, 0]
+        self._warm = False  # a window not flagged invalid was emitted since the restart
+        # no window may start before the data does (analysis index of the restart)
+        self._an_origin = None if in_index is None else -(-in_index // self.factor)
+
+    def snapshot(self) -> dict:
+        """The whole state as a dict of arrays and ints (restorable into an equal configuration)."""
+        return {
+            "version": _SNAPSHOT_VERSION,
+            "geometry": self._geometry(),
+            "psd": self._psd.snapshot(),
+            "taps": None if self._taps is None else self._taps.copy(),
+            "next_gps_ns": self._next_gps_ns,
+            "in_next": self._in_next, "in_last_bad": self._in_last_bad.copy(),
+            "rs_hist": self._rs_state.history.copy(), "rs_offset": self._rs_state.offset,
+            "rs_next": self._rs_next, "an_last_bad": self._an_last_bad.copy(),
+            "wh_hist": self._wh_hist.copy(),
+            "win_buf": self._win_buf.copy(), "win_bad": self._win_bad.copy(), "win_start": self._win_start,
+            "warm": self._warm, "an_origin": self._an_origin,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Restore a :meth:`snapshot`.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot was taken with a different configuration.
+        """
+        if state.get("version") != _SNAPSHOT_VERSION or state.get("geometry") != self._geometry():
+            raise ValueError(
+                f"snapshot geometry {state.get('geometry')} (version {state.get('version')}), "
+                f"expected {self._geometry()} (version {_SNAPSHOT_VERSION})"
+            )
+        self._psd.restore(state["psd"])
+        self._taps = None if state["taps"] is None else state["taps"].copy()
+        self._next_gps_ns = state["next_gps_ns"]
+        self._in_next, self._in_last_bad = state["in_next"], state["in_last_bad"].copy()
+        self._rs_state = kres.DecimateState(state["rs_hist"].copy(), int(state["rs_offset"]))
+        self._rs_next, self._an_last_bad = state["rs_next"], state["an_last_bad"].copy()
+        self._wh_hist = state["wh_hist"].copy()
+        self._win_buf, self._win_bad = state["win_buf"].copy(), state["win_bad"].copy()
+        self._win_start, self._warm = state["win_start"], bool(state["warm"])
+        self._an_origin = state["an_origin"]
+
+    def _geometry(self) -> tuple:
+        return (self.ifos, self.input_rate_hz, self.rate, self.n_taps, self.phase, self.window, self.stride,
+                self._psd.nperseg, self._psd.step, self._psd.max_segments)
+
+    @property
+    def psd(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(freqs Hz, PSD strain^2/Hz of shape (n_ifo, n_freq)) currently whitening, or None."""
+        return None if self._psd.psd is None else (self._psd.freqs, self._psd.psd)
+
+    # --------------------------------------------------------------- process
+    def process(self, block: Block) -> Conditioned:
+        """Condition one block.
+
+        Raises
+        ------
+        ValueError
+            If the block's detectors or rates differ from the configuration,
+            its start is off the sample grid, or it starts before the end of
+            the previous block (out of order or overlapping).
+        """
+        self._check_block(block)
+        in_start = block.gps_ns * self.input_rate_hz // NS
+        status = None
+        if self._next_gps_ns is None:
+            self._restart(in_start)
+        elif block.gps_ns != self._next_gps_ns:
+            if block.gps_ns < self._next_gps_ns:
+                raise ValueError(
+                    f"block seq={block.seq} starts at gps_ns={block.gps_ns}, before the end of the previous "
+                    f"block {self._next_gps_ns} (out of order or overlapping)"
+                )
+            gap_s = (block.gps_ns - self._next_gps_ns) / NS
+            drop = gap_s > self.psd_length_s
+            log.warning(
+                "data gap ifos=%s gps=%.3f gap_s=%.3f psd=%s", ",".join(self.ifos), block.gps_ns / NS, gap_s,
+                "dropped" if drop else "kept",
+            )
+            if drop:
+                self._psd.drop_psd()
+                self._taps = None
+            self._restart(in_start)
+            status = Status.GAP
+        self._next_gps_ns = block.end_ns
+        x = np.stack([np.asarray(d, dtype=np.float64) for d in block.data])
+        valid = np.stack([np.asarray(v, dtype=bool) for v in block.valid])
+        an_x, an_valid, an_start = self._resample(x, valid, in_start)
+        upd = kps.PsdUpdate()
+        if an_x.shape[1]:
+            upd = self._psd.update(an_x, an_valid, an_start)
+            self._log_psd(upd, block)
+            if upd.accepted:
+                self._taps = kwh.design_fir(
+                    self.rate, self._psd.freqs, self._psd.psd, self.fduration_s, self.highpass_hz, self.phase,
+                    self.design_length_s,
+                )
+        wh, wh_bad, wh_start = self._whiten(an_x, an_valid, an_start)
+        windows, gps, inv_ifo = self._cut(wh, wh_bad, wh_start)
+        invalid = inv_ifo.any(axis=1)
+        if invalid.size and not invalid.all():
+            self._warm = True
+        if status is None:
+            status = Status.OK if self._taps is not None and self._warm else Status.WARMING_UP
+        stream = wh.astype(np.float32) if wh_start is not None else wh[:, :0].astype(np.float32)
+        return Conditioned(status, block.gps_ns, block.seq, windows, gps, invalid, inv_ifo, upd, stream, wh_start,
+                           wh_bad)
+
+    def _check_block(self, block: Block) -> None:
+        if tuple(block.ifos) != self.ifos:
+            raise ValueError(f"block seq={block.seq} has ifos {block.ifos}, expected {self.ifos}")
+        for ifo, r in zip(block.ifos, block.sample_rates):
+            if r != self.input_rate_hz:
+                raise ValueError(f"block seq={block.seq} {ifo} at {r} Hz, expected {self.input_rate_hz} Hz")
+        if (block.gps_ns * self.input_rate_hz) % NS:
+            raise ValueError(
+                f"block seq={block.seq} gps_ns={block.gps_ns} is not on the {self.input_rate_hz} Hz sample grid"
+            )
+        n = {np.shape(d)[-1] for d in block.data} | {np.shape(v)[-1] for v in block.valid}
+        if len(n) != 1:
+            raise ValueError(f"block seq={block.seq} has data/valid lengths {sorted(n)}, expected one length")
+
+    def _log_psd(self, upd: kps.PsdUpdate, block: Block) -> None:
+        if upd.rejected:
+            log.warning(
+                "psd rejected ifos=%s gps=%.3f change=%.3f max_change=%.3f segments=%d kept_psd_gps=%.3f",
+                ",".join(self.ifos), block.gps_ns / NS, upd.change, self._psd.max_change, upd.n_segments,
+                self._psd.psd_index / self.rate,
+            )
+        elif upd.accepted:
+            log.info(
+                "psd updated ifos=%s gps=%.3f change=%.3f segments=%d", ",".join(self.ifos), block.gps_ns / NS,
+                upd.change, upd.n_segments,
+            )
+
+    def _resample(self, x: np.ndarray, valid: np.ndarray, in_start: int):
+        """Decimate; returns (samples, valid, absolute analysis index of the first)."""
+        n = x.shape[1]
+        bad_in = _last_bad(valid, in_start, self._in_last_bad)  # (C, n)
+        if n:
+            self._in_last_bad = bad_in[:, -1].copy()
+        self._in_next = in_start + n
+        if self.factor == 1:
+            ok = np.arange(in_start, in_start + n) - bad_in >= 1
+            start = self._rs_next
+            self._rs_next += n
+            return x, ok, start
+        offset = self._rs_state.offset
+        y, self._rs_state = kres.decimate_stream(x, self.factor, self._rs_state, self._rs_taps)
+        kept = offset + self.factor * np.arange(y.shape[1])  # positions in this block
+        ok = (in_start + kept) - bad_in[:, kept] >= self._rs_ntaps  # the whole filter span is valid
+        start = self._rs_next
+        self._rs_next += y.shape[1]
+        return y, ok, start
+
+    def _whiten(self, x: np.ndarray, valid: np.ndarray, start: int):
+        """Whiten (once a PSD exists); returns (samples, bad mask (C, n), absolute index of the first)."""
+        n = x.shape[1]
+        bad = _last_bad(valid, start, self._an_last_bad)
+        if n:
+            self._an_last_bad = bad[:, -1].copy()
+        ok = np.arange(start, start + n) - bad >= self.n_taps  # whole FIR span valid, per detector
+        if self._taps is None:
+            # keep the input history so whitening starts filled once a PSD arrives
+            self._wh_hist = np.concatenate([self._wh_hist, x], axis=1)[:, -(self.n_taps - 1):]
+            return np.zeros((x.shape[0], 0)), np.zeros((x.shape[0], 0), dtype=bool), None
+        y, self._wh_hist = kwh.convolve_stream(x, self._taps, self._wh_hist)
+        w_start = start - self._wh_delay
+        return y, ~ok, w_start
+
+    def _cut(self, wh: np.ndarray, bad: np.ndarray, start: int | None):
+        c = len(self.ifos)
+        empty = (self._out[:0], np.zeros(0, dtype=np.int64), np.zeros((0, c), dtype=bool))
+        if start is None:
+            self._win_buf = np.zeros((c, 0))
+            self._win_bad = np.zeros((c, 0), dtype=bool)
+            self._win_start = None
+            return empty
+        if self._win_start is None or self._win_start + self._win_buf.shape[1] != start:
+            self._win_buf = np.zeros((c, 0))
+            self._win_bad = np.zeros((c, 0), dtype=bool)
+            self._win_start = start
+            if self._an_origin is not None and start < self._an_origin:
+                skip = min(self._an_origin - start, wh.shape[1])
+                wh, bad, self._win_start = wh[:, skip:], bad[:, skip:], start + skip
+        buf = np.concatenate([self._win_buf, wh], axis=1)
+        bbad = np.concatenate([self._win_bad, bad], axis=1)
+        b0 = self._win_start
+        first = -(-b0 // self.stride) * self.stride  # first grid start >= b0
+        n = buf.shape[1]
+        off = first - b0
+        nw = kwin.n_windows(n - off, self.window, self.stride) if n > off else 0
+        if nw:
+            if self.copy_windows:
+                if nw > self._out.shape[0]:
+                    self._out = np.empty((nw, c, self.window), dtype=np.float32)
+                windows = kwin.slide(buf[:, off:], self.window, self.stride, out=self._out)
+            else:  # (nw, c, window) views of buf, which no later block writes to
+                windows = np.lib.stride_tricks.sliding_window_view(buf[:, off:], self.window, axis=1,
+                                                                   writeable=False)[:, ::self.stride][:, :nw]
+                windows = windows.swapaxes(0, 1)
+            inv = np.stack([kwin.invalid_windows(~bbad[i, off:], self.window, self.stride) for i in range(c)], axis=1)
+            gps = np.array(
+                [(first + k * self.stride) * NS // self.rate for k in range(nw)], dtype=np.int64
+            )
+            keep_from = off + nw * self.stride
+        else:
+            windows, gps, inv = empty
+            keep_from = max(off, 0) if n > off else 0
+        # keep what the next windows need
+        keep_from = min(keep_from, n)
+        self._win_buf = buf[:, keep_from:].copy()
+        self._win_bad = bbad[:, keep_from:].copy()
+        self._win_start = b0 + keep_from
+        return windows, gps, inv
+
+
+# ------------------------------------------------------------------ identity
+def conditioning_meta(cfg: Config) -> dict:
+    """The conditioning settings a background's statistics depend on (part of its identity)."""
+    return {"whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
+                       "phase": cfg.whiten.phase},
+            "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
+                    "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
+
+
+def check_whitening(cfg: Config, model_meta: dict) -> None:
+    """Raise :class:`ConfigError` unless ``cfg`` whitens with the filter phase the model was trained with."""
+    trained_phase = (model_meta.get("whiten") or {}).get("phase")
+    if trained_phase is not None and trained_phase != cfg.whiten.phase:
+        raise ConfigError("whiten.phase", cfg.whiten.phase,
+                          f"{trained_phase!r}: the model was trained on windows whitened with the "
+                          f"{trained_phase}-phase filter")

@@ -1,0 +1,175 @@
+"""The search pipeline: aligned blocks -> conditioning -> scoring with time slides -> ranked triggers.
+
+:class:`SearchStage` is the one pipeline the daemon runs on live blocks and
+``gwstream search`` runs offline (:mod:`gwstream.daemon.proc.offline`):
+:class:`~gwstream.daemon.stream.conditioning.Conditioner`,
+:class:`~gwstream.daemon.stream.scoring.SlideScorer` and
+:class:`~gwstream.daemon.stream.ranking.RankingStage`, fed
+:class:`~gwstream.daemon.io.wire.Block` objects. It opens no socket and reads
+no data file: whoever runs it brings the blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+from gwstream.daemon.config import Config
+from gwstream.daemon.io.wire import Block
+
+from .background import Background
+from .conditioning import Conditioned, Conditioner, Status, check_whitening, conditioning_meta
+from .ranking import RankingStage, Trigger
+from .scoring import SlideScorer
+
+__all__ = ["SearchStage"]
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+class SearchStage:
+    """Blocks in, zero-lag triggers with FARs out.
+
+    Parameters
+    ----------
+    cfg : Config
+        Sections data, psd, whiten, windows, ranking.
+    scorer : gwstream.models.scorer.Scorer
+    n_slides : int, optional
+        Overrides the configured number of time slides.
+    background : Background, optional
+        Precomputed background to start from (``ranking.background_init`` otherwise).
+
+    Attributes
+    ----------
+    ranking : RankingStage
+    counters : collections.Counter
+        blocks, windows, gaps, warmup_blocks, triggers.
+    """
+
+    def __init__(self, cfg: Config, scorer, *, n_slides: int | None = None, background: Background | None = None):
+        self.cfg = cfg
+        self.scorer = scorer
+        model = scorer.model
+        r = cfg.ranking
+        if n_slides is None:
+            n_slides = r.n_slides_joint if model.joint else r.n_slides
+        self.n_slides = int(n_slides)
+        check_whitening(cfg, scorer.meta)
+        rate = cfg.data.analysis_rate_hz
+        self.stride_samples = int(round(cfg.windows.stride_s * rate))
+        stride_ns = self.stride_samples * NS // rate
+        span = tuple(scorer.meta.get("merger_offset_span_s") or
+                     scorer.meta.get("config", {}).get("merger_span_s") or (0.5, 0.9))
+        self.merger_offset_s = float(scorer.meta.get("merger_offset_s", float(np.mean(span))))
+        var_s = r.var_s or (span[1] - span[0]) / 2 + cfg.windows.stride_s
+        if background is None and r.background_init:
+            background = Background.load(r.background_init)
+        meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
+                "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
+                "analysis_rate_hz": int(rate), **conditioning_meta(cfg)}
+        self.slides = SlideScorer(scorer, sample_rate_hz=rate, stride_samples=self.stride_samples,
+                                  slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides)
+        templates = getattr(model, "template_pairs", 0) and r.template_time_snr > 0
+        self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
+                                    merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
+                                    time_plateau=r.time_plateau, locate=self._locate if templates else None,
+                                    n_slides=self.n_slides, background=background, meta=meta,
+                                    n_exact=r.background_exact)
+        self.conditioner: Conditioner | None = None
+        self.segments: list[list[int]] = []  # analysed zero-lag window starts, merged: [first, last] grid index
+        self.counters: Counter[str] = Counter()
+        self.last_block_end_ns: int | None = None
+
+    def _locate(self, first: int, last: int) -> int | None:
+        """GPS ns of the merger the template branch finds in zero-lag windows ``first .. last``, or None."""
+        hit = self.slides.locate(first, last, self.cfg.ranking.template_time_snr)
+        if hit is None:
+            return None
+        rate = self.cfg.data.analysis_rate_hz
+        return (hit[0] // rate) * NS + (hit[0] % rate) * NS // rate
+
+    @property
+    def background(self) -> Background:
+        return self.ranking.background
+
+    def process(self, block: Block) -> list[Trigger]:
+        """Analyse one aligned block; returns the triggers it completes."""
+        return self.process_many([block])[0]
+
+    def process_many(self, blocks: list[Block]) -> list[list[Trigger]]:
+        """Analyse consecutive blocks; returns the triggers each completes, as :meth:`process` block by block.
+
+        The encoder of a factorized model runs once over each contiguous
+        stretch of the blocks' whitened stream instead of once per block
+        (a joint model takes them one by one),
+        which is what makes a backlog (a replay at full speed, a restart
+        catching up) cheaper to clear. Statistics, triggers and FARs are those
+        of block-by-block processing (tested bit for bit).
+        """
+        if self.conditioner is None and blocks:
+            # a factorized model scores the whitened stream: its windows need not be copied out
+            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=blocks[0].sample_rates[0],
+                                                       copy_windows=self.scorer.model.joint)
+        out: list[list[Trigger]] = []
+        run: list[Conditioned] = []
+
+        def flush() -> None:
+            self.slides.feed(run)
+            out.extend(self._rank(scored) for scored in self.slides.score_many(run))
+            run.clear()
+
+        for block in blocks:
+            cond = self.conditioner.process(block)
+            self.counters["blocks"] += 1
+            self.last_block_end_ns = block.end_ns
+            if cond.status is Status.GAP:
+                self.counters["gaps"] += 1
+            elif cond.status is Status.WARMING_UP:
+                self.counters["warmup_blocks"] += 1
+            if run and not SlideScorer.continues(run[-1], cond):
+                flush()
+            run.append(cond)
+            if self.scorer.model.joint:
+                flush()  # a joint model scores the conditioner's windows, which the next block overwrites
+        flush()
+        return out
+
+    def _rank(self, scored: tuple[int, np.ndarray, np.ndarray] | None) -> list[Trigger]:
+        if scored is None:
+            return []
+        first, stats, valid = scored
+        self._track_segments(first, valid[0])
+        self.counters["windows"] += stats.shape[1]
+        self.counters["valid_windows"] += int(valid[0].sum())
+        triggers = self.ranking.add(first, stats, valid)
+        self.counters["triggers"] += len(triggers)
+        return triggers
+
+    def _track_segments(self, first: int, ok: np.ndarray) -> None:
+        idx = first + np.nonzero(ok)[0]
+        if not idx.size:
+            return
+        breaks = np.nonzero(np.diff(idx) != 1)[0]
+        runs = zip(np.concatenate([[idx[0]], idx[breaks + 1]]), np.concatenate([idx[breaks], [idx[-1]]]))
+        for a, b in runs:
+            if self.segments and self.segments[-1][1] + 1 == a:
+                self.segments[-1][1] = int(b)
+            else:
+                self.segments.append([int(a), int(b)])
+
+    def analysed_segments(self) -> np.ndarray:
+        """GPS seconds ``(n, 2)`` of trigger (merger) times the analysed windows cover, ``[start, end)``."""
+        stride_ns = self.ranking.stride_ns
+        off = self.ranking.merger_offset_ns
+        seg = np.array(self.segments, dtype=np.int64).reshape(-1, 2)
+        return np.stack([(seg[:, 0] * stride_ns + off) / NS, ((seg[:, 1] + 1) * stride_ns + off) / NS], axis=1) \
+            if seg.size else np.zeros((0, 2))
+
+    def finish(self) -> list[Trigger]:
+        """End of data: the last open clusters become triggers."""
+        triggers = self.ranking.flush()
+        self.counters["triggers"] += len(triggers)
+        return triggers
