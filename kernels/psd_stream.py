@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .psd import (_check_average, _segment_geometry, combine_periodograms, median_bias, median_of_last_axis,
-                  periodograms)
+from .psd import _check_average, _segment_geometry, combine_periodograms, median_bias, median_of_last_axis, periodograms
 
 __all__ = ["sensitivity_proxy", "StreamingWelch", "PsdUpdate"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-
 from gwstream.kernels.psd import _check_precision, _n_threads, _run_split, hann
 
 __all__ = [
