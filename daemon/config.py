@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 from .settings import build_section, section_to_dict, setting
+from .units import NS, seconds_to_ns
 
 __all__ = [
     "Config",
@@ -160,12 +161,12 @@ class IngestConfig:
     def check(self, prefix: str) -> None:
         if self.buffer_s < 2 * self.block_s:
             raise ConfigError(f"{prefix}buffer_s", self.buffer_s, f">= 2 x block_s = {2 * self.block_s} s")
-        if not _is_integer(self.block_s * 1e9):
+        if not _is_integer(self.block_s * NS):
             raise ConfigError(f"{prefix}block_s", self.block_s, "a whole number of nanoseconds")
 
     @property
     def block_ns(self) -> int:
-        return int(round(self.block_s * 1e9))
+        return seconds_to_ns(self.block_s)
 
 
 @dataclass(frozen=True)

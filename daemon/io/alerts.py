@@ -13,12 +13,12 @@ import datetime as _dt
 import json
 
 from gwstream.daemon.stream.trigger import Trigger
+from gwstream.daemon.units import NS
 
 __all__ = ["PIPELINE", "event_id", "make_alert", "encode_alert", "decode_alert", "ALERT_TOPIC"]
 
 PIPELINE = "gwstream"
 ALERT_TOPIC = b"alert"
-NS = 1_000_000_000
 #: GPS - UTC (leap seconds) since 2017-01-01
 GPS_UTC_OFFSET_S = 18
 _GPS_EPOCH_UNIX = 315964800

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.stream.trigger import Trigger
+from gwstream.daemon.units import NS
 
 __all__ = ["TriggerArchive", "read_archive", "archive_name", "write_triggers", "read_triggers"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 HOUR_NS = 3600 * NS
 _NAME = re.compile(r"^T-GWSTREAM-(\d+)-3600\.h5$")
 _ARCHIVE_FORMAT = "gwstream-triggers"

@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from gwstream.daemon.units import NS
+
 __all__ = ["coinc_document", "write_coinc_xml", "upload_to_gracedb"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 def coinc_document(alert: dict):

@@ -29,6 +29,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 from gwstream.daemon.errors import FrameFileError
+from gwstream.daemon.units import NS, samples_to_ns, seconds_to_ns
 
 __all__ = [
     "GwfFrame",
@@ -45,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 _GWF_RE = re.compile(r"^(?P<obs>[A-Z0-9]+)-(?P<tag>[^-/]+)-(?P<gps>\d+)-(?P<dur>\d+)\.gwf$")
 
 
@@ -97,7 +97,7 @@ class Hdf5Segment:
 
     @property
     def duration_ns(self) -> int:
-        return len(self.dataset) * NS // self.sample_rate
+        return samples_to_ns(len(self.dataset), self.sample_rate)
 
 
 def _full_channel(ifo: str, channel: str) -> str:
@@ -244,7 +244,7 @@ def read_gwf_frame(path: str | os.PathLike, ifo: str, strain_channel: str, state
     if rate <= 0 or abs(rate - round(rate)) > 1e-9 * rate:
         raise FrameFileError(f"frame {path!r}: sample rate {rate} Hz of {strain_name!r}, expected an integer")
     t0 = strain.t0.value
-    gps_ns = int(round(float(t0) * 1e9)) if not float(t0).is_integer() else int(t0) * NS
+    gps_ns = seconds_to_ns(t0) if not float(t0).is_integer() else int(t0) * NS
     return GwfFrame(
         gps_ns=gps_ns,
         sample_rate=int(round(rate)),
@@ -267,7 +267,7 @@ def _gps_ns(where: str, seconds: object) -> int:
         value = float(np.asarray(seconds).reshape(-1)[0])
     except (TypeError, ValueError, IndexError):
         raise FrameFileError(f"{where}: start time {seconds!r}, expected GPS seconds") from None
-    return int(round(value * 1e9))
+    return seconds_to_ns(value)
 
 
 def write_hdf5_layout_attrs(dataset: h5py.Dataset, start_gps: float, sample_rate_hz: int) -> None:

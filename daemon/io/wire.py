@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 from gwstream.daemon.errors import WireError
+from gwstream.daemon.units import NS, samples_to_ns
 
 __all__ = [
     "WIRE_VERSION",
@@ -40,7 +41,6 @@ __all__ = [
 
 WIRE_VERSION = 1
 DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
-NS = 1_000_000_000
 _FRAME_FIELDS = {
     "v": int, "ifo": str, "channel": str, "gps_ns": int, "sample_rate": int,
     "n": int, "dtype": str, "state": (int, list), "seq": int,
@@ -86,7 +86,7 @@ class Frame:
     @property
     def duration_ns(self) -> int:
         """Duration in ns, exact when ``n * 1e9`` is a multiple of the rate."""
-        return self.n * NS // self.sample_rate
+        return samples_to_ns(self.n, self.sample_rate)
 
     @property
     def end_ns(self) -> int:

@@ -35,8 +35,6 @@ from .spawn import free_tcp_endpoint, spawn, stop
 
 __all__ = ["run_demo"]
 
-NS = 1_000_000_000
-
 
 def _listen(endpoint: str, alerts: list, stop_event: threading.Event, say) -> None:
     ctx = zmq.Context()

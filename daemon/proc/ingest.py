@@ -22,8 +22,9 @@ from typing import Callable
 
 import zmq
 from gwstream.daemon.errors import WireError
-from gwstream.daemon.io.wire import NS, Block, decode_source_message, encode_block, encode_control
+from gwstream.daemon.io.wire import Block, decode_source_message, encode_block, encode_control
 from gwstream.daemon.stream.aligner import Aligner, EndOfStream, Gap
+from gwstream.daemon.units import NS
 
 from .security import ServerAuth, secure_server
 

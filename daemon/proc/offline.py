@@ -25,13 +25,13 @@ from gwstream.daemon.io.wire import Block
 from gwstream.daemon.stream.aligner import Aligner, EndOfStream, Gap
 from gwstream.daemon.stream.pipeline import SearchStage
 from gwstream.daemon.stream.trigger import Trigger
+from gwstream.daemon.units import NS, samples_to_ns, seconds_to_ns
 
 from .preflight import load_scorer
 
 __all__ = ["file_blocks", "input_duration_s", "run_search"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 # ------------------------------------------------------------------ inputs
@@ -66,10 +66,10 @@ def _single_gwf_frames(path: Path, cfg: Config) -> Iterator:
     for k, (ifo, ts) in enumerate(per_ifo):
         rate = int(round(ts.sample_rate.value))
         n = int(round(cfg.ingest.block_s * rate))
-        t0 = int(round(ts.t0.value * NS))
+        t0 = seconds_to_ns(ts.t0.value)
         x = np.asarray(ts.value, dtype=np.float64)
         for i, a in enumerate(range(0, x.size, n)):
-            out.append((t0 + a * NS // rate, k, Frame(ifo, f"{ifo}:{d.strain_channel}", t0 + a * NS // rate, rate,
+            out.append((t0 + samples_to_ns(a, rate), k, Frame(ifo, f"{ifo}:{d.strain_channel}", t0 + samples_to_ns(a, rate), rate,
                                                       x[a:a + n], (d.state_mask,), i)))
     out.sort(key=lambda t: (t[0], t[1]))
     return iter(f for _, _, f in out)

@@ -30,7 +30,6 @@ from .supervisor import Child, Supervisor, write_run_config
 __all__ = ["run_daemon", "run_replay", "run_listen", "replay_source_kind"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 def _children(cfg_path: Path, log_level: str, *, exit_on_eos: bool, logs: Path | None) -> list[Child]:

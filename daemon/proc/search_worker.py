@@ -31,6 +31,7 @@ from gwstream.daemon.io.alerts import encode_alert, event_id, make_alert
 from gwstream.daemon.io.archive import TriggerArchive
 from gwstream.daemon.io.wire import decode_block_message
 from gwstream.daemon.stream.pipeline import SearchStage
+from gwstream.daemon.units import NS
 
 from .metrics import Metrics
 from .preflight import load_scorer
@@ -39,7 +40,6 @@ from .security import ServerAuth, secure_server
 __all__ = ["run_search_process", "state_path", "alerts_path", "archive_path"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 def _published_ids(path: Path) -> set[str]:

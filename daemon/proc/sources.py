@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import zmq
 from gwstream.daemon.errors import FrameFileError
-from gwstream.daemon.io.wire import NS, Frame, encode_eos, encode_frame
+from gwstream.daemon.io.wire import Frame, encode_eos, encode_frame
+from gwstream.daemon.units import NS, samples_to_ns
 
 __all__ = [
     "synthetic_frames",
@@ -86,7 +87,7 @@ def hdf5_frames(path: str | os.PathLike, ifos: Sequence[str], *, frame_s: float 
                 if data.size * NS % rate:
                     log.warning("hdf5 tail dropped ifo=%s samples=%d: not a whole number of ns", ifo, data.size)
                     break
-                gps_ns = seg.gps_start_ns + i0 * NS // rate
+                gps_ns = seg.gps_start_ns + samples_to_ns(i0, rate)
                 yield gps_ns, ifos.index(ifo), Frame(ifo, f"{ifo}:{strain_channel}", gps_ns, rate, data,
                                                      (state_word,), seq)
                 seq += 1

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from gwstream.daemon.io.wire import NS, Block, Frame
+from gwstream.daemon.io.wire import Block, Frame
+from gwstream.daemon.units import NS, ns_to_samples, seconds_to_ns
 
 __all__ = ["Aligner", "Gap", "EndOfStream", "REJECT_REASONS"]
 
@@ -152,8 +153,8 @@ class Aligner:
             cfg.data.ifos,
             {ifo: cfg.data.channel(ifo) for ifo in cfg.data.ifos},
             block_ns=cfg.ingest.block_ns,
-            buffer_ns=int(round(cfg.ingest.buffer_s * NS)),
-            late_timeout_ns=int(round(cfg.ingest.late_timeout_s * NS)),
+            buffer_ns=seconds_to_ns(cfg.ingest.buffer_s),
+            late_timeout_ns=seconds_to_ns(cfg.ingest.late_timeout_s),
             state_mask=cfg.data.state_mask,
             input_rate_hz=cfg.data.input_rate_hz,
             rate_multiple_of=cfg.data.analysis_rate_hz,
@@ -329,7 +330,7 @@ class Aligner:
         datas, valids, rates = [], [], []
         for det in self._det.values():
             rate = det.rate or self.rate_multiple_of
-            n = self.block_ns * rate // NS
+            n = ns_to_samples(self.block_ns, rate)
             data = np.zeros(n, dtype=np.float64)
             valid = np.zeros(n, dtype=bool)
             present = np.zeros(n, dtype=bool)
@@ -337,8 +338,8 @@ class Aligner:
                 if f.start_ns >= end or f.end_ns <= start:
                     continue
                 lo, hi = max(start, f.start_ns), min(end, f.end_ns)
-                i0, i1 = (lo - start) * rate // NS, (hi - start) * rate // NS
-                j0 = (lo - f.start_ns) * rate // NS
+                i0, i1 = ns_to_samples(lo - start, rate), ns_to_samples(hi - start, rate)
+                j0 = ns_to_samples(lo - f.start_ns, rate)
                 data[i0:i1] = f.data[j0:j0 + i1 - i0]
                 valid[i0:i1] = f.ok[j0:j0 + i1 - i0]
                 present[i0:i1] = True

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 from gwstream.daemon.errors import GwstreamError
+from gwstream.daemon.units import NS
 
 __all__ = ["Background", "BackgroundError", "SECONDS_PER_YEAR", "far_to_ifar_years"]
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
-NS = 1_000_000_000
 _FORMAT = "gwstream-background"
 _VERSION = 1
 

@@ -22,6 +22,7 @@ import numpy as np
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.io.wire import Block
+from gwstream.daemon.units import NS, ns_to_samples, samples_to_ns
 from gwstream.kernels import psd_stream as kps
 from gwstream.kernels import resample as kres
 from gwstream.kernels import whiten as kwh
@@ -30,7 +31,6 @@ from gwstream.kernels import windows as kwin
 __all__ = ["Status", "Conditioned", "Conditioner", "conditioning_meta", "check_whitening"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 _SNAPSHOT_VERSION = 1
 
 
@@ -347,7 +347,7 @@ class Conditioner:
             the previous block (out of order or overlapping).
         """
         self._check_block(block)
-        in_start = block.gps_ns * self.input_rate_hz // NS
+        in_start = ns_to_samples(block.gps_ns, self.input_rate_hz)
         status = None
         if self._next_gps_ns is None:
             self._restart(in_start)
@@ -487,7 +487,7 @@ class Conditioner:
                 windows = windows.swapaxes(0, 1)
             inv = np.stack([kwin.invalid_windows(~bbad[i, off:], self.window, self.stride) for i in range(c)], axis=1)
             gps = np.array(
-                [(first + k * self.stride) * NS // self.rate for k in range(nw)], dtype=np.int64
+                [samples_to_ns(first + k * self.stride, self.rate) for k in range(nw)], dtype=np.int64
             )
             keep_from = off + nw * self.stride
         else:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from gwstream.daemon.units import NS
 from gwstream.kernels import cluster as kcl
 
 from .background import Background, BackgroundError, far_to_ifar_years
@@ -33,7 +34,6 @@ from .trigger import TRIGGER_FIELDS, Trigger
 __all__ = ["Trigger", "RankingStage", "TRIGGER_FIELDS"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 _STATE_VERSION = 1
 
 

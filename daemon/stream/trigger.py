@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from gwstream.daemon.units import NS
+
 __all__ = ["Trigger", "TRIGGER_FIELDS"]
 
-NS = 1_000_000_000
 
 #: columns of a trigger archive, in order
 TRIGGER_FIELDS = ("time", "stat", "var", "far", "ifar_years", "saturated", "window_gps_ns", "gps_ns")

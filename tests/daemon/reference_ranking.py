@@ -8,7 +8,7 @@ right neighbourhood has arrived (or everything, after the final flush).
 
 import math
 
-NS = 1_000_000_000
+from gwstream.daemon.units import NS
 
 
 def is_peak(stats, valid, i, h):

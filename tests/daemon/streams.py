@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from gwstream.daemon.io.wire import Frame, encode_eos, encode_frame
+from gwstream.daemon.units import NS
 
-NS = 1_000_000_000
 RATE = 256  # Hz: small frames keep the scripted tests fast
 T0 = 1_000_000_000  # GPS s
 

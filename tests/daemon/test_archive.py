@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from gwstream.daemon.io.archive import TriggerArchive, archive_name, read_archive
 from gwstream.daemon.stream.ranking import Trigger
-
-NS = 1_000_000_000
+from gwstream.daemon.units import NS
 
 
 def trig(t_s, stat=1.0):

@@ -7,10 +7,10 @@ import pytest
 from gwstream.daemon.config import Config, config_from_dict
 from gwstream.daemon.io.wire import Block
 from gwstream.daemon.stream.conditioning import Conditioner, Status
+from gwstream.daemon.units import NS
 from gwstream.kernels import resample as kres
 from gwstream.kernels import whiten as kwh
 
-NS = 1_000_000_000
 FS_IN = 4096
 FS = 1024
 GPS0 = 1_234_567_890 * NS

@@ -15,10 +15,9 @@ from gwstream.daemon.io.wire import (
     encode_eos,
     encode_frame,
 )
+from gwstream.daemon.units import NS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-NS = 1_000_000_000
 
 
 def _frame(dtype="<f8", n=16384, state=(3,), seed=0):
