@@ -9,8 +9,10 @@ knows only the handful of torch globals a weights-only state dict uses
 (tensors come back as their shapes, storages are never read) and refuses
 every other global, as ``torch.load(weights_only=True)`` does.
 
-:func:`atomic_path` lives here too: every writer of archives, backgrounds and
-checkpoints uses it, and none of them should need torch to.
+:func:`atomic_path` lives here too: the models layer's writer of checkpoints
+and exports, which should not need torch to. The daemon, which the models
+layer does not import, has its own for archives and backgrounds
+(``gwstream.daemon.io.atomic``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 import scipy.signal
+from gwstream.daemon.io.atomic import atomic_path
 from gwstream.kernels import whiten as kwh
 
 from .waveforms import TEMPLATE_BEFORE_S, template_waveform
@@ -107,10 +108,9 @@ class TemplateBank:
         """Write the bank as ``.npz`` (atomically)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, h=self.h, merger_index=self.merger_index, sample_rate_hz=self.sample_rate_hz,
-                 approximant=self.approximant, **{f"p_{k}": v for k, v in self.params.items()})
-        tmp.replace(path)
+        with atomic_path(path, suffix=".tmp.npz") as tmp:  # np.savez appends .npz to any other name
+            np.savez(tmp, h=self.h, merger_index=self.merger_index, sample_rate_hz=self.sample_rate_hz,
+                     approximant=self.approximant, **{f"p_{k}": v for k, v in self.params.items()})
         return path
 
     @classmethod

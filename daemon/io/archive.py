@@ -118,7 +118,7 @@ def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict
     analysed windows cover); file attributes from ``attrs`` (live times, model, config).
     """
     import h5py
-    from gwstream.models.checkpoint import atomic_path
+    from gwstream.daemon.io.atomic import atomic_path
 
     rows = list(triggers)
     path = Path(path)

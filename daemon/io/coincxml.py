@@ -77,7 +77,7 @@ def write_coinc_xml(alert: dict, directory: str | Path) -> Path:
     """Write ``<directory>/<event_id>.xml`` atomically; returns its path."""
     import os
 
-    from gwstream.models.checkpoint import atomic_path
+    from gwstream.daemon.io.atomic import atomic_path
     from igwn_ligolw import utils as ligolw_utils
 
     directory = Path(directory)

@@ -29,6 +29,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 from gwstream.daemon.errors import FrameFileError
+from gwstream.daemon.io.atomic import atomic_path
 from gwstream.daemon.units import NS, samples_to_ns, seconds_to_ns
 
 __all__ = [
@@ -159,7 +160,7 @@ def write_gwf_frame(
     strain_channel: str,
     state_channel: str,
 ) -> None:
-    """Write one GWF frame atomically (``.<name>.tmp`` then ``os.replace``).
+    """Write one GWF frame atomically (:func:`gwstream.daemon.io.atomic.atomic_path`).
 
     Parameters
     ----------
@@ -194,13 +195,10 @@ def write_gwf_frame(
     ):
         name = _full_channel(ifo, suffix)
         channels[name] = TimeSeries(data, t0=int(gps), sample_rate=rate, channel=name, name=name)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        channels.write(str(tmp), format="gwf")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            channels.write(tmp, format="gwf")
     except Exception as exc:
-        if tmp.exists():
-            tmp.unlink()
         if isinstance(exc, FrameFileError):
             raise
         raise FrameFileError(f"frame {str(path)!r}: cannot write ({type(exc).__name__}: {exc})") from exc
@@ -396,7 +394,7 @@ def _find_segments(fh: h5py.File, path: str, ifos: Sequence[str] | None, ifo: st
 # ----------------------------------------------------------- injection tables
 def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray],
                          attrs: Mapping[str, object] | None = None) -> None:
-    """Write an injection table to HDF5 atomically (temporary file + ``os.replace``).
+    """Write an injection table to HDF5 atomically (:func:`gwstream.daemon.io.atomic.atomic_path`).
 
     Parameters
     ----------
@@ -419,23 +417,17 @@ def write_injection_file(path: str | os.PathLike, table: Mapping[str, np.ndarray
         raise ValueError(f"injection table columns differ in length: {lengths}")
     ifos = [k[len("optimal_snr_"):] for k in table if k.startswith("optimal_snr_")]
     approximants = sorted({str(a) for a in table.get("approximant", [])})
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as fh:
-            for key, values in table.items():
-                values = np.asarray(values)
-                if values.dtype.kind in "UO":
-                    values = values.astype("S")
-                fh.create_dataset(key, data=values)
-            fh.attrs["approximant"] = ",".join(approximants)
-            fh.attrs["ifos"] = ",".join(ifos)
-            fh.attrs["n_injections"] = next(iter(lengths.values()), 0)
-            for key, value in (attrs or {}).items():
-                fh.attrs[key] = value
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+        for key, values in table.items():
+            values = np.asarray(values)
+            if values.dtype.kind in "UO":
+                values = values.astype("S")
+            fh.create_dataset(key, data=values)
+        fh.attrs["approximant"] = ",".join(approximants)
+        fh.attrs["ifos"] = ",".join(ifos)
+        fh.attrs["n_injections"] = next(iter(lengths.values()), 0)
+        for key, value in (attrs or {}).items():
+            fh.attrs[key] = value
 
 
 def read_injection_file(path: str | os.PathLike) -> dict[str, np.ndarray]:

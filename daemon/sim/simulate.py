@@ -17,7 +17,6 @@ Examples
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +25,7 @@ import h5py
 import numpy as np
 from gwstream.daemon.config import IFO_NAMES, SimulateConfig
 from gwstream.daemon.errors import ConfigError
+from gwstream.daemon.io.atomic import atomic_path
 from gwstream.daemon.io.framefiles import gwf_name, write_gwf_frame, write_hdf5_layout_attrs, write_injection_file
 
 from .injections import InjectionProjector
@@ -255,24 +255,18 @@ def run_simulate(
     if fmt == "hdf5":
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with h5py.File(tmp, "w") as fh:
-                dsets = {}
-                for ifo in sim.ifos:
-                    dset = fh.create_group(ifo).create_dataset(str(cfg.start_gps), shape=(duration_s * fs,), dtype=dtype)
-                    write_hdf5_layout_attrs(dset, cfg.start_gps, fs)
-                    dsets[ifo] = dset
-                with _progress(duration_s, progress, "simulate hdf5") as bar:
-                    for gps, strain in sim.iter_chunks():
-                        a = (gps - cfg.start_gps) * fs
-                        for ifo in sim.ifos:
-                            dsets[ifo][a:a + strain[ifo].size] = strain[ifo].astype(dtype, copy=False)
-                        bar.update(strain[sim.ifos[0]].size // fs)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+            dsets = {}
+            for ifo in sim.ifos:
+                dset = fh.create_group(ifo).create_dataset(str(cfg.start_gps), shape=(duration_s * fs,), dtype=dtype)
+                write_hdf5_layout_attrs(dset, cfg.start_gps, fs)
+                dsets[ifo] = dset
+            with _progress(duration_s, progress, "simulate hdf5") as bar:
+                for gps, strain in sim.iter_chunks():
+                    a = (gps - cfg.start_gps) * fs
+                    for ifo in sim.ifos:
+                        dsets[ifo][a:a + strain[ifo].size] = strain[ifo].astype(dtype, copy=False)
+                    bar.update(strain[sim.ifos[0]].size // fs)
         files.append(str(path))
     else:
         directory = Path(out)

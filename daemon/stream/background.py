@@ -251,7 +251,7 @@ class Background:
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file of its own, atomically."""
         import h5py
-        from gwstream.models.checkpoint import atomic_path
+        from gwstream.daemon.io.atomic import atomic_path
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -230,7 +230,7 @@ class RankingStage:
     def save(self, path: str | Path) -> Path:
         """Write background and ranking state to one HDF5 file, atomically."""
         import h5py
-        from gwstream.models.checkpoint import atomic_path
+        from gwstream.daemon.io.atomic import atomic_path
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.fft
 from gwstream.daemon.bank.waveforms import one_waveform
 from gwstream.daemon.config import InjectionConfig
+from gwstream.daemon.io.atomic import atomic_path
 from gwstream.daemon.sim.injections import draw_parameters
 from gwstream.daemon.sim.noise import load_psd
 from gwstream.kernels import psd as kpsd
@@ -89,9 +90,9 @@ class WaveformBank:
         bank = cls(hp, hc, params, int(round(before_s * sample_rate_hz)), sample_rate_hz)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, hp=hp, hc=hc, merger_index=bank.merger_index, **{f"p_{k}": v for k, v in params.items()})
-            tmp.replace(path)
+            with atomic_path(path, suffix=".tmp.npz") as tmp:  # np.savez appends .npz to any other name
+                np.savez(tmp, hp=hp, hc=hc, merger_index=bank.merger_index,
+                         **{f"p_{k}": v for k, v in params.items()})
         return bank
 
     def __len__(self) -> int:
