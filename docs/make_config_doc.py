@@ -46,7 +46,7 @@ Command-line flags override the key of the same name (`--frames-endpoint` sets
 [cli.md](cli.md)). `gwstream run` and `gwstream replay` write the effective configuration to
 `<output.dir>/run-config.toml`.
 
-The files in `configs/`: `online.toml` (the daemon, every key at its default), `replay.toml`,
+The files in `configs/`: `online.toml` (the daemon; its keys listed at their defaults), `replay.toml`,
 `demo.toml` (what `make demo` runs), `background.toml` (the shipped background, `make
 background`), `simulate.toml` (the sensitivity benchmark's data), `train.toml` (the recipe of
 the shipped default network), `train-baseline.toml` and `train-resnet.toml` (the two
