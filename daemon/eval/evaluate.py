@@ -37,7 +37,8 @@ import numpy as np
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.archive import read_triggers
 from gwstream.daemon.io.framefiles import read_injection_file
-from gwstream.daemon.stream.background import Background
+from gwstream.daemon.sim.injections import chirp_mass
+from gwstream.daemon.stream.background import Background, far_hz
 
 __all__ = ["match_injections", "far_from_background", "sensitive_volume", "run_evaluate"]
 
@@ -63,16 +64,17 @@ def match_injections(tc: np.ndarray, time: np.ndarray, stat: np.ndarray, var: np
 
 
 def far_from_background(stat: np.ndarray, background_stat: np.ndarray, livetime_s: float) -> np.ndarray:
-    """``(n_background >= stat + 1) / T`` in Hz for each ``stat``."""
+    """FAR in Hz of each ``stat`` against the full list of background statistics ``background_stat``.
+
+    The formula is :func:`gwstream.daemon.stream.background.far_hz` (``(n >= stat + 1) / T``),
+    with the exact count; a :class:`~gwstream.daemon.stream.background.Background` store counts
+    its own way (exact over its loudest entries) and applies the same formula.
+    """
     if not livetime_s > 0:
         raise ValueError(f"background live time {livetime_s!r} s, expected > 0")
     bg = np.sort(np.asarray(background_stat, dtype=np.float64))
     n = bg.size - np.searchsorted(bg, np.asarray(stat, dtype=np.float64), side="left")
-    return (n + 1.0) / livetime_s
-
-
-def _chirp_mass(m1, m2):
-    return (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
+    return far_hz(n, livetime_s)
 
 
 def sensitive_volume(found: np.ndarray, inj: dict, distribution: str, d_max: float | None = None):
@@ -85,7 +87,7 @@ def sensitive_volume(found: np.ndarray, inj: dict, distribution: str, d_max: flo
     d_max = float(d_max if d_max is not None else dist.max())
     v0 = 4.0 * np.pi / 3.0 * d_max ** 3
     if distribution == "chirp_uniform_volume":
-        mc = inj["mchirp"] if "mchirp" in inj else _chirp_mass(inj["mass1"], inj["mass2"])
+        mc = inj["mchirp"] if "mchirp" in inj else chirp_mass(inj["mass1"], inj["mass2"])
         w = (np.asarray(mc, dtype=np.float64) / np.max(mc)) ** 2.5
     elif distribution == "uniform_volume":
         w = np.ones(n)
@@ -220,7 +222,7 @@ def _plots(out: Path, curve, sel, inj_far, fg, far, has_volume) -> None:
         fig.savefig(out / "sensitive_distance.png", dpi=120)
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(6, 4))
-        mc = sel["mchirp"] if "mchirp" in sel else _chirp_mass(sel["mass1"], sel["mass2"])
+        mc = sel["mchirp"] if "mchirp" in sel else chirp_mass(sel["mass1"], sel["mass2"])
         found = inj_far <= 1.0 / DAY_S
         ax.scatter(mc[~found], sel["distance"][~found], s=8, c="C3", label="missed at 1/day")
         ax.scatter(mc[found], sel["distance"][found], s=8, c="C0", label="found at 1/day")

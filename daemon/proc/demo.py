@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 from gwstream.daemon.config import load_config
+from gwstream.daemon.eval.evaluate import match_injections
 from gwstream.daemon.io.alerts import ALERT_TOPIC, decode_alert
 from gwstream.daemon.settings import to_toml
 from gwstream.daemon.sim.simulate import Simulator
@@ -190,11 +191,12 @@ def run_demo(args) -> int:
     say("\ninjections:")
     say(f"  {'tc (GPS)':>14} {'m1':>5} {'m2':>5} {'snr_H1':>7} {'snr_L1':>7} {'network':>7}   result")
     found = 0
+    a_time, a_stat, a_var = (np.array([a[k] for a in alerts], dtype=np.float64) for k in ("gpstime", "stat", "var_s"))
+    match = match_injections(np.asarray(table["tc"], dtype=np.float64), a_time, a_stat, a_var)
     for k in range(len(table["tc"])):
         tc = table["tc"][k]
-        hit = [a for a in alerts if abs(a["gpstime"] - tc) <= a["var_s"]]
-        if hit:
-            a = hit[0]
+        if match[k] >= 0:  # the loudest alert within its var_s of the injection, as gwstream evaluate counts
+            a = alerts[match[k]]
             found += 1
             res = f"FOUND  {a['event_id']}  FAR {a['far'] * 86400:.3g}/day (IFAR {a['ifar_years']:.3g} yr)"
         elif tc - sim_cfg.start_gps < 80:

@@ -28,7 +28,7 @@ import numpy as np
 from gwstream.daemon.errors import GwstreamError
 from gwstream.daemon.units import NS
 
-__all__ = ["Background", "BackgroundError", "SECONDS_PER_YEAR", "far_to_ifar_years"]
+__all__ = ["Background", "BackgroundError", "SECONDS_PER_YEAR", "far_hz", "far_to_ifar_years"]
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
 _FORMAT = "gwstream-background"
@@ -37,6 +37,25 @@ _VERSION = 1
 
 class BackgroundError(GwstreamError, ValueError):
     """A background file is unreadable, malformed, or was built for another search."""
+
+
+def far_hz(n_louder, livetime_s: float):
+    """False-alarm rate ``(n + 1) / T`` in Hz of a statistic reached or passed by ``n_louder`` background triggers.
+
+    Parameters
+    ----------
+    n_louder : int or numpy.ndarray
+        Background triggers with statistic ``>=`` the one ranked.
+    livetime_s : float
+        Background live time ``T`` (s), > 0.
+
+    Notes
+    -----
+    The ``+ 1`` counts the ranked trigger itself as a possible member of the
+    background, so a statistic louder than all of it gets FAR ``1 / T``
+    (an upper bound), never 0.
+    """
+    return (n_louder + 1.0) / livetime_s
 
 
 def far_to_ifar_years(far_hz):
@@ -154,7 +173,7 @@ class Background:
         n = self.count_at_least(stat)
         t = self.livetime_s
         with np.errstate(divide="ignore"):
-            far = (n + 1.0) / t if t > 0 else np.full(np.shape(n), np.inf)
+            far = far_hz(n, t) if t > 0 else np.full(np.shape(n), np.inf)
         return far, n == 0
 
     # ----------------------------------------------------------------- combine

@@ -63,8 +63,7 @@ def template_filters(cfg: Config, pairs: int, taps: int, params: dict | None = N
     With ``params`` (``mass1``, ``mass2`` and optionally ``spin1z``, ``spin2z``
     arrays of ``pairs`` templates, e.g. a placed bank's) those templates are cut instead.
     """
-    import scipy.signal
-    from gwstream.daemon.bank import TemplateBank, whiten_templates
+    from gwstream.daemon.bank import TemplateBank, quadrature, whiten_templates
     from gwstream.daemon.sim.noise import load_psd
     from gwstream.kernels import whiten as kwh
 
@@ -93,7 +92,7 @@ def template_filters(cfg: Config, pairs: int, taps: int, params: dict | None = N
     end = bank.merger_index + t.template_after
     if end > n or end < taps:
         raise ValueError(f"template cut [{end - taps}, {end}) leaves the {n}-sample templates")
-    wq = np.imag(scipy.signal.hilbert(w, axis=1))
+    wq = quadrature(w)
     rows = np.concatenate([w[:, end - taps:end], wq[:, end - taps:end]])
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     if not np.all(norms > 0):
@@ -417,7 +416,7 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
         f"- **Network**: `{t['model']}` ({type(model).__name__}), {meta['n_parameters']:,} parameters"
         + (f" ({meta['n_trainable']:,} of them trained)" if meta.get("n_trainable", meta["n_parameters"])
            != meta["n_parameters"] else "") + "; "
-        f"input whitened H1/L1 windows `[B, 2, 2048]` (1 s at 2048 Hz), output an unbounded logit (ranking statistic).",
+        "input whitened H1/L1 windows `[B, 2, 2048]` (1 s at 2048 Hz), output an unbounded logit (ranking statistic).",
         f"- **Hyper-parameters**: `{json.dumps(getattr(model, 'hparams', {}))}`",
         f"- **sha256**: `{sha}`",
         f"- **Trained by**: `{meta.get('command', 'gwstream train')}` (seed {t['seed']}), torch {meta['torch']}, "
