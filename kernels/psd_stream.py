@@ -125,7 +125,8 @@ class StreamingWelch:
         Consecutive rejections after which an estimate is accepted anyway.
     min_change : float
         Smallest relative sensitivity change (any channel) for which an
-        estimate replaces the current PSD; 0 replaces it at every refresh.
+        estimate replaces the current PSD; 0 (the default) replaces it at
+        every refresh. The daemon passes its ``psd.min_change`` setting.
 
     Notes
     -----

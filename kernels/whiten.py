@@ -52,7 +52,8 @@ def lookahead_samples(n_taps: int, phase: str = "linear") -> int:
     """Samples of future data a whitened sample needs (the filter's delay).
 
     ``(n_taps - 1) // 2`` for the linear-phase filter (as ``fftconvolve(...,
-    mode='same')`` centres it in gwpy), 0 for the minimum-phase one.
+    mode='same')`` centres it in gwpy), 0 for the minimum-phase one. The
+    default phase is :func:`design_fir`'s (gwpy's), not the daemon's setting.
     """
     _check_phase(phase)
     return (n_taps - 1) // 2 if phase == "linear" else 0
@@ -91,7 +92,8 @@ def design_fir(
     phase : {"linear", "minimum"}
         Linear phase (symmetric, delay ``(n_taps - 1) // 2`` samples) or
         minimum phase (causal, no look-ahead, same magnitude response to
-        within the truncation).
+        within the truncation). The default, linear, is gwpy's filter; the
+        daemon passes its ``whiten.phase`` setting (minimum by default).
     design_length_s : float
         Length (s) of the frequency grid the 1/ASD is interpolated onto
         before the inverse FFT. gwpy uses the duration of the data, so its

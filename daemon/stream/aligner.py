@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from gwstream.daemon.config import DataConfig
 from gwstream.daemon.io.wire import Block, Frame
 from gwstream.daemon.units import NS, ns_to_samples, seconds_to_ns
 
 __all__ = ["Aligner", "Gap", "EndOfStream", "REJECT_REASONS"]
 
 log = logging.getLogger(__name__)
+_DATA = DataConfig()  # defaults of the settings the aligner shares with the config (section data)
 
 #: Reasons a well-formed frame is refused by the aligner (wire-level reasons
 #: come from :func:`gwstream.daemon.io.wire.decode_source_message`).
@@ -113,6 +115,9 @@ class Aligner:
         Every accepted rate must be an integer multiple of this (the analysis
         rate).
 
+    The defaults of ``state_mask``, ``input_rate_hz`` and ``rate_multiple_of``
+    are those of the config's data section, as :meth:`from_config` maps them.
+
     Notes
     -----
     All times are integer GPS nanoseconds. A frame must start on its sample
@@ -128,9 +133,9 @@ class Aligner:
         block_ns: int,
         buffer_ns: int,
         late_timeout_ns: int,
-        state_mask: int = 3,
-        input_rate_hz: int = 0,
-        rate_multiple_of: int = 1,
+        state_mask: int = _DATA.state_mask,
+        input_rate_hz: int = _DATA.input_rate_hz,
+        rate_multiple_of: int = _DATA.analysis_rate_hz,
     ):
         self.ifos = tuple(ifos)
         self.block_ns = int(block_ns)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from gwstream.daemon.config import RankingConfig
 from gwstream.daemon.errors import GwstreamError
 from gwstream.daemon.units import NS
 
@@ -87,7 +88,7 @@ class Background:
 
     stride_ns: int
     meta: dict = field(default_factory=dict)
-    n_exact: int = 100_000
+    n_exact: int = RankingConfig().background_exact
     hist_range: tuple[float, float] = (-50.0, 50.0)
     bin_width: float = 0.01
     counts: np.ndarray = None  # int64 (n_bins,)

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from gwstream.daemon.config import Config
+from gwstream.daemon.config import Config, DataConfig, PsdConfig, WhitenConfig, WindowsConfig
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.io.wire import Block
 from gwstream.daemon.units import NS, ns_to_samples, samples_to_ns
@@ -32,6 +32,8 @@ __all__ = ["Status", "Conditioned", "Conditioner", "conditioning_meta", "check_w
 
 log = logging.getLogger(__name__)
 _SNAPSHOT_VERSION = 1
+# Conditioner's defaults are the config's, so Conditioner(...) and Conditioner.from_config(Config()) agree
+_DATA, _PSD, _WHITEN, _WINDOWS = DataConfig(), PsdConfig(), WhitenConfig(), WindowsConfig()
 
 
 class Status(enum.Enum):
@@ -149,6 +151,11 @@ class Conditioner:
         (same values, no copy): a factorized model scores ``stream`` and uses
         the windows only for their number, times and validity.
 
+    Every default that has a config setting is that setting's default
+    (sections data, psd, whiten, windows of :class:`gwstream.daemon.config.Config`),
+    so a stage built here and one built by :meth:`from_config` from a default
+    config are the same.
+
     Attributes
     ----------
     factor : int
@@ -168,21 +175,21 @@ class Conditioner:
         self,
         ifos,
         input_rate_hz: int,
-        analysis_rate_hz: int = 2048,
+        analysis_rate_hz: int = _DATA.analysis_rate_hz,
         *,
-        fftlength_s: float = 4.0,
-        overlap: float = 0.5,
-        average: str = "median",
-        psd_length_s: float = 64.0,
-        psd_refresh_s: float = 8.0,
-        psd_max_change: float = 0.2,
+        fftlength_s: float = _PSD.fftlength_s,
+        overlap: float = _PSD.overlap,
+        average: str = _PSD.average,
+        psd_length_s: float = _PSD.psd_length_s,
+        psd_refresh_s: float = _PSD.refresh_s,
+        psd_max_change: float = _PSD.max_change,
         psd_min_valid_s: float | None = None,
-        psd_min_change: float = 0.0,
-        fduration_s: float = 1.0,
-        highpass_hz: float = 20.0,
-        phase: str = "linear",
-        window_s: float = 1.0,
-        stride_s: float = 0.0625,
+        psd_min_change: float = _PSD.min_change,
+        fduration_s: float = _WHITEN.fduration_s,
+        highpass_hz: float = _WHITEN.highpass_hz,
+        phase: str = _WHITEN.phase,
+        window_s: float = _WINDOWS.window_s,
+        stride_s: float = _WINDOWS.stride_s,
         design_length_s: float = 64.0,
         copy_windows: bool = True,
     ):

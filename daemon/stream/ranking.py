@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from gwstream.daemon.config import RankingConfig
 from gwstream.daemon.units import NS
 from gwstream.kernels import cluster as kcl
 
@@ -35,6 +36,7 @@ __all__ = ["Trigger", "RankingStage", "TRIGGER_FIELDS"]
 
 log = logging.getLogger(__name__)
 _STATE_VERSION = 1
+_RANKING = RankingConfig()  # defaults of the settings the stage shares with the config
 
 
 class RankingStage:
@@ -78,7 +80,7 @@ class RankingStage:
 
     def __init__(self, *, stride_ns: int, cluster_window_s: float, merger_offset_ns: int, var_s: float,
                  n_slides: int, background: Background | None = None, meta: dict | None = None,
-                 n_exact: int = 100_000, time_plateau: float = 0.0,
+                 n_exact: int = _RANKING.background_exact, time_plateau: float = 0.0,
                  locate: Callable[[int, int], int | None] | None = None):
         if int(stride_ns) <= 0:
             raise ValueError(f"stride_ns = {stride_ns!r}, expected > 0")

@@ -18,7 +18,8 @@ IFOS = ("H1", "L1")
 
 
 def _stage(**kw):
-    args = dict(fftlength_s=2.0, psd_length_s=8.0, psd_refresh_s=4.0, window_s=1.0, stride_s=0.125)
+    args = dict(fftlength_s=2.0, psd_length_s=8.0, psd_refresh_s=4.0, window_s=1.0, stride_s=0.125, phase="linear",
+                psd_min_change=0.0)
     args.update(kw)
     return Conditioner(IFOS, FS_IN, FS, **args)
 
