@@ -6,12 +6,12 @@ Pure functions of arrays: no I/O, no logging, no globals.
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 import scipy.fft
+
+from .common import check_precision, run_split, thread_count
 
 __all__ = [
     "hann",
@@ -20,10 +20,11 @@ __all__ = [
     "median_of_last_axis",
     "combine_periodograms",
     "median_bias",
+    "check_average",
+    "segment_geometry",
 ]
 
 _AVERAGES = ("median", "mean")
-_PRECISIONS = {"double": np.float64, "single": np.float32}
 #: samples per channel windowed and transformed per batched FFT call (fits in L2 as float32)
 _WELCH_BATCH_SAMPLES = 2**18
 
@@ -57,19 +58,24 @@ def _hann(m: int, sym: bool) -> np.ndarray:
     return w
 
 
-def _check_average(average: str) -> None:
+def check_average(average: str) -> None:
+    """ValueError unless ``average`` names a way to average periodograms (``"median"`` or ``"mean"``)."""
     if average not in _AVERAGES:
         raise ValueError(f"average = {average!r}, expected one of {_AVERAGES}")
 
 
-def _check_precision(precision: str) -> type:
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision = {precision!r}, expected one of {tuple(_PRECISIONS)}")
-    return _PRECISIONS[precision]
+def segment_geometry(sample_rate: float, fftlength_s: float, overlap: float) -> tuple[int, int]:
+    """Welch segment length and step ``(nperseg, step)`` in samples, checking the values.
 
-
-def _segment_geometry(sample_rate: float, fftlength_s: float, overlap: float) -> tuple[int, int]:
-    """(nperseg, step) in samples; checks the values."""
+    Parameters
+    ----------
+    sample_rate : float
+        Hz, > 0.
+    fftlength_s : float
+        Segment length (s): a whole number >= 2 of samples.
+    overlap : float
+        Fraction of a segment shared with the next, in [0, 1).
+    """
     if not sample_rate > 0:
         raise ValueError(f"sample_rate = {sample_rate!r} Hz, expected > 0")
     nperseg_f = fftlength_s * sample_rate
@@ -179,7 +185,7 @@ def combine_periodograms(pg: np.ndarray, average: str = "median") -> np.ndarray:
     -----
     Mirrors the averaging step of ``scipy.signal.welch``.
     """
-    _check_average(average)
+    check_average(average)
     n_seg = pg.shape[-2]
     if n_seg < 1:
         raise ValueError("no complete FFT segment to average: expected n_segments >= 1, got 0")
@@ -223,27 +229,6 @@ def _power_transposed(spec, first, out):  # pragma: no cover - compiled
                 v = spec[c, j, f]
                 out[c, f, first + j] = v.real * v.real + v.imag * v.imag
 
-
-_CPUS = os.cpu_count() or 1  # read once: a streaming call per block need not ask the OS again
-
-
-def _n_threads(workers: int) -> int:
-    """Threads for ``workers`` in the ``scipy.fft`` convention (-1: all cores)."""
-    if workers == 0 or workers < -_CPUS:
-        raise ValueError(f"workers = {workers!r}, expected >= 1 or a negative count from the core count (-1: all)")
-    return workers if workers > 0 else max(1, _CPUS + 1 + workers)
-
-
-def _run_split(fn, n_items: int, n_threads: int) -> None:
-    """Call ``fn(lo, hi)`` on ``n_threads`` contiguous ranges covering ``range(n_items)``."""
-    n_threads = max(1, min(n_threads, n_items))
-    edges = [n_items * k // n_threads for k in range(n_threads + 1)]
-    if n_threads == 1:
-        fn(0, n_items)
-        return
-    with ThreadPoolExecutor(n_threads) as ex:
-        for f in [ex.submit(fn, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
-            f.result()
 
 
 def _segment_means(x: np.ndarray, nperseg: int, step: int, n_seg: int) -> np.ndarray:
@@ -302,8 +287,8 @@ def _welch_averaged(x, sample_rate, nperseg, step, average, dtype, workers):
             _detrend_window(x, means, b0, b1 - b0, step, wins, seg)
             _power_transposed(scipy.fft.rfft(seg[:, : b1 - b0], axis=-1), b0, pg)
 
-    n_threads = _n_threads(workers)
-    _run_split(segments, n_seg, n_threads)
+    n_threads = thread_count(workers)
+    run_split(segments, n_seg, n_threads)
     rows = pg.reshape(c * nfreq, n_seg)
     avg = np.empty(c * nfreq)
     if average == "mean":
@@ -312,7 +297,7 @@ def _welch_averaged(x, sample_rate, nperseg, step, average, dtype, workers):
     else:
         def combine(lo, hi):
             avg[lo:hi] = _median_last_axis(rows[lo:hi]) / median_bias(n_seg)
-    _run_split(combine, c * nfreq, n_threads)
+    run_split(combine, c * nfreq, n_threads)
     avg = avg.reshape(c, nfreq)
     avg *= density / gain[:, None] ** 2
     if nperseg % 2:
@@ -379,12 +364,12 @@ def welch(
     all overlapping segments) and the periodograms stored frequency-major,
     so the median is a row-wise in-place partition.
     """
-    _check_average(average)
-    dtype = _check_precision(precision)
+    check_average(average)
+    dtype = check_precision(precision)
     x = np.asarray(x)
     if x.ndim not in (1, 2):
         raise ValueError(f"x has shape {x.shape}, expected (n,) or (channels, n)")
-    nperseg, step = _segment_geometry(sample_rate, fftlength_s, overlap)
+    nperseg, step = segment_geometry(sample_rate, fftlength_s, overlap)
     if x.shape[-1] < nperseg:
         raise ValueError(
             f"x has {x.shape[-1]} samples, expected at least fftlength_s * sample_rate = {nperseg}"

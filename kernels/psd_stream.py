@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .psd import _check_average, _segment_geometry, combine_periodograms, median_bias, median_of_last_axis, periodograms
+from .psd import check_average, combine_periodograms, median_bias, median_of_last_axis, periodograms, segment_geometry
 
 __all__ = ["sensitivity_proxy", "StreamingWelch", "PsdUpdate"]
 
@@ -150,8 +150,8 @@ class StreamingWelch:
         accept_after_rejections: int = 3,
         min_change: float = 0.0,
     ):
-        _check_average(average)
-        self.nperseg, self.step = _segment_geometry(sample_rate, fftlength_s, overlap)
+        check_average(average)
+        self.nperseg, self.step = segment_geometry(sample_rate, fftlength_s, overlap)
         if psd_length_s < fftlength_s:
             raise ValueError(f"psd_length_s = {psd_length_s} s, expected >= fftlength_s = {fftlength_s} s")
         if not refresh_s > 0:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-from gwstream.kernels.psd import _check_precision, _n_threads, _run_split, hann
+from gwstream.kernels.common import check_precision, run_split, thread_count
+from gwstream.kernels.psd import hann
 
 __all__ = [
     "whiten",
@@ -284,7 +285,7 @@ def _fir_range(x2, t2, h2, start, length, block_nfft, dtype, workers):
                 k = min(step, length - o)
                 out[:, o:o + k] = y[:, j, m:m + k]
 
-    _run_split(blocks, n_blocks, _n_threads(workers))
+    run_split(blocks, n_blocks, thread_count(workers))
     return out
 
 
@@ -330,7 +331,7 @@ def convolve_stream(
     ``scipy.signal.lfilter(taps, 1, x, zi=...)`` to rounding, for any
     chunking of the stream.
     """
-    dtype = _check_precision(precision)
+    dtype = check_precision(precision)
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
@@ -415,7 +416,7 @@ def whiten(
     normalisation) without gwpy's mean-detrend and Hann edge taper: edges are
     zero-padded instead and flagged invalid.
     """
-    dtype = _check_precision(precision)
+    dtype = check_precision(precision)
     x = np.asarray(x)
     if x.ndim not in (1, 2):
         raise ValueError(f"x has shape {x.shape}, expected (n,) or (channels, n)")
