@@ -391,7 +391,7 @@ class TrainConfig:
                                         "statistic (a network trained from scratch learns around a matched filter)")
     template_filter_lr_scale: float = setting(0.01, ge=0, doc="learning rate of the template filters, as a "
                                               "multiple of lr; 0 keeps them as placed (frozen: no gradient is "
-                                              "computed, ~30 % less time per batch with 477 pairs)")
+                                              "computed for them, so a batch costs less)")
     template_gain: str = setting("shared", choices=("shared", "per_template"), doc="one weight on the best-template "
                                  "statistic for all templates, or one per template (a shared-gain init_weights "
                                  "network is converted, each gain starting at the shared one)")
@@ -485,7 +485,8 @@ class RankingConfig:
                                   "peak window alone")
     template_time_snr: float = setting(8.0, ge=0, doc="with a template branch (factorized models), trigger time from "
                                        "the best template's step in those windows when its uncapped network SNR is "
-                                       "at least this (an H1 merger time to ~10 ms); 0 = never")
+                                       "at least this (a template dates a loud merger more finely than the windows' "
+                                       "stride); 0 = never")
     slide_step_s: float = setting(1.0, ge=0.1, unit="s", doc="L1 shift per time slide (>> 10 ms light travel)")
     n_slides: int = setting(1000, ge=0, doc="time slides with a factorized model (head only per slide)")
     n_slides_joint: int = setting(8, ge=0, doc="time slides with a joint model (full inference per slide)")

@@ -180,8 +180,8 @@ def best_coincident_blocks(a: np.ndarray, b: np.ndarray, offsets: np.ndarray, bl
     block's best so far; past the kept lists it visits every template. A
     float sum is monotonic in each argument, so every sum skipped is at most
     the maximum: the result is exact. On a network's noise projections a step
-    stops after ~5 rounds (99 % within 19), so time slides of hundreds of
-    templates cost little more than of a few.
+    stops after a few rounds, so time slides of hundreds of templates cost
+    little more than of a few.
 
     Parameters
     ----------

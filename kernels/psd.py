@@ -35,7 +35,7 @@ def hann(m: int, sym: bool = False) -> np.ndarray:
     Periodic (``sym=False``, what ``scipy.signal.get_window('hann', m)`` gives)
     for spectral estimation, symmetric for tapers; computed here as scipy does
     (a general-cosine sum on ``linspace(-pi, pi)``) so the search process need
-    not import ``scipy.signal`` (with ``scipy.stats``, about half a second).
+    not import ``scipy.signal`` (which imports ``scipy.stats``, slow to load).
     Cached: the array is shared and read-only.
     """
     if int(m) != m or m < 0:
@@ -195,7 +195,7 @@ def combine_periodograms(pg: np.ndarray, average: str = "median") -> np.ndarray:
 
 
 def _median_segments(pg: np.ndarray) -> np.ndarray:
-    """``np.median(pg, axis=-2)``, bit for bit, ~3x faster: one partition along a contiguous segment axis."""
+    """``np.median(pg, axis=-2)``, bit for bit, faster: one partition along a contiguous segment axis."""
     return median_of_last_axis(np.ascontiguousarray(np.swapaxes(pg, -1, -2)))
 
 

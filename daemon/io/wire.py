@@ -1,4 +1,4 @@
-"""ZeroMQ wire format of gwstream (see ``shared/DESIGN.md``, "Wire format").
+"""ZeroMQ wire format of gwstream (see ``docs/wire.md``).
 
 A frame message is multipart ``[topic, header, payload]``:
 

@@ -43,7 +43,7 @@ def preflight(cfg: Config, *, load_weights: bool = True) -> None:
     cfg : Config
     load_weights : bool
         Also build the network and check that the weights fit it (imports
-        torch: about 2 s). ``gwstream run`` does (a daemon that would restart a
+        torch, which is slow to load). ``gwstream run`` does (a daemon that would restart a
         failing search five times should not start one); ``gwstream replay``
         does not (its search process is not restarted after a failure, and
         reports a misfit checkpoint itself).

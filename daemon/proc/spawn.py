@@ -53,7 +53,7 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
 
 
 def bound_omp_spin(count: int = 100_000) -> None:
-    """Let OpenMP's idle threads spin ``count`` rounds (~1 ms) before they sleep (``GOMP_SPINCOUNT``), unless the
+    """Let OpenMP's idle threads spin ``count`` rounds before they sleep (``GOMP_SPINCOUNT``), unless the
     user set it.
 
     torch's and numba's parallel regions run on libgomp. The search worker
@@ -61,12 +61,11 @@ def bound_omp_spin(count: int = 100_000) -> None:
     worker``) so that its idle threads leave the second core to the ingest and
     source processes; but then every region wakes its threads from sleep, and
     the 605-pair network runs hundreds of regions per second of data. A short
-    spin keeps the thread for the next region and still sleeps between blocks.
-    Replays of an hour with the 605-pair network (v15, three each, wall time of the
-    replay itself): 20.7-21.1 s passive, 18.3-19.9 s with 100,000 rounds (~1 ms;
-    10,000 and 30,000 gave 19.1 s, 300,000 19.5 s). The variable overrides the
-    wait policy's spin; libgomp reads it when it loads, so this must run before
-    torch or numba is imported.
+    spin keeps the thread for the next region (a spin far shorter than a
+    block) and still sleeps between blocks, so replays run faster than with
+    passive waiting alone. The variable overrides the wait policy's spin;
+    libgomp reads it when it loads, so this must run before torch or numba is
+    imported.
     """
     os.environ.setdefault("GOMP_SPINCOUNT", str(int(count)))
 

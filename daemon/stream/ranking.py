@@ -58,9 +58,7 @@ class RankingStage:
         the merger offset (0: the peak window alone). A loud signal keeps the
         statistic high for every window that holds enough of it, so the
         loudest of those is a noisy estimate of where its merger lies; the
-        middle of the run is not (``benchmarks/trigger_timing.py``, 0 vs 3:
-        median error 0.15-0.18 s vs 0.04 s, error above the 0.2625-s
-        tolerance for 1.5-9.8 % vs 0-2.3 % of found injections).
+        middle of the run is a much steadier one.
     locate : callable, optional
         ``locate(first, last) -> merger GPS ns or None``: a better trigger
         time from the windows ``first .. last`` (grid indices) of that run,
