@@ -1,6 +1,6 @@
 """Does the statistic behave like a coincidence statistic? Loud signals and single-detector signals.
 
-    .venv/bin/python benchmarks/coincidence_scan.py --models models/weights/default.pt models/factorized-v1.pt
+    .venv/bin/python benchmarks/coincidence_scan.py --models models/weights/default.pt models/weights/baseline.pt
 
 On held-out windows whitened like the daemon's (the validation machinery of
 ``gwstream train``, seed 777, disjoint from training), for each model:

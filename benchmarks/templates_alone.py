@@ -36,7 +36,7 @@ def silenced(model):
 
 
 def main(argv=None) -> int:
-    from gwstream.daemon import training as tr
+    from gwstream.daemon.train import training as tr
     from gwstream.daemon.config import load_config
     from gwstream.models.metrics import summarize
     from gwstream.models.scorer import load_checkpoint

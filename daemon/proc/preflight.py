@@ -19,7 +19,7 @@ from pathlib import Path
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.stream.background import Background
-from gwstream.daemon.stream.conditioning import check_whitening, conditioning_meta
+from gwstream.daemon.stream.identity import check_whitening, conditioning_meta
 from gwstream.models import default_model_path
 
 __all__ = ["default_model_path", "check_initial_background", "preflight", "load_scorer"]

@@ -19,8 +19,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from gwstream.daemon.config import Config, DataConfig, PsdConfig, WhitenConfig, WindowsConfig
-from gwstream.daemon.errors import ConfigError
+from gwstream.daemon.config import DataConfig, PsdConfig, WhitenConfig, WindowsConfig
 from gwstream.daemon.io.wire import Block
 from gwstream.daemon.units import NS, ns_to_samples, samples_to_ns
 from gwstream.kernels import psd_stream as kps
@@ -28,7 +27,7 @@ from gwstream.kernels import resample as kres
 from gwstream.kernels import whiten as kwh
 from gwstream.kernels import windows as kwin
 
-__all__ = ["Status", "Conditioned", "Conditioner", "conditioning_meta", "check_whitening"]
+__all__ = ["Status", "Conditioned", "Conditioner"]
 
 log = logging.getLogger(__name__)
 _SNAPSHOT_VERSION = 1
@@ -506,21 +505,3 @@ class Conditioner:
         self._win_bad = bbad[:, keep_from:].copy()
         self._win_start = b0 + keep_from
         return windows, gps, inv
-
-
-# ------------------------------------------------------------------ identity
-def conditioning_meta(cfg: Config) -> dict:
-    """The conditioning settings a background's statistics depend on (part of its identity)."""
-    return {"whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
-                       "phase": cfg.whiten.phase},
-            "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
-                    "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
-
-
-def check_whitening(cfg: Config, model_meta: dict) -> None:
-    """Raise :class:`ConfigError` unless ``cfg`` whitens with the filter phase the model was trained with."""
-    trained_phase = (model_meta.get("whiten") or {}).get("phase")
-    if trained_phase is not None and trained_phase != cfg.whiten.phase:
-        raise ConfigError("whiten.phase", cfg.whiten.phase,
-                          f"{trained_phase!r}: the model was trained on windows whitened with the "
-                          f"{trained_phase}-phase filter")

@@ -19,7 +19,8 @@ from gwstream.daemon.config import Config
 from gwstream.daemon.io.wire import Block
 
 from .background import Background
-from .conditioning import Conditioned, Conditioner, Status, check_whitening, conditioning_meta
+from .conditioning import Conditioned, Conditioner, Status
+from .identity import check_whitening, conditioning_meta
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 

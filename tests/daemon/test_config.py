@@ -120,8 +120,8 @@ def test_train_stages_round_trip_through_toml():
 
     from gwstream.daemon.settings import to_toml
 
-    cfg = load_config(Path(__file__).parents[2] / "configs" / "train-staged.toml")
-    assert len(cfg.train.stages) == 3
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "train.toml")
+    assert len(cfg.train.stages) == 2
     text = to_toml(cfg.to_dict())
-    assert text.count("[[train.stages]]") == 3
+    assert text.count("[[train.stages]]") == 2
     assert config_from_dict(tomllib.loads(text)) == cfg

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import zmq
-from gwstream.daemon import sources
+from gwstream.daemon.proc import sources
 from gwstream.daemon.config import load_config
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.framefiles import gwf_name, write_gwf_frame

@@ -1,0 +1,32 @@
+"""What a model and a background must share with the search's configuration.
+
+A background's statistics depend on how the data were conditioned, and a
+model only scores data whitened the way it was trained on. These checks need
+no data and no numerics (no numba, no torch), so the daemon's preflight can
+make them before any process starts, and the search makes them again when it
+loads the model.
+"""
+
+from __future__ import annotations
+
+from gwstream.daemon.config import Config
+from gwstream.daemon.errors import ConfigError
+
+__all__ = ["conditioning_meta", "check_whitening"]
+
+
+def conditioning_meta(cfg: Config) -> dict:
+    """The conditioning settings a background's statistics depend on (part of its identity)."""
+    return {"whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
+                       "phase": cfg.whiten.phase},
+            "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
+                    "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
+
+
+def check_whitening(cfg: Config, model_meta: dict) -> None:
+    """Raise :class:`ConfigError` unless ``cfg`` whitens with the filter phase the model was trained with."""
+    trained_phase = (model_meta.get("whiten") or {}).get("phase")
+    if trained_phase is not None and trained_phase != cfg.whiten.phase:
+        raise ConfigError("whiten.phase", cfg.whiten.phase,
+                          f"{trained_phase!r}: the model was trained on windows whitened with the "
+                          f"{trained_phase}-phase filter")
