@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -98,7 +97,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=None, help="exit after this many seconds without an alert")
     p.set_defaults(func=cmd_listen, log_level="warning")
 
-    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # a daemon child process (started by run/replay)
+    p = sub.add_parser("worker")  # a daemon child process (started by run/replay): no help line, so not listed
     p.add_argument("role", choices=("search",))
     add_common(p)
     p.add_argument("--exit-on-eos", action="store_true")
