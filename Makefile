@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gwstream-installed
 
-.PHONY: demo test test-slow bench background venv clean
+.PHONY: demo test test-slow bench background docs venv clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ingest.py
+
+# docs/config.md is generated from the setting(doc=...) declarations of daemon/config.py
+# (tests/test_docs.py fails when it is stale).
+docs: $(STAMP)
+	$(PY) docs/make_config_doc.py > docs/config.md
 
 # The time-slid background shipped next to the default model (the demo starts from it):
 # an hour of simulated noise, 1000 slides = about 1000 hours of background, conditioned
