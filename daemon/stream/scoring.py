@@ -9,7 +9,7 @@ statistic of H1's window ``i`` paired with L1's window ``i - k * slide``
 
 * **factorized** models: the encoder runs once over the contiguous whitened
   stream of each detector, block by block without recomputing any context
-  (:class:`~gwstream.models.factorized.StreamEncoder`); the head's per-step projections go into ring
+  (:class:`~gwstream.models.encoder.StreamEncoder`); the head's per-step projections go into ring
   buffers holding ``K * slide`` of history, and every slide costs one pass of
   the coincidence head (:meth:`FactorizedNet.head_projected`).
 * **joint** models: every slid pair is a new window scored by the network, so
@@ -25,7 +25,7 @@ import logging
 
 import numpy as np
 import torch
-from gwstream.models.factorized import StreamEncoder
+from gwstream.models.encoder import StreamEncoder
 
 from .conditioning import Conditioned
 
@@ -108,10 +108,10 @@ class SlideScorer:
                 raise ValueError(f"window stride {self.stride} samples is not a multiple of the encoder stride {fs}")
             self._fs = fs
             self._k = model.lag_steps
-            self._tp = model.window_steps - 2 * model.lag_steps
+            self._tp = model.centre_steps
             self._wsteps = self.stride // fs
             self._cap = self._reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
-            h = model.proj_h1.out_channels
+            h = model.projection_channels
             dev = scorer.device
             # H1's projections are read only at the windows being scored (L1's over the slides' reach too):
             # its ring holds what a scorer without slides would
@@ -122,8 +122,7 @@ class SlideScorer:
             # the largest templates of every lag-pooled L1 step, kept with the ring for the head's kernel
             # (FactorizedNet.head_projected's b_top): the slides then never sort the ring again
             self._top = None
-            if self.n_slides and self._n_tp and model._split_head and model.template_gain.dim() == 0 and \
-                    dev.type == "cpu":
+            if self.n_slides and model.uses_top_templates(dev):
                 from gwstream.kernels.coinc import TOP
 
                 t = min(TOP, self._n_tp)
@@ -201,7 +200,7 @@ class SlideScorer:
         A backlog of blocks (a replay at full speed, catching up after an
         outage) then costs one encoder pass instead of one per block; the
         features are those of block-by-block feeding (the encoder carries its
-        context, see :class:`~gwstream.models.factorized.StreamEncoder`).
+        context, see :class:`~gwstream.models.encoder.StreamEncoder`).
         Each stream must continue the previous one (:meth:`continues`).
         :meth:`score` must then be called for each block, in order. Joint
         models have nothing to feed.

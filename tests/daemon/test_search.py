@@ -125,14 +125,14 @@ def test_slid_best_template_from_the_kept_top_lists_equals_the_general_head_bit_
         sc.model.set_templates(filters)
         with torch.no_grad():
             sc.model.template_gain.fill_(1.3)
-    scorers[1].model._split_head = False
+    scorers[1].model.kernel_best_template = False
     start = 1_000_000_000 * RATE
     total = 40 * RATE
     x = rng.standard_normal((2, total)).astype(np.float32)
     out = []
     for sc in scorers:
         ss = SlideScorer(sc, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=RATE, n_slides=4)
-        assert (ss._top is not None) == sc.model._split_head
+        assert (ss._top is not None) == sc.model.kernel_best_template
         fc = FakeConditioner(start)
         rows, a = [], 0
         while a < total:

@@ -334,7 +334,7 @@ def test_per_template_gain_starts_as_the_shared_gain():
     with torch.no_grad():
         per.template_gain.copy_(gains)
         shared.template_gain.zero_()
-        e = per._capped(per.encode(x.reshape(6, N))).reshape(3, 2, per.feature_channels, -1)[:, :, 64:]
+        e = per.capped(per.encode(x.reshape(6, N))).reshape(3, 2, per.feature_channels, -1)[:, :, 64:]
         e_l1 = torch.nn.functional.max_pool1d(e[:, 1], 7, stride=1)
         u = (e[:, 0, :, 3:-3] + e_l1).amax(-1)  # (3 windows, 4 templates)
         want = shared(x) + (gains * ((u + 1e-6).sqrt() - 5.0)).amax(-1)
@@ -374,7 +374,7 @@ def test_template_pair_amplitude_is_phase_free():
         x[0, rf - 256:] = snr * c
         with torch.no_grad():
             e = m.template_features(torch.from_numpy(x[:, rf - 256:]).float())  # (1, 1, 1)
-            head_view = m._capped(torch.cat([torch.zeros(1, m.feature_channels - 1, 1), e], 1))[0, -1, 0]
+            head_view = m.capped(torch.cat([torch.zeros(1, m.feature_channels - 1, 1), e], 1))[0, -1, 0]
         assert float(e[0, 0, 0]) == pytest.approx(snr**2, rel=1e-3)
         assert float(head_view) == pytest.approx(want, rel=1e-3)
 
@@ -437,7 +437,7 @@ def test_template_fft_blocks_end_with_aligned_blocks_whatever_the_origin(stream)
             with torch.inference_mode():
                 f = enc(stream[:, a:a + 2048])
             assert f.shape[-1] == r.shape[-1]
-            assert enc._partial == 0  # every feature by FFT
+            assert enc.state.partial == 0  # every feature by FFT
     enc = StreamEncoder(net, fft=True)
     enc.reset(-1000)  # FFT blocks end 1000 samples into each 1-s block
     ffts = _fed(enc, stream, [2048] * 3)
@@ -518,7 +518,7 @@ def test_head_projected_takes_the_best_template_by_kernel_with_the_same_bits(sli
     starts = torch.arange(0, 30 * ws, ws)
     with torch.inference_mode():
         split = net.head_projected(a, b, starts, offsets, wrap=wrap, grid=ws)
-        net._split_head = False
+        net.kernel_best_template = False
         general = net.head_projected(a, b, starts, offsets, wrap=wrap, grid=ws)
     assert split.isnan().any() and (~split.isnan()).any()
     assert torch.equal(split.isnan(), general.isnan())
