@@ -1,22 +1,29 @@
 """Zero-lag and time-slid statistics of conditioned blocks.
 
-:class:`SlideScorer` turns each :class:`~gwstream.daemon.stream.conditioning.Conditioned`
+A slide scorer turns each :class:`~gwstream.daemon.stream.conditioning.Conditioned`
 block into the statistics the ranking stage needs: for every new window ``i``
 on the GPS stride grid, the zero-lag statistic and, for ``k = 1..K``, the
 statistic of H1's window ``i`` paired with L1's window ``i - k * slide``
 (L1 from the past, so a slide never waits for data), each with its validity
 (both detectors' windows analysed).
 
-* **factorized** models: the encoder runs once over the contiguous whitened
-  stream of each detector, block by block without recomputing any context
-  (:class:`~gwstream.models.encoder.StreamEncoder`); the head's per-step projections go into ring
-  buffers holding ``K * slide`` of history, and every slide costs one pass of
-  the coincidence head (:meth:`FactorizedNet.head_projected`).
-* **joint** models: every slid pair is a new window scored by the network, so
-  slides cost a full inference each; keep ``K`` small.
+:class:`SlideScorer` is the interface the pipeline calls, and calling it builds
+the scorer for the model, chosen once:
 
-Both paths produce the zero-lag row from the same arithmetic as the slid rows,
-so the background is ranked exactly like the foreground.
+* :class:`FactorizedSlideScorer` (factorized models): the encoder runs once
+  over the contiguous whitened stream of each detector, block by block without
+  recomputing any context (:class:`~gwstream.models.encoder.StreamEncoder`);
+  the head's per-step projections go into ring buffers holding ``K * slide``
+  of history, and every slide costs one pass of the coincidence head
+  (:meth:`~gwstream.models.factorized.FactorizedNet.head_projected`). It uses
+  only the model's public streaming interface (see
+  :class:`~gwstream.models.factorized.FactorizedNet`).
+* :class:`JointSlideScorer` (joint models): every slid pair is a new window
+  scored by the network, so slides cost a full inference each; keep ``K``
+  small.
+
+Both produce the zero-lag row from the same arithmetic as the slid rows, so
+the background is ranked exactly like the foreground.
 """
 
 from __future__ import annotations
@@ -25,14 +32,17 @@ import logging
 
 import numpy as np
 import torch
+from gwstream.daemon.units import NS
 from gwstream.models.encoder import StreamEncoder
 
 from .conditioning import Conditioned
 
-__all__ = ["SlideScorer"]
+__all__ = ["SlideScorer", "FactorizedSlideScorer", "JointSlideScorer"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
+
+#: the statistics of one block: (grid index of its first window, stats (K+1, n), valid (K+1, n)), or None
+Scored = tuple[int, np.ndarray, np.ndarray] | None
 
 
 class _WindowFlags:
@@ -68,6 +78,11 @@ class _WindowFlags:
 class SlideScorer:
     """Statistics of zero lag and ``n_slides`` time slides per conditioned block.
 
+    ``SlideScorer(scorer, ...)`` returns a :class:`FactorizedSlideScorer` for a
+    factorized model and a :class:`JointSlideScorer` for a joint one (as
+    ``pathlib.Path`` picks its flavour); both have the methods below, which are
+    all the pipeline calls.
+
     Parameters
     ----------
     scorer : gwstream.models.scorer.Scorer
@@ -80,6 +95,11 @@ class SlideScorer:
     n_slides : int
         ``K``; 0 scores the zero lag only.
     """
+
+    def __new__(cls, scorer, **settings):
+        if cls is SlideScorer:
+            cls = JointSlideScorer if scorer.model.joint else FactorizedSlideScorer
+        return super().__new__(cls)
 
     def __init__(self, scorer, *, sample_rate_hz: int, stride_samples: int, slide_step_samples: int,
                  n_slides: int):
@@ -98,79 +118,213 @@ class SlideScorer:
                              f"window stride ({self.stride} samples)")
         self.slide_windows = int(slide_step_samples) // self.stride
         self.slide_step_samples = int(slide_step_samples)
-        self.factorized = not model.joint
         # windows of history the slides reach back, plus one block's worth of margin
         self._reach = self.n_slides * self.slide_windows
         self._flags = _WindowFlags(self._reach + 4 * (self.rate // self.stride + 1) + 64, 2)
-        if self.factorized:
-            fs = model.stride_samples
-            if self.stride % fs:
-                raise ValueError(f"window stride {self.stride} samples is not a multiple of the encoder stride {fs}")
-            self._fs = fs
-            self._k = model.lag_steps
-            self._tp = model.centre_steps
-            self._wsteps = self.stride // fs
-            self._cap = self._reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
-            h = model.projection_channels
-            dev = scorer.device
-            # H1's projections are read only at the windows being scored (L1's over the slides' reach too):
-            # its ring holds what a scorer without slides would
-            self._a = torch.full((h, self._cap - self._reach * self._wsteps), float("nan"), device=dev)
-            self._b = torch.full((h, self._cap), float("nan"), device=dev)
-            self._encoder = StreamEncoder(model)
-            self._n_tp = int(getattr(model, "template_pairs", 0))
-            # the largest templates of every lag-pooled L1 step, kept with the ring for the head's kernel
-            # (FactorizedNet.head_projected's b_top): the slides then never sort the ring again
-            self._top = None
-            if self.n_slides and model.uses_top_templates(dev):
-                from gwstream.kernels.coinc import TOP
-
-                t = min(TOP, self._n_tp)
-                self._top = (np.zeros((self._cap, t), dtype=np.int32), np.full((self._cap, t), np.nan, np.float32))
-            # zero lag's best-template SNR^2 per centre step (template_track), tagged with its step
-            self._track = np.full(self._cap, np.nan)
-            self._track_step = np.full(self._cap, -1, dtype=np.int64)
-        else:
-            self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
-        self.reset()
 
     def _ensure_capacity(self, block_samples: int) -> None:
-        """Rings must hold the slides' reach plus one block (whose windows and features arrive at once)."""
+        """History must hold the slides' reach plus one block (whose windows arrive at once)."""
         block_windows = block_samples // self.stride + 2
         need = self._reach + block_windows + self.window // self.stride + 64
         if need > self._flags.capacity:
             self._flags.grow(2 * need)
-            if not self.factorized:
-                old = self._l1
-                self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
-                tags = self._flags.tag[self._flags.tag >= 0]
-                self._l1[tags % self._flags.capacity] = old[tags % old.shape[0]]
-        if self.factorized:
-            need_steps = (self._reach + block_windows) * self._wsteps + self.scorer.model.window_steps + 64 + \
-                (self.scorer.model.receptive_field_samples // self._fs)
-            newest = getattr(self, "_newest_step", None)
-            need_a = need_steps - self._reach * self._wsteps
-            if need_a > self._a.shape[1]:
-                self._a = self._grown(self._a, 2 * need_a, newest)
-            if need_steps > self._cap:
-                new_cap = 2 * need_steps
-                self._b = self._grown(self._b, new_cap, newest)
-                if self._top is not None:
-                    old_top = self._top
-                    self._top = (np.zeros((new_cap, old_top[0].shape[1]), dtype=np.int32),
-                                 np.full((new_cap, old_top[0].shape[1]), np.nan, np.float32))
-                    if newest is not None:
-                        steps = np.arange(max(0, newest - self._cap), newest)
-                        for new_ring, old_ring in zip(self._top, old_top):
-                            new_ring[steps % new_cap] = old_ring[steps % self._cap]
-                keep = self._track_step >= 0
-                self._track, track = np.full(new_cap, np.nan), self._track
-                self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
-                self._track[tags[keep] % new_cap], self._track_step[tags[keep] % new_cap] = track[keep], tags[keep]
-                self._cap = new_cap
+
+    def reset(self) -> None:
+        """Forget the stream (the history stays valid only through window flags)."""
+
+    # -------------------------------------------------------------- features
+    @staticmethod
+    def continues(prev: Conditioned, cond: Conditioned) -> bool:
+        """Whether ``cond``'s whitened stream starts where ``prev``'s ends (both have one)."""
+        return (prev.stream_start is not None and cond.stream_start is not None and prev.stream is not None
+                and int(cond.stream_start) == int(prev.stream_start) + prev.stream.shape[1])
+
+    def feed(self, conds: list[Conditioned]) -> None:
+        """Take in the whitened streams of consecutive blocks ``conds`` before they are scored.
+
+        :meth:`score` (or :meth:`score_many`) must then be called for each
+        block, in order. Each stream must continue the previous one
+        (:meth:`continues`).
+        """
+
+    def locate(self, first: int, last: int, min_snr: float) -> tuple[int, float] | None:
+        """Where the model puts a merger seen by zero-lag windows ``first .. last`` (grid indices).
+
+        Returns ``(absolute analysis sample of the merger, its SNR)``, or None
+        when the model cannot say (here: never).
+        """
+        return None
+
+    # ----------------------------------------------------------------- score
+    def process(self, cond: Conditioned) -> Scored:
+        """Statistics of the block's windows: ``(first_index, stats (K+1, n), valid (K+1, n))``, or None.
+
+        Windows are returned only when the block has some; their grid indices
+        are consecutive (the conditioner cuts every grid window once).
+        ``process(c)`` is ``feed([c])`` then ``score(c)``.
+        """
+        self.feed([cond])
+        return self.score(cond)
+
+    def score(self, cond: Conditioned) -> Scored:
+        """:meth:`process` for a block whose stream :meth:`feed` has already taken."""
+        self._ensure_capacity(cond.n_windows * self.stride)
+        if cond.n_windows == 0:
+            return None
+        index, starts = self._grid(cond)
+        self._flags.put(index, ~cond.invalid_ifo)
+        valid = self._valid(cond, index)
+        stats = self._stats(cond, index, starts, valid)
+        valid &= np.isfinite(stats)
+        return int(index[0]), stats, valid
+
+    def score_many(self, conds: list[Conditioned]) -> list[Scored]:
+        """:meth:`score` of consecutive blocks (those of one :meth:`feed`), in order."""
+        return [self.score(c) for c in conds]
+
+    def _stats(self, cond: Conditioned, index: np.ndarray, starts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Statistics ``(K+1, n)`` of the block's windows (grid ``index``, absolute ``starts``; flags put)."""
+        raise NotImplementedError
+
+    def _grid(self, cond: Conditioned) -> tuple[np.ndarray, np.ndarray]:
+        """Grid indices and absolute start samples of the block's windows (consecutive, on the stride grid)."""
+        g = cond.gps_ns.astype(np.int64)
+        starts = (g // NS) * self.rate + ((g % NS) * self.rate + NS // 2) // NS  # absolute sample (no overflow)
+        index = starts // self.stride
+        if (starts % self.stride).any() or (np.diff(index) != 1).any():
+            raise ValueError("conditioned windows are off the stride grid or not consecutive")
+        return index, starts
+
+    def _valid(self, cond: Conditioned, index: np.ndarray) -> np.ndarray:
+        """(K+1, n): H1's window analysed and L1's slid window analysed (flags already put)."""
+        k_rows = self.n_slides + 1
+        l1_index = index[None, :] - (np.arange(k_rows) * self.slide_windows)[:, None]
+        return (~cond.invalid_ifo[None, :, 0]) & self._flags.get(l1_index, 1)
+
+
+class JointSlideScorer(SlideScorer):
+    """:class:`SlideScorer` of a joint model: every slid pair of windows is scored by the network.
+
+    L1's windows are kept for the slides' reach; a slide costs a full
+    inference. Nothing is fed: the blocks' windows are scored as they come.
+    """
+
+    def __init__(self, scorer, **settings):
+        super().__init__(scorer, **settings)
+        self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
+
+    def _ensure_capacity(self, block_samples: int) -> None:
+        capacity = self._flags.capacity
+        super()._ensure_capacity(block_samples)
+        if self._flags.capacity != capacity:
+            old = self._l1
+            self._l1 = np.zeros((self._flags.capacity, self.window), dtype=np.float32)
+            tags = self._flags.tag[self._flags.tag >= 0]
+            self._l1[tags % self._flags.capacity] = old[tags % old.shape[0]]
+
+    def _stats(self, cond: Conditioned, index: np.ndarray, starts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        n = index.size
+        self._l1[index % self._flags.capacity] = cond.windows[:, 1]
+        stats = np.full((self.n_slides + 1, n), np.nan)
+        stats[0] = self.scorer.score(cond.windows)
+        if self.n_slides:
+            rows, cols = np.nonzero(valid[1:])
+            if rows.size:
+                pair = np.empty((rows.size, 2, self.window), dtype=np.float32)
+                pair[:, 0] = cond.windows[cols, 0]
+                src = index[cols] - (rows + 1) * self.slide_windows
+                pair[:, 1] = self._l1[src % self._flags.capacity]
+                stats[1:][rows, cols] = self.scorer.score(pair)
+        return stats
+
+
+class FactorizedSlideScorer(SlideScorer):
+    """:class:`SlideScorer` of a factorized model: one encoder pass per stream, one head pass per slide.
+
+    The encoder (:class:`~gwstream.models.encoder.StreamEncoder`) runs once
+    over each detector's whitened stream; the model's per-step projections
+    (:meth:`~gwstream.models.factorized.FactorizedNet.project`) go into ring
+    buffers, L1's lag-pooled, holding the slides' reach of history, and every
+    slide is one pass of
+    :meth:`~gwstream.models.factorized.FactorizedNet.head_projected` over
+    them. With a template branch, the best template's zero-lag track is kept
+    too, to date mergers (:meth:`locate`).
+    """
+
+    def __init__(self, scorer, **settings):
+        super().__init__(scorer, **settings)
+        model = scorer.model
+        fs = model.stride_samples
+        if self.stride % fs:
+            raise ValueError(f"window stride {self.stride} samples is not a multiple of the encoder stride {fs}")
+        self._fs = fs
+        self._k = model.lag_steps
+        self._tp = model.centre_steps
+        self._window_steps = model.window_steps
+        self._rf_steps = model.receptive_field_samples // fs
+        self._wsteps = self.stride // fs
+        self._cap = self._reach * self._wsteps + model.window_steps + 8 * (self.rate // fs) + 64
+        h = model.projection_channels
+        dev = scorer.device
+        # H1's projections are read only at the windows being scored (L1's over the slides' reach too):
+        # its ring holds what a scorer without slides would
+        self._a = torch.full((h, self._cap - self._reach * self._wsteps), float("nan"), device=dev)
+        self._b = torch.full((h, self._cap), float("nan"), device=dev)
+        self._newest_step: int | None = None  # one past the newest step put into the rings
+        self._encoder = StreamEncoder(model)
+        self._n_tp = int(model.template_pairs)
+        # the largest templates of every lag-pooled L1 step, kept with the ring for the head's kernel
+        # (FactorizedNet.head_projected's b_top): the slides then never sort the ring again
+        self._top = None
+        if self.n_slides and model.uses_top_templates(dev):
+            from gwstream.kernels.coinc import TOP
+
+            t = min(TOP, self._n_tp)
+            self._top = (np.zeros((self._cap, t), dtype=np.int32), np.full((self._cap, t), np.nan, np.float32))
+        # zero lag's best-template SNR^2 per centre step (template_track), tagged with its step
+        self._track = np.full(self._cap, np.nan)
+        self._track_step = np.full(self._cap, -1, dtype=np.int64)
+        self.reset()
+
+    @property
+    def ring_steps(self) -> int:
+        """Feature steps the L1 ring holds (the slides' reach plus blocks' worth of margin; grows with backlogs)."""
+        return self._cap
+
+    @property
+    def keeps_top_templates(self) -> bool:
+        """Whether the L1 ring's top-template lists are kept for the head
+        (:meth:`~gwstream.models.factorized.FactorizedNet.uses_top_templates`)."""
+        return self._top is not None
+
+    def _ensure_capacity(self, block_samples: int) -> None:
+        """Rings must hold the slides' reach plus one block (whose windows and features arrive at once)."""
+        super()._ensure_capacity(block_samples)
+        block_windows = block_samples // self.stride + 2
+        need_steps = (self._reach + block_windows) * self._wsteps + self._window_steps + 64 + self._rf_steps
+        newest = self._newest_step
+        need_a = need_steps - self._reach * self._wsteps
+        if need_a > self._a.shape[1]:
+            self._a = self._grown_ring(self._a, 2 * need_a, newest)
+        if need_steps > self._cap:
+            new_cap = 2 * need_steps
+            self._b = self._grown_ring(self._b, new_cap, newest)
+            if self._top is not None:
+                old_top = self._top
+                self._top = (np.zeros((new_cap, old_top[0].shape[1]), dtype=np.int32),
+                             np.full((new_cap, old_top[0].shape[1]), np.nan, np.float32))
+                if newest is not None:
+                    steps = np.arange(max(0, newest - self._cap), newest)
+                    for new_ring, old_ring in zip(self._top, old_top):
+                        new_ring[steps % new_cap] = old_ring[steps % self._cap]
+            keep = self._track_step >= 0
+            self._track, track = np.full(new_cap, np.nan), self._track
+            self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
+            self._track[tags[keep] % new_cap], self._track_step[tags[keep] % new_cap] = track[keep], tags[keep]
+            self._cap = new_cap
 
     @staticmethod
-    def _grown(ring: torch.Tensor, cap: int, newest: int | None) -> torch.Tensor:
+    def _grown_ring(ring: torch.Tensor, cap: int, newest: int | None) -> torch.Tensor:
         """``ring`` ``(rows, old cap)`` as a ring of ``cap`` steps, its steps before ``newest`` kept."""
         new = torch.full((ring.shape[0], cap), float("nan"), device=ring.device)
         if newest is not None:
@@ -182,18 +336,11 @@ class SlideScorer:
         """Forget the stream (the ring buffers' history stays valid only through window flags)."""
         self._next_sample = None  # absolute sample index the encoder expects next (None: no stream yet)
         self._feat_next = None  # absolute feature step of the encoder's next output
-        if self.factorized:
-            self._encoder.reset()
+        self._encoder.reset()
         self._p_tail = None  # last 2k L1 projections (H, <= 2k) and their first step
         self._p_tail_step = None
 
     # -------------------------------------------------------------- features
-    @staticmethod
-    def continues(prev: Conditioned, cond: Conditioned) -> bool:
-        """Whether ``cond``'s whitened stream starts where ``prev``'s ends (both have one)."""
-        return (prev.stream_start is not None and cond.stream_start is not None and prev.stream is not None
-                and int(cond.stream_start) == int(prev.stream_start) + prev.stream.shape[1])
-
     def feed(self, conds: list[Conditioned]) -> None:
         """Run the encoder once over the whitened streams of consecutive blocks ``conds``.
 
@@ -202,11 +349,10 @@ class SlideScorer:
         features are those of block-by-block feeding (the encoder carries its
         context, see :class:`~gwstream.models.encoder.StreamEncoder`).
         Each stream must continue the previous one (:meth:`continues`).
-        :meth:`score` must then be called for each block, in order. Joint
-        models have nothing to feed.
+        :meth:`score` must then be called for each block, in order.
         """
         conds = [c for c in conds if c.stream_start is not None and c.stream is not None and c.stream.shape[1]]
-        if not self.factorized or not conds:
+        if not conds:
             return
         for prev, cond in zip(conds, conds[1:]):
             if not self.continues(prev, cond):
@@ -283,7 +429,7 @@ class SlideScorer:
         first = min(n, cap - i0)  # up to the ring's end, then the rest from its start
         ring[:, i0:i0 + first] = values[:, :first]
         ring[:, :n - first] = values[:, first:]
-        self._newest_step = max(getattr(self, "_newest_step", 0) or 0, step0 + n)
+        self._newest_step = max(self._newest_step or 0, step0 + n)
 
     def _put_top(self, step0: int, b: torch.Tensor) -> None:
         """The largest templates of lag-pooled L1 steps ``step0 ..`` (template rows ``b``) into the ring's ``_top``."""
@@ -306,12 +452,11 @@ class SlideScorer:
         of the merger, that SNR)``, or None when the model has no template
         branch, no step is known or the SNR is below ``min_snr``.
         """
-        if not self.factorized or not self._n_tp:
+        if not self._n_tp:
             return None
         k, ws = self._k, self._wsteps
         steps = np.arange(int(first) * ws + k, int(last) * ws + k + self._tp)
-        slot = steps % self._cap
-        vals = np.where(self._track_step[slot] == steps, self._track[slot], np.nan)
+        vals = self.template_track(steps)
         if not np.isfinite(vals).any():
             return None
         i = int(np.nanargmax(vals))
@@ -320,43 +465,24 @@ class SlideScorer:
             return None
         return self.scorer.model.template_merger_sample(int(steps[i])), snr
 
+    def template_track(self, steps: np.ndarray) -> np.ndarray:
+        """The zero-lag best-template SNR squared kept at absolute centre steps ``steps`` (NaN where the ring does
+        not hold it: not yet seen, overwritten, or no template branch)."""
+        steps = np.asarray(steps, dtype=np.int64)
+        slot = steps % self._cap
+        return np.where(self._track_step[slot] == steps, self._track[slot], np.nan)
+
     # ----------------------------------------------------------------- score
-    def process(self, cond: Conditioned) -> tuple[int, np.ndarray, np.ndarray] | None:
-        """Statistics of the block's windows: ``(first_index, stats (K+1, n), valid (K+1, n))``, or None.
-
-        Windows are returned only when the block has some; their grid indices
-        are consecutive (the conditioner cuts every grid window once).
-        ``process(c)`` is ``feed([c])`` then ``score(c)``.
-        """
-        self.feed([cond])
-        return self.score(cond)
-
-    def score(self, cond: Conditioned) -> tuple[int, np.ndarray, np.ndarray] | None:
-        """:meth:`process` for a block whose stream :meth:`feed` has already encoded."""
-        self._ensure_capacity(cond.n_windows * self.stride)
-        if cond.n_windows == 0:
-            return None
-        index, starts = self._grid(cond)
-        self._flags.put(index, ~cond.invalid_ifo)
-        valid = self._valid(cond, index)
-        if self.factorized:
-            stats = self._score_factorized(index, starts)
-        else:
-            stats = self._score_joint(cond, index, valid)
-        valid &= np.isfinite(stats)
-        return int(index[0]), stats, valid
-
-    def score_many(self, conds: list[Conditioned]) -> list[tuple[int, np.ndarray, np.ndarray] | None]:
+    def score_many(self, conds: list[Conditioned]) -> list[Scored]:
         """:meth:`score` of consecutive blocks, in order, with one pass of the head over all their windows.
 
         The blocks are those of one :meth:`feed`. The head's statistics of a
         window do not depend on which other windows it is computed with, so
         this returns exactly what :meth:`score` block by block would; it only
         saves the per-call overhead, which dominates when there are few slides.
-        Joint models, and windows that are not consecutive on the grid, are
-        scored block by block.
+        Windows that are not consecutive on the grid are scored block by block.
         """
-        if not self.factorized or len(conds) < 2:
+        if len(conds) < 2:
             return [self.score(c) for c in conds]
         grids = [self._grid(c) if c.n_windows else None for c in conds]
         live = [g for g in grids if g is not None]
@@ -369,8 +495,8 @@ class SlideScorer:
         for c, g in zip(conds, grids):
             if g is not None:
                 self._flags.put(g[0], ~c.invalid_ifo)
-        stats = self._score_factorized(index, np.concatenate([g[1] for g in live]))
-        out: list[tuple[int, np.ndarray, np.ndarray] | None] = []
+        stats = self._head(index, np.concatenate([g[1] for g in live]))
+        out: list[Scored] = []
         col = 0
         for c, g in zip(conds, grids):
             if g is None:
@@ -383,22 +509,11 @@ class SlideScorer:
             out.append((int(g[0][0]), s, valid))
         return out
 
-    def _grid(self, cond: Conditioned) -> tuple[np.ndarray, np.ndarray]:
-        """Grid indices and absolute start samples of the block's windows (consecutive, on the stride grid)."""
-        g = cond.gps_ns.astype(np.int64)
-        starts = (g // NS) * self.rate + ((g % NS) * self.rate + NS // 2) // NS  # absolute sample (no overflow)
-        index = starts // self.stride
-        if (starts % self.stride).any() or (np.diff(index) != 1).any():
-            raise ValueError("conditioned windows are off the stride grid or not consecutive")
-        return index, starts
+    def _stats(self, cond: Conditioned, index: np.ndarray, starts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return self._head(index, starts)
 
-    def _valid(self, cond: Conditioned, index: np.ndarray) -> np.ndarray:
-        """(K+1, n): H1's window analysed and L1's slid window analysed (flags already put)."""
-        k_rows = self.n_slides + 1
-        l1_index = index[None, :] - (np.arange(k_rows) * self.slide_windows)[:, None]
-        return (~cond.invalid_ifo[None, :, 0]) & self._flags.get(l1_index, 1)
-
-    def _score_factorized(self, index: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    def _head(self, index: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Statistics ``(K+1, n)`` of the windows at grid ``index`` (absolute ``starts``): one head pass."""
         model = self.scorer.model
         k, tp, ws = self._k, self._tp, self._wsteps
         s_first = int(starts[0]) // self._fs  # feature step of the first window's start
@@ -410,25 +525,10 @@ class SlideScorer:
             i0 = (s_first + k) % ca
             if i0 + span <= ca:  # the ring's columns as they are (the head only reads them)
                 a_span = self._a[:, i0:i0 + span]
-            else:  # past the ring's end: its two pieces, copied (a gather costs ~3 times a copy)
+            else:  # past the ring's end: its two pieces, copied (cheaper than a gather)
                 a_span = torch.cat([self._a[:, i0:], self._a[:, :i0 + span - ca]], dim=1)
             offsets = torch.as_tensor([s_first + k - r * self.slide_windows * ws for r in range(self.n_slides + 1)],
                                       dtype=torch.long, device=dev)
             out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True,
                                        grid=ws, b_top=self._top)
         return out.double().cpu().numpy()
-
-    def _score_joint(self, cond: Conditioned, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        n = index.size
-        self._l1[index % self._flags.capacity] = cond.windows[:, 1]
-        stats = np.full((self.n_slides + 1, n), np.nan)
-        stats[0] = self.scorer.score(cond.windows)
-        if self.n_slides:
-            rows, cols = np.nonzero(valid[1:])
-            if rows.size:
-                pair = np.empty((rows.size, 2, self.window), dtype=np.float32)
-                pair[:, 0] = cond.windows[cols, 0]
-                src = index[cols] - (rows + 1) * self.slide_windows
-                pair[:, 1] = self._l1[src % self._flags.capacity]
-                stats[1:][rows, cols] = self.scorer.score(pair)
-        return stats
