@@ -3,6 +3,7 @@
 * ``kernels/`` are pure numerics: no torch, no daemon, no models, no file or
   socket I/O, no logging.
 * ``models/`` (torch code) imports nothing of the daemon.
+* the file formats (``daemon/io/``) import no other daemon package, no sockets.
 * the stream stages (``daemon/stream/``) open no sockets and import neither
   the simulator, training, evaluation nor the processes; the pipeline imports no
   file readers, sources or preflight.
@@ -88,6 +89,13 @@ def test_stream_stages_open_no_sockets_and_import_no_simulator_training_or_proce
     forbidden = ("zmq", "socket", "gwstream.daemon.sim", "gwstream.daemon.train", "gwstream.daemon.eval",
                  "gwstream.daemon.proc", "gwstream.daemon.cli", "gwstream.daemon.bank")
     assert _offences("daemon/stream", forbidden) == []
+
+
+def test_file_formats_are_a_leaf_of_the_daemon():
+    """``daemon/io`` (wire, trigger record, archives, alerts) is used by the stages and processes, never the reverse."""
+    forbidden = ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.sim", "gwstream.daemon.train",
+                 "gwstream.daemon.eval", "gwstream.daemon.cli", "gwstream.daemon.bank", "gwstream.models", "torch")
+    assert _offences("daemon/io", forbidden) == []
 
 
 def test_the_pipeline_reads_no_files_and_runs_no_preflight():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
-from gwstream.daemon.stream.trigger import Trigger
+from gwstream.daemon.io.trigger import Trigger
 from gwstream.daemon.units import NS
 
 __all__ = ["PIPELINE", "event_id", "make_alert", "encode_alert", "decode_alert", "ALERT_TOPIC"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from gwstream.daemon.errors import FrameFileError
-from gwstream.daemon.stream.trigger import Trigger
+from gwstream.daemon.io.trigger import Trigger
 from gwstream.daemon.units import NS
 
 __all__ = ["TriggerArchive", "read_archive", "archive_name", "write_triggers", "read_triggers"]

@@ -21,10 +21,10 @@ import numpy as np
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.archive import write_triggers
+from gwstream.daemon.io.trigger import Trigger
 from gwstream.daemon.io.wire import Block
 from gwstream.daemon.stream.aligner import Aligner, EndOfStream, Gap
 from gwstream.daemon.stream.pipeline import SearchStage
-from gwstream.daemon.stream.trigger import Trigger
 from gwstream.daemon.units import NS, samples_to_ns, seconds_to_ns
 
 from .preflight import load_scorer

@@ -68,7 +68,7 @@ def replay_source_kind(path: Path) -> str:
 def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "info", stop_event=None) -> dict:
     """``gwstream replay``: the whole daemon over an archive; returns a summary."""
     from gwstream.daemon.io.archive import write_triggers
-    from gwstream.daemon.stream.trigger import Trigger
+    from gwstream.daemon.io.trigger import Trigger
 
     input_path = Path(input_path)
     if not input_path.exists():

@@ -26,11 +26,11 @@ from typing import Callable
 
 import numpy as np
 from gwstream.daemon.config import RankingConfig
+from gwstream.daemon.io.trigger import TRIGGER_FIELDS, Trigger
 from gwstream.daemon.units import NS
 from gwstream.kernels import cluster as kcl
 
 from .background import Background, BackgroundError, far_to_ifar_years
-from .trigger import TRIGGER_FIELDS, Trigger
 
 __all__ = ["Trigger", "RankingStage", "TRIGGER_FIELDS"]
 

@@ -11,11 +11,11 @@ import h5py
 import numpy as np
 import pytest
 import zmq
-from gwstream.daemon.proc import sources
 from gwstream.daemon.config import load_config
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.framefiles import gwf_name, write_gwf_frame
 from gwstream.daemon.io.wire import NS, decode_block_message
+from gwstream.daemon.proc import sources
 from gwstream.daemon.proc.sources import (
     gwf_archive_frames,
     gwf_follow_frames,
