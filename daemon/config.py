@@ -505,7 +505,7 @@ class OutputConfig:
     alerts_file: str = setting("alerts.jsonl", doc="every alert appended as one JSON line (relative to dir)")
     archive_dir: str = setting("triggers", doc="every trigger, one HDF5 file per GPS hour (relative to dir)")
     flush_interval_s: float = setting(10.0, gt=0, unit="s", doc="how often the open archive hour is rewritten")
-    status_interval_s: float = setting(10.0, gt=0, unit="s", doc="period of the search status log line")
+    status_interval_s: float = setting(10.0, gt=0, unit="s", doc="period of the search status log line and status file (search-status.json)")
     coinc_xml: bool = setting(False, doc="also write <dir>/coinc/<event_id>.xml (LIGO_LW) per alert")
     gracedb_url: str = setting("", doc="upload each alert's coinc.xml to this GraceDB (needs ligo-gracedb); "
                                        "empty = off")
@@ -567,6 +567,18 @@ def alerts_path(cfg: Config) -> Path:
 def archive_path(cfg: Config) -> Path:
     """The directory of the hourly trigger archive files."""
     return Path(cfg.output.dir) / cfg.output.archive_dir
+
+
+def status_path(cfg: Config) -> Path:
+    """The search process's status file (JSON, rewritten atomically): ``<output.dir>/search-status.json``.
+
+    How the search tells other processes (``gwstream demo``, tests, an operator's
+    script) where it is: ``state`` is ``running``, ``end_of_stream`` once every
+    block before the stream's end has been analysed and its alerts published, or
+    ``stopped``; with the counters (``blocks``, ``triggers``, ``alerts``) and the
+    GPS end of the last block analysed.
+    """
+    return Path(cfg.output.dir) / "search-status.json"
 
 
 def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Config:

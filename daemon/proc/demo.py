@@ -18,14 +18,14 @@ import json
 import shutil
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import zmq
-from gwstream.daemon.config import load_config
+from gwstream.daemon.config import load_config, status_path
 from gwstream.daemon.eval.evaluate import match_injections
 from gwstream.daemon.io.alerts import ALERT_TOPIC, decode_alert
+from gwstream.daemon.io.status import read_status
 from gwstream.daemon.settings import to_toml
 from gwstream.daemon.sim.simulate import Simulator
 from gwstream.daemon.stream.background import Background, BackgroundError
@@ -58,19 +58,6 @@ def _listen(endpoint: str, alerts: list, stop_event: threading.Event, say) -> No
     finally:
         sub.close()
         ctx.term()
-
-
-def _blocks_analysed(metrics_endpoint: str) -> float:
-    """The search's ``gwstream_blocks_total`` from its Prometheus endpoint (0 while unreachable)."""
-    try:
-        with urllib.request.urlopen(f"http://{metrics_endpoint}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith("gwstream_blocks_total "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def _plot_alert(path: Path, sim_cfg, seed: int, duration: int, alert: dict) -> None:
@@ -171,15 +158,22 @@ def run_demo(args) -> int:
             if daemon.poll() is not None:
                 say("demo: the daemon stopped unexpectedly; see", out / "daemon.log")
                 return 1
-        # let the search finish the stream's last seconds: ingest logs the end of the
-        # stream, then the search works through what is still queued (1-s blocks)
-        log_path = out / "daemon.log"
+        # the search process says when it has analysed every block before the stream's end and published
+        # their alerts (its status file); then the listener has heard as many alerts as were published
+        status_file = status_path(cfg)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "end of stream" not in log_path.read_text(errors="replace"):
-            time.sleep(0.5)
-        while time.monotonic() < deadline and _blocks_analysed(overrides["endpoints.metrics"]) < args.duration:
-            time.sleep(0.5)
-        time.sleep(1.0)  # the last cluster's alert reaches the listener
+        status = read_status(status_file)
+        while time.monotonic() < deadline and (status is None or status["state"] != "end_of_stream"):
+            if daemon.poll() is not None:
+                say("demo: the daemon stopped unexpectedly; see", out / "daemon.log")
+                return 1
+            time.sleep(0.2)
+            status = read_status(status_file)
+        if status is None or status["state"] != "end_of_stream":
+            say(f"demo: the search did not reach the end of the stream within 60 s; see {out / 'daemon.log'}")
+        else:
+            while time.monotonic() < deadline and len(alerts) < status["alerts"]:
+                time.sleep(0.1)
     finally:
         if source is not None:
             stop(source)

@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import zmq
-from gwstream.daemon.config import alerts_path, archive_path, state_path
+from gwstream.daemon.config import alerts_path, archive_path, state_path, status_path
 from gwstream.daemon.errors import WireError
 from gwstream.daemon.io.alerts import encode_alert, event_id, make_alert
 from gwstream.daemon.io.archive import TriggerArchive
+from gwstream.daemon.io.status import write_status
 from gwstream.daemon.io.wire import decode_block_message
 from gwstream.daemon.stream.pipeline import SearchStage
 from gwstream.daemon.units import NS
@@ -37,7 +38,7 @@ from .metrics import Metrics
 from .preflight import load_scorer
 from .security import ServerAuth, secure_server
 
-__all__ = ["run_search_process", "state_path", "alerts_path", "archive_path"]
+__all__ = ["run_search_process", "state_path", "alerts_path", "archive_path", "status_path"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
     ifos = tuple(cfg.data.ifos)
     last_save = last_flush = last_status = time.monotonic()
     last_block_end = None
+    status_file = status_path(cfg)
+    state, eos_end_ns = "running", None  # "end_of_stream" from an end-of-stream message to the next block
+    write_status(status_file, state, counters, data_end_ns=None)
     lag_s = 0.0
 
     def handle(triggers, block) -> None:
@@ -171,6 +175,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                     else:
                         other = (kind, item)
                 if batch:
+                    state = "running"
                     t_batch = time.perf_counter()
                     n_win, n_gaps = counters["windows"], counters["gaps"]
                     found = stage.process_many(batch)
@@ -198,6 +203,10 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                     log.info("end of stream at gps=%s", item.get("end_ns") and item["end_ns"] / NS)
                     if exit_on_eos:
                         handle(stage.finish(), None)
+                    # every block before the end has been analysed and its alerts published: say so
+                    state, eos_end_ns = "end_of_stream", item.get("end_ns")
+                    write_status(status_file, state, counters, data_end_ns=last_block_end, eos_end_ns=eos_end_ns)
+                    if exit_on_eos:
                         break
             now = time.monotonic()
             if now - last_save >= cfg.ranking.save_interval_s:
@@ -212,6 +221,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                 last_flush = now
             if now - last_status >= cfg.output.status_interval_s:
                 last_status = now
+                write_status(status_file, state, counters, data_end_ns=last_block_end, eos_end_ns=eos_end_ns)
                 log.info("status blocks=%d windows=%d gaps=%d triggers=%d alerts=%d lag_s=%.3f data_gps=%s "
                          "background_livetime_s=%.3g", counters["blocks"], counters["windows"], counters["gaps"],
                          counters["triggers"], counters["alerts"], lag_s,
@@ -223,6 +233,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
         pub.close()
         auth.stop()
         ctx.term()
+        write_status(status_file, "stopped", counters, data_end_ns=last_block_end)
         log.info("search stopped: blocks=%d triggers=%d alerts=%d state=%s", counters["blocks"],
                  counters["triggers"], counters["alerts"], spath)
     return dict(counters)

@@ -10,8 +10,9 @@ import urllib.request
 
 import numpy as np
 import pytest
-from gwstream.daemon.config import load_config
+from gwstream.daemon.config import load_config, status_path
 from gwstream.daemon.io.archive import read_archive, read_triggers
+from gwstream.daemon.io.status import read_status
 from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
 from gwstream.daemon.proc.supervisor import Child, Supervisor
 from gwstream.daemon.sim.simulate import Simulator
@@ -65,16 +66,16 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
     try:
         assert source.wait(120) == 0
         alerts_file = out / "alerts.jsonl"
+        # the search process says when every block before the end of the stream is analysed (its status file)
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and "end of stream" not in (tmp_path / "run.log").read_text():
-            time.sleep(0.5)
-        # ingest logs the end of the stream; the search may still be working through its queue
-        while True:
-            with urllib.request.urlopen(f"http://{cfg.endpoints.metrics}/metrics", timeout=10) as r:
-                metrics = r.read().decode()
-            if f"gwstream_blocks_total {duration}.0" in metrics or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        status = None
+        while time.monotonic() < deadline and (status is None or status["state"] != "end_of_stream"):
+            time.sleep(0.2)
+            status = read_status(status_path(cfg))
+        assert status is not None and status["state"] == "end_of_stream", status
+        assert status["blocks"] == duration
+        with urllib.request.urlopen(f"http://{cfg.endpoints.metrics}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
     finally:
         stop(source)
         listener.terminate()
