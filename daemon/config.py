@@ -173,10 +173,13 @@ class IngestConfig:
 class PsdConfig:
     """Welch PSD estimated over the trailing ``psd_length_s`` of valid data."""
 
-    fftlength_s: float = setting(4.0, gt=0, unit="s")
+    fftlength_s: float = setting(4.0, gt=0, unit="s", doc="length of each Welch segment")
     overlap: float = setting(0.5, ge=0, lt=1, doc="fraction of fftlength")
-    average: str = setting("median", choices=("median", "mean"))
-    psd_length_s: float = setting(64.0, gt=0, unit="s")
+    average: str = setting("median", choices=("median", "mean"),
+                           doc="how the segments' periodograms are combined (median is robust to glitches)")
+    psd_length_s: float = setting(64.0, gt=0, unit="s",
+                                  doc="trailing valid data the PSD is estimated over (and the warm-up "
+                                      "before the first analysed window)")
     refresh_s: float = setting(8.0, gt=0, unit="s", doc="cadence of PSD re-estimation")
     max_change: float = setting(0.2, gt=0, doc="reject a PSD whose broadband sensitivity jumps by more")
     min_change: float = setting(0.01, ge=0, doc="keep the current PSD (and whitening filter) unless the broadband "
@@ -198,7 +201,7 @@ class WhitenConfig:
     """Truncated inverse-ASD FIR whitening."""
 
     fduration_s: float = setting(1.0, gt=0, unit="s", doc="FIR length")
-    highpass_hz: float = setting(20.0, ge=0, unit="Hz")
+    highpass_hz: float = setting(20.0, ge=0, unit="Hz", doc="the whitening filter removes power below this")
     phase: str = setting("minimum", choices=("linear", "minimum"),
                          doc="minimum: causal, no look-ahead (the shipped model's); linear: symmetric, "
                              "fduration_s / 2 of look-ahead. Must be the phase the model was trained with")
@@ -208,8 +211,8 @@ class WhitenConfig:
 class WindowsConfig:
     """Sliding windows cut from the whitened stream."""
 
-    window_s: float = setting(1.0, gt=0, unit="s")
-    stride_s: float = setting(0.0625, gt=0, unit="s")
+    window_s: float = setting(1.0, gt=0, unit="s", doc="length of a window the model scores (must be the model's)")
+    stride_s: float = setting(0.0625, gt=0, unit="s", doc="step between consecutive windows")
 
     def check(self, prefix: str) -> None:
         if self.stride_s > self.window_s:
@@ -222,20 +225,23 @@ class WindowsConfig:
 class InjectionConfig:
     """Distributions binary-black-hole injections are drawn from."""
 
-    approximant: str = setting("IMRPhenomXPHM", choices=("IMRPhenomXPHM", "IMRPhenomD"))
+    approximant: str = setting("IMRPhenomXPHM", choices=("IMRPhenomXPHM", "IMRPhenomD"),
+                               doc="pycbc time-domain waveform model")
     f_lower_hz: float = setting(20.0, gt=0, unit="Hz", doc="waveform start frequency")
     mass1_msun: tuple[float, float] = setting((7.0, 50.0), gt=0, unit="Msun", doc="uniform range")
     mass2_msun: tuple[float, float] = setting((7.0, 50.0), gt=0, unit="Msun", doc="uniform range; m2 <= m1")
     mass_distribution: str = setting("uniform", choices=("uniform", "log_uniform"),
                                      doc="each component mass uniform, or uniform in its logarithm (more light "
                                          "binaries), over its range")
-    spin: str = setting("aligned", choices=("zero", "aligned", "isotropic"))
+    spin: str = setting("aligned", choices=("zero", "aligned", "isotropic"),
+                        doc="zero, aligned (z components only) or isotropic spins")
     spin_max: float = setting(0.99, ge=0, lt=1, doc="largest dimensionless spin magnitude")
     distance: str = setting(
         "uniform_volume", choices=("uniform", "uniform_volume", "chirp_uniform_volume"),
         doc="how luminosity (or chirp) distance is drawn from distance_mpc",
     )
-    distance_mpc: tuple[float, float] = setting((100.0, 1000.0), gt=0, unit="Mpc")
+    distance_mpc: tuple[float, float] = setting((100.0, 1000.0), gt=0, unit="Mpc",
+                                                doc="distance range (chirp distance for chirp_uniform_volume)")
     snr: tuple[float, ...] = setting((), gt=0, doc="[lo, hi]: target network optimal SNR instead of distance")
     spacing_s: float = setting(24.0, gt=0, unit="s", doc="grid step between merger times")
     jitter_s: float = setting(2.0, ge=0, unit="s", doc="uniform +- jitter on each grid time")
@@ -257,17 +263,18 @@ class InjectionConfig:
 class SimulateConfig:
     """Simulated two-detector data: coloured Gaussian noise plus injections."""
 
-    ifos: tuple[str, ...] = setting(("H1", "L1"))
+    ifos: tuple[str, ...] = setting(("H1", "L1"), doc="detectors simulated, in order")
     psd: str = setting(PSD_ANALYTIC_DEFAULT, doc="pycbc analytic PSD name")
     psd_file: str = setting("", doc="two-column text file (Hz, PSD); overrides psd")
-    psd_file_is_asd: bool = setting(False)
+    psd_file_is_asd: bool = setting(False, doc="psd_file holds an amplitude spectral density (squared on reading)")
     low_frequency_hz: float = setting(10.0, gt=0, unit="Hz", doc="noise has no power below this")
-    sample_rate_hz: int = setting(2048, choices=(1024, 2048, 4096, 8192, 16384), unit="Hz")
-    start_gps: int = setting(1_000_000_000, ge=0, unit="s")
+    sample_rate_hz: int = setting(2048, choices=(1024, 2048, 4096, 8192, 16384), unit="Hz",
+                                  doc="sample rate of the written strain")
+    start_gps: int = setting(1_000_000_000, ge=0, unit="s", doc="GPS second the data start at")
     chunk_s: int = setting(64, gt=0, unit="s", doc="generation chunk (bounds memory)")
     frame_type: str = setting("SIM", doc="GWF file name tag: H-H1_<frame_type>-<gps>-1.gwf")
-    strain_channel: str = setting("GDS-CALIB_STRAIN")
-    state_channel: str = setting("GDS-CALIB_STATE_VECTOR")
+    strain_channel: str = setting("GDS-CALIB_STRAIN", doc="strain channel name after '<IFO>:'")
+    state_channel: str = setting("GDS-CALIB_STATE_VECTOR", doc="state vector channel name after '<IFO>:'")
     state_word: int = setting(0b111111111111111, ge=0, lt=2**32, doc="state vector of simulated data")
     injections: InjectionConfig = dataclasses.field(default_factory=InjectionConfig)
 
@@ -289,7 +296,7 @@ class SourceConfig:
     speed: str = setting("max", doc="'real', 'max' or a factor such as '10'")
     poll_s: float = setting(0.1, gt=0, unit="s", doc="directory poll period")
     read_retries: int = setting(5, ge=0, doc="retries of a half-written file")
-    retry_wait_s: float = setting(0.2, ge=0, unit="s")
+    retry_wait_s: float = setting(0.2, ge=0, unit="s", doc="wait between those retries")
     file_timeout_s: float = setting(30.0, gt=0, unit="s", doc="give up on an expected file and move on")
 
     def check(self, prefix: str) -> None:
@@ -312,37 +319,38 @@ class TrainStage:
     banks, noise PSDs, validation windows and model are ``[train]``'s, shared by all stages.
     """
 
-    epochs: int | None = setting(None, gt=0)
-    windows_per_epoch: int | None = setting(None, gt=0)
-    batch_size: int | None = setting(None, gt=0)
-    lr: float | None = setting(None, gt=0)
-    weight_decay: float | None = setting(None, ge=0)
-    signal_fraction: float | None = setting(None, gt=0, lt=1)
-    single_ifo_fraction: float | None = setting(None, ge=0, lt=1)
-    single_ifo_snr: tuple[float, float] | None = setting(None, gt=0)
-    hard_negative_fraction: float | None = setting(None, ge=0, lt=1)
-    hard_negative_slides: int | None = setting(None, gt=0)
-    hard_negative_span_s: int | None = setting(None, gt=0, unit="s")
-    loud_fraction: float | None = setting(None, ge=0, le=1)
-    loud_snr: tuple[float, float] | None = setting(None, gt=0)
-    snr_start: tuple[float, float] | None = setting(None, gt=0)
-    snr_end: tuple[float, float] | None = setting(None, gt=0)
-    curriculum_epochs: int | None = setting(None, ge=0)
-    seed: int | None = setting(None, ge=0)
-    select_epoch: str | None = setting(None, choices=("best", "last"))
+    epochs: int | None = setting(None, gt=0, doc="train.epochs for this stage")
+    windows_per_epoch: int | None = setting(None, gt=0, doc="train.windows_per_epoch for this stage")
+    batch_size: int | None = setting(None, gt=0, doc="train.batch_size for this stage")
+    lr: float | None = setting(None, gt=0, doc="train.lr for this stage")
+    weight_decay: float | None = setting(None, ge=0, doc="train.weight_decay for this stage")
+    signal_fraction: float | None = setting(None, gt=0, lt=1, doc="train.signal_fraction for this stage")
+    single_ifo_fraction: float | None = setting(None, ge=0, lt=1, doc="train.single_ifo_fraction for this stage")
+    single_ifo_snr: tuple[float, float] | None = setting(None, gt=0, doc="train.single_ifo_snr for this stage")
+    hard_negative_fraction: float | None = setting(None, ge=0, lt=1, doc="train.hard_negative_fraction for this stage")
+    hard_negative_slides: int | None = setting(None, gt=0, doc="train.hard_negative_slides for this stage")
+    hard_negative_span_s: int | None = setting(None, gt=0, unit="s", doc="train.hard_negative_span_s for this stage")
+    loud_fraction: float | None = setting(None, ge=0, le=1, doc="train.loud_fraction for this stage")
+    loud_snr: tuple[float, float] | None = setting(None, gt=0, doc="train.loud_snr for this stage")
+    snr_start: tuple[float, float] | None = setting(None, gt=0, doc="train.snr_start for this stage")
+    snr_end: tuple[float, float] | None = setting(None, gt=0, doc="train.snr_end for this stage")
+    curriculum_epochs: int | None = setting(None, ge=0, doc="train.curriculum_epochs for this stage")
+    seed: int | None = setting(None, ge=0, doc="default train.seed + the stage's index")
+    select_epoch: str | None = setting(None, choices=("best", "last"), doc="train.select_epoch for this stage")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """``gwstream train``: simulated, whitened windows and the optimiser."""
 
-    model: str = setting("factorized", choices=("baseline", "resnet", "factorized"))
-    epochs: int = setting(20, gt=0)
+    model: str = setting("factorized", choices=("baseline", "resnet", "factorized"),
+                         doc="network trained (factorized: the default's; baseline, resnet: the comparison)")
+    epochs: int = setting(20, gt=0, doc="training epochs (a stage may set its own)")
     windows_per_epoch: int = setting(16384, gt=0, doc="fresh noise (and signals) every epoch")
-    batch_size: int = setting(64, gt=0)
-    lr: float = setting(1e-3, gt=0)
-    weight_decay: float = setting(1e-4, ge=0)
-    signal_fraction: float = setting(0.5, gt=0, lt=1)
+    batch_size: int = setting(64, gt=0, doc="windows per optimiser step")
+    lr: float = setting(1e-3, gt=0, doc="Adam learning rate")
+    weight_decay: float = setting(1e-4, ge=0, doc="AdamW weight decay")
+    signal_fraction: float = setting(0.5, gt=0, lt=1, doc="fraction of windows with a coincident signal")
     single_ifo_fraction: float = setting(0.0, ge=0, lt=1, doc="windows with a signal in one detector only, "
                                          "labelled noise (teaches coincidence: time slides, glitches)")
     single_ifo_snr: tuple[float, float] = setting((5.0, 40.0), gt=0, doc="single-detector SNR of those")
@@ -359,16 +367,17 @@ class TrainConfig:
     merger_span_s: tuple[float, float] = setting((0.5, 0.9), ge=0, unit="s", doc="merger position in the window")
     n_waveforms: int = setting(2000, gt=0, doc="training waveform bank")
     n_val_waveforms: int = setting(400, gt=0, doc="validation bank (other seed)")
-    psd: str = setting(PSD_ANALYTIC_DEFAULT)
+    psd: str = setting(PSD_ANALYTIC_DEFAULT, doc="pycbc analytic design PSD the training noise is drawn around")
     psd_variants: int = setting(8, gt=0, doc="design PSD + perturbed variants")
     psd_scale: float = setting(2.0, ge=1, doc="variants scaled by up to this factor either way")
     psd_tilt: float = setting(0.3, ge=0, doc="variants tilted by (f/100 Hz)^U(-tilt, tilt)")
     stretch_s: int = setting(128, gt=8, unit="s", doc="noise stretch the PSD is estimated over")
-    val_noise_windows: int = setting(10000, gt=0)
-    val_snrs: tuple[float, ...] = setting((6.0, 8.0, 10.0, 12.0), gt=0)
-    val_windows_per_snr: int = setting(1000, gt=0)
-    seed: int = setting(0, ge=0)
-    threads: int = setting(2, gt=0)
+    val_noise_windows: int = setting(10000, gt=0, doc="held-out noise windows (the FPR of the selection metric)")
+    val_snrs: tuple[float, ...] = setting((6.0, 8.0, 10.0, 12.0), gt=0,
+                                          doc="network SNRs of the held-out signal windows")
+    val_windows_per_snr: int = setting(1000, gt=0, doc="held-out signal windows per SNR")
+    seed: int = setting(0, ge=0, doc="seed of every random draw (banks, noise, windows, weights)")
+    threads: int = setting(2, gt=0, doc="torch CPU threads")
     workers: int = setting(2, gt=0, doc="processes generating the waveform bank")
     out_dir: str = setting("out/train", doc="checkpoints, cached banks, history")
     weights: str = setting("models/weights/default.pt", doc="where the selected model is written")
@@ -505,7 +514,8 @@ class OutputConfig:
     alerts_file: str = setting("alerts.jsonl", doc="every alert appended as one JSON line (relative to dir)")
     archive_dir: str = setting("triggers", doc="every trigger, one HDF5 file per GPS hour (relative to dir)")
     flush_interval_s: float = setting(10.0, gt=0, unit="s", doc="how often the open archive hour is rewritten")
-    status_interval_s: float = setting(10.0, gt=0, unit="s", doc="period of the search status log line and status file (search-status.json)")
+    status_interval_s: float = setting(10.0, gt=0, unit="s",
+                                       doc="period of the search status log line and status file (search-status.json)")
     coinc_xml: bool = setting(False, doc="also write <dir>/coinc/<event_id>.xml (LIGO_LW) per alert")
     gracedb_url: str = setting("", doc="upload each alert's coinc.xml to this GraceDB (needs ligo-gracedb); "
                                        "empty = off")
