@@ -2,7 +2,7 @@
 
 The supervisor writes the effective configuration next to the outputs
 (``<output.dir>/run-config.toml``), starts the ingest and search processes
-(``gwstream worker ingest|search``) with it, and watches them:
+(``gwstream ingest`` and ``gwstream worker search``) with it, and watches them:
 
 * a child that dies unexpectedly is restarted after a backoff (1 s, doubling to
   30 s); ``max_restarts`` crashes of one child within ``window_s`` stop the
