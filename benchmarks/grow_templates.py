@@ -9,7 +9,7 @@ Every template of ``--bank`` (a :class:`~gwstream.daemon.bank.TemplateBank`
 file; ``benchmarks/validate.py`` places and caches the issue-4 matched filter's
 477-template bank there) is cut to the model's ``template_taps`` as
 :func:`~gwstream.daemon.train.training.template_filters` cuts the training ladder, and
-:meth:`FactorizedNet.with_more_templates` appends the pairs to ``--model``'s branch,
+:func:`gwstream.models.surgery.with_more_templates` appends the pairs to ``--model``'s branch,
 each with a head unit set to its two-detector SNR²: the best-template statistic is
 then the maximum over the old and the new pairs, with the model's trained gain.
 Nothing is trained. Score the result with ``benchmarks/validate.py --models OUT ...``.
@@ -23,7 +23,7 @@ import argparse
 from gwstream.daemon.bank import TemplateBank
 from gwstream.daemon.config import load_config
 from gwstream.daemon.train.training import template_filters
-from gwstream.models.factorized import FactorizedNet
+from gwstream.models import surgery
 from gwstream.models.scorer import load_checkpoint, save_checkpoint
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     bank = TemplateBank.load(args.bank)
     params = {k: bank.params[k] for k in ("mass1", "mass2", "spin1z", "spin2z")}
     filters = template_filters(cfg, len(bank), model.template_taps, params)
-    grown = FactorizedNet.with_more_templates(model, filters).eval()
+    grown = surgery.with_more_templates(model, filters).eval()
     save_checkpoint(grown, args.out, meta={"whiten": meta.get("whiten"), "grown_from": args.model,
                                            "grown_by_bank": args.bank})
     print(f"{args.out}: {model.template_pairs} + {len(bank)} = {grown.template_pairs} template pairs")

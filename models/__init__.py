@@ -4,8 +4,14 @@ Modules (import them directly; this package imports nothing heavy, so loading it
 
 - ``networks``: the network interface (``forward(windows [B, 2, N]) -> logits [B]``),
   the ``baseline`` and ``resnet`` joint networks and ``build_model(name, **hparams)``;
-- ``factorized``: the per-detector encoder + coincidence head, with the stream path
-  (``encode_stream``, ``head_windows``) that scores windows and time slides from cached features;
+- ``factorized``: ``FactorizedNet``, the per-detector encoder + coincidence head, with the
+  public streaming interface (``project``, ``lag_pool``, ``head_projected``, ``template_track``, ...)
+  that scores windows and time slides from cached features;
+- ``encoder``: ``StreamEncoder``, the encoder run incrementally over a stream, its state explicit
+  (``EncoderState``: snapshot and restore);
+- ``head``: the coincidence head and lag pooling as plain functions of tensors;
+- ``surgery``: networks grown from a trained one (a template branch, more templates, per-template
+  gains, diagonal template units);
 - ``scorer``: ``Scorer`` (batched CPU/CUDA inference), weights-only checkpoints
   (``save_checkpoint``, ``load_checkpoint``) and deployable exports (``load_exported``).
 

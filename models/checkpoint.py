@@ -1,8 +1,8 @@
 """Checkpoint facts without torch: a checkpoint's name, hyper-parameters, meta, tensor shapes and SHA-256.
 
 ``gwstream replay`` checks the model (whitening phase, initial background)
-before it starts any process; importing torch for that costs the parent
-process about two seconds, longer than the checks themselves. A file written
+before it starts any process, without importing torch (which would cost the
+parent process more than the checks themselves). A file written
 by ``torch.save`` is a zip archive holding one pickle (``*/data.pkl``) and the
 raw tensor storages; this module reads the pickle with an unpickler that
 knows only the handful of torch globals a weights-only state dict uses

@@ -38,7 +38,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from gwstream.models import head as head_fn
-from gwstream.models import surgery
 from gwstream.models.encoder import DilatedValidBlock, StreamEncoder, pair_energy
 from gwstream.models.networks import GWNet
 from torch import nn
@@ -286,28 +285,6 @@ class FactorizedNet(GWNet):
     def template_merger_sample(self, step: int) -> int:
         """Sample (counted as feature steps are) at which feature ``step``'s templates put the merger."""
         return int(step) * self.stride_samples + self.receptive_field_samples - self.template_after
-
-    # ------------------------------------------------- surgery (gwstream.models.surgery)
-    @classmethod
-    def with_template_branch(cls, model: FactorizedNet, pairs: int, taps: int,
-                             filters: np.ndarray | torch.Tensor, after: int = 100) -> FactorizedNet:
-        """:func:`gwstream.models.surgery.with_template_branch`."""
-        return surgery.with_template_branch(model, pairs, taps, filters, after)
-
-    @classmethod
-    def with_more_templates(cls, model: FactorizedNet, filters: np.ndarray | torch.Tensor) -> FactorizedNet:
-        """:func:`gwstream.models.surgery.with_more_templates`."""
-        return surgery.with_more_templates(model, filters)
-
-    @classmethod
-    def with_per_template_gain(cls, model: FactorizedNet) -> FactorizedNet:
-        """:func:`gwstream.models.surgery.with_per_template_gain`."""
-        return surgery.with_per_template_gain(model)
-
-    @classmethod
-    def with_diagonal_template_units(cls, model: FactorizedNet) -> FactorizedNet:
-        """:func:`gwstream.models.surgery.with_diagonal_template_units`."""
-        return surgery.with_diagonal_template_units(model)
 
     def packed_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``state`` as a checkpoint stores it: with :attr:`diagonal_template_units` the projections' template rows
@@ -576,27 +553,11 @@ class FactorizedNet(GWNet):
 
         :func:`gwstream.models.head.head_projected` with this network's parameters.
 
-        Parameters
-        ----------
-        a : torch.Tensor, shape (H + P, n_a)
-            H1 projections at the centre steps: window ``w`` uses
-            ``a[:, starts[w] : starts[w] + centre_steps]``.
-        b : torch.Tensor, shape (H + P, n_b)
-            Lag-pooled L1 projections (:meth:`lag_pool`): window ``w`` of slide
-            ``r`` uses ``b[:, offsets[r] + starts[w] + j]`` for the same ``j``
-            (indices modulo ``n_b`` when ``wrap``, for a circular buffer).
-        starts : torch.Tensor of int, shape (n_windows,)
-        offsets : torch.Tensor of int, shape (K,)
-        wrap, grid, max_elements, b_top
-            As :func:`gwstream.models.head.head_projected` takes them: ``grid``
-            (a step dividing every start) makes a window's logit independent
-            of which other windows are scored with it; ``b_top`` are the top
-            lists of ``b``'s template rows when :meth:`uses_top_templates`.
-
-        Returns
-        -------
-        torch.Tensor, shape (K, n_windows)
-            Logits; non-finite where any projection used is.
+        ``a``, ``b``, ``starts``, ``offsets``, ``wrap``, ``grid``, ``max_elements``
+        and ``b_top`` are as that function takes them (``a`` spans
+        :attr:`centre_steps` per window, ``b`` is :meth:`lag_pool`'s output,
+        ``b_top`` is given when :meth:`uses_top_templates`); returns the logits,
+        shape ``(K, n_windows)``, non-finite where any projection used is.
         """
         return head_fn.head_projected(a, b, starts, offsets, mlp=self.mlp, template_pairs=self.template_pairs,
                                       template_gain=self._gain(), window_steps=self.window_steps,

@@ -78,7 +78,7 @@ class RankingStage:
 
     def __init__(self, *, stride_ns: int, cluster_window_s: float, merger_offset_ns: int, var_s: float,
                  n_slides: int, background: Background | None = None, meta: dict | None = None,
-                 n_exact: int = _RANKING.background_exact, time_plateau: float = 0.0,
+                 n_exact: int = _RANKING.background_exact, time_plateau: float = _RANKING.time_plateau,
                  locate: Callable[[int, int], int | None] | None = None):
         if int(stride_ns) <= 0:
             raise ValueError(f"stride_ns = {stride_ns!r}, expected > 0")

@@ -149,6 +149,7 @@ def _built(t):
 def _with_template_branch(cfg: Config, model):
     """``model`` with ``train.template_pairs`` template filters added (a new branch, initialised) when asked."""
     from gwstream.daemon.errors import ConfigError
+    from gwstream.models import surgery
 
     t = cfg.train
     pairs = t.template_pairs
@@ -175,15 +176,15 @@ def _with_template_branch(cfg: Config, model):
                 raise ConfigError("train.template_taps", t.template_taps,
                                   f"{model.template_taps} taps, {model.template_after} after the merger, as in "
                                   "train.init_weights")
-            return type(model).with_more_templates(model, filters)
-        return type(model).with_template_branch(model, n, t.template_taps, filters, t.template_after)
+            return surgery.with_more_templates(model, filters)
+        return surgery.with_template_branch(model, n, t.template_taps, filters, t.template_after)
     if have:
         if (model.template_taps, model.template_after) != (t.template_taps, t.template_after) or pairs < have:
             raise ConfigError("train.template_pairs", pairs,
                               f"{have} or more pairs of {model.template_taps} taps, {model.template_after} after the "
                               "merger, as in train.init_weights, or 0")
         if pairs > have:  # grown: the new pairs' chirp masses interleave with the old ones (log-spaced too)
-            return type(model).with_more_templates(model, template_filters(cfg, pairs - have, t.template_taps))
+            return surgery.with_more_templates(model, template_filters(cfg, pairs - have, t.template_taps))
         return model
     if t.template_after >= t.template_taps:
         raise ConfigError("train.template_after", t.template_after,
@@ -191,7 +192,7 @@ def _with_template_branch(cfg: Config, model):
     if t.template_taps > model.receptive_field_samples:
         raise ConfigError("train.template_taps", t.template_taps,
                           f"at most the network's receptive field, {model.receptive_field_samples} samples")
-    return type(model).with_template_branch(model, pairs, t.template_taps,
+    return surgery.with_template_branch(model, pairs, t.template_taps,
                                             template_filters(cfg, pairs, t.template_taps), t.template_after)
 
 
@@ -286,6 +287,7 @@ def initial_model(cfg: Config):
     """
     import torch
     from gwstream.daemon.errors import ConfigError
+    from gwstream.models import surgery
     from gwstream.models.scorer import load_checkpoint
 
     t = cfg.train
@@ -318,12 +320,12 @@ def initial_model(cfg: Config):
             raise ConfigError("train.template_gain", t.template_gain, "'shared' for a network without a template "
                               "branch (set train.template_pairs)")
         if not model.template_gain.dim():
-            model = type(model).with_per_template_gain(model)
+            model = surgery.with_per_template_gain(model)
     if t.template_units == "diagonal" and not getattr(model, "diagonal_template_units", False):
         if not getattr(model, "template_pairs", 0):
             raise ConfigError("train.template_units", t.template_units, "'dense' for a network without a template "
                               "branch (set train.template_pairs)")
-        model = type(model).with_diagonal_template_units(model)
+        model = surgery.with_diagonal_template_units(model)
     if getattr(model, "template_pairs", 0) and t.template_lr_scale != 1.0:
         model.lr_scales["template_gain"] = t.template_lr_scale
 

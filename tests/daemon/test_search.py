@@ -251,7 +251,7 @@ def test_far_calibration_fast():
     ss = SlideScorer(scorer, sample_rate_hz=RATE, stride_samples=STRIDE, slide_step_samples=RATE,
                      n_slides=k_slides)
     rank = RankingStage(stride_ns=STRIDE * NS // RATE, cluster_window_s=1.0, merger_offset_ns=0, var_s=0.3,
-                        n_slides=k_slides)
+                        n_slides=k_slides, time_plateau=0.0)
     rng = np.random.default_rng(11)
     start = 1_200_000_000 * RATE
     fc = FakeConditioner(start)

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from gwstream.models import surgery
 from gwstream.models.factorized import FactorizedNet, StreamEncoder
 from gwstream.models.networks import MODEL_NAMES, build_model, count_parameters
 from hypothesis import HealthCheck, given, settings
@@ -292,7 +293,7 @@ def test_template_branch_starts_as_the_network_without_it():
     """with_template_branch: the same outputs; each new hidden unit is its template's two-detector amplitude."""
     plain = _model("factorized", seed=4)
     filters = np.random.default_rng(0).standard_normal((6, 512)) / 22.6
-    wide = FactorizedNet.with_template_branch(plain, 3, 512, filters).eval()
+    wide = surgery.with_template_branch(plain, 3, 512, filters).eval()
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 2, N)).astype(np.float32))
     with torch.inference_mode():
         torch.testing.assert_close(wide(x), plain(x), rtol=0, atol=1e-6)
@@ -314,17 +315,17 @@ def test_template_branch_starts_as_the_network_without_it():
     assert wide.hparams["template_pairs"] == 3 and "template_pairs" not in plain.hparams
     assert wide.lr_scales == {"templates.weight": 0.01}
     with pytest.raises(ValueError, match="already has a template branch"):
-        FactorizedNet.with_template_branch(wide, 3, 512, filters)
+        surgery.with_template_branch(wide, 3, 512, filters)
 
 
 def test_per_template_gain_starts_as_the_shared_gain():
     """with_per_template_gain keeps the outputs; then the logit adds max_k gain_k (sqrt(u_k) - 5), u_k the
     window's largest two-detector SNR^2 of template k; it survives a checkpoint's hyper-parameters."""
     filters = np.random.default_rng(6).standard_normal((8, 512)) / 22.6
-    shared = FactorizedNet.with_template_branch(_model("factorized", seed=6), 4, 512, filters).eval()
+    shared = surgery.with_template_branch(_model("factorized", seed=6), 4, 512, filters).eval()
     with torch.no_grad():
         shared.template_gain.fill_(0.8)
-    per = FactorizedNet.with_per_template_gain(shared).eval()
+    per = surgery.with_per_template_gain(shared).eval()
     assert per.template_gain.shape == (4,) and per.hparams["per_template_gain"] is True
     assert "per_template_gain" not in shared.hparams and per.lr_scales == shared.lr_scales
     x = torch.from_numpy(np.random.default_rng(2).standard_normal((3, 2, N)).astype(np.float32))
@@ -343,9 +344,9 @@ def test_per_template_gain_starts_as_the_shared_gain():
         again.load_state_dict(per.state_dict())
         torch.testing.assert_close(again.eval()(x), per(x), rtol=0, atol=0)
     with pytest.raises(ValueError, match="shared template_gain"):
-        FactorizedNet.with_per_template_gain(per)
+        surgery.with_per_template_gain(per)
     with pytest.raises(ValueError, match="shared template_gain"):
-        FactorizedNet.with_per_template_gain(_model("factorized", seed=1))
+        surgery.with_per_template_gain(_model("factorized", seed=1))
 
 
 def test_template_pair_amplitude_is_phase_free():
@@ -475,10 +476,10 @@ def test_with_more_templates_keeps_the_network_and_adds_pairs():
     x = torch.from_numpy(np.random.default_rng(2).standard_normal((3, 2, N)).astype(np.float32))
     with torch.no_grad():
         net.template_gain.fill_(0.7)
-    same = FactorizedNet.with_more_templates(net, np.zeros((4, 1024))).eval()
+    same = surgery.with_more_templates(net, np.zeros((4, 1024))).eval()
     assert same.template_pairs == 6 and same.feature_channels == net.feature_channels + 2
     new = np.random.default_rng(3).standard_normal((4, 1024)) / 32
-    grown = FactorizedNet.with_more_templates(net, new).eval()
+    grown = surgery.with_more_templates(net, new).eval()
     with torch.inference_mode():
         torch.testing.assert_close(same(x), net(x), rtol=0, atol=1e-6)
         f_old, f_new = net.encode(x[:, 0]), grown.encode(x[:, 0])
@@ -490,9 +491,9 @@ def test_with_more_templates_keeps_the_network_and_adds_pairs():
         torch.testing.assert_close(u, f_new[:, -2:], rtol=0, atol=1e-6)
     assert grown.hparams["template_pairs"] == 6
     with pytest.raises(ValueError, match="expected \\(2 \\* extra pairs, 1024\\)"):
-        FactorizedNet.with_more_templates(net, np.zeros((3, 1024)))
+        surgery.with_more_templates(net, np.zeros((3, 1024)))
     with pytest.raises(ValueError, match="no template branch"):
-        FactorizedNet.with_more_templates(_model("factorized", seed=1), np.zeros((2, 1024)))
+        surgery.with_more_templates(_model("factorized", seed=1), np.zeros((2, 1024)))
 
 
 @pytest.mark.parametrize("slides", ["increasing", "decreasing", "irregular", "wrapping"])
@@ -533,7 +534,7 @@ def test_diagonal_template_units_read_only_their_own_energy_and_stay_so_in_train
     with torch.no_grad():
         net.template_gain.fill_(0.9)
         net.proj_h1.weight[8:, :16] += 0.01  # dense template rows, as training leaves them
-    diag = FactorizedNet.with_diagonal_template_units(net).eval()
+    diag = surgery.with_diagonal_template_units(net).eval()
     c, p = net.hparams["channels"], 4
     h = net.proj_h1.out_channels - p
     for proj, old in ((diag.proj_h1, net.proj_h1), (diag.proj_l1, net.proj_l1)):
@@ -570,7 +571,7 @@ def test_diagonal_template_units_read_only_their_own_energy_and_stay_so_in_train
     torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="bad.pt: weights do not fit.*proj_l1: packed weights"):
         load_checkpoint(tmp_path / "bad.pt")
-    grown = FactorizedNet.with_more_templates(diag, np.random.default_rng(3).standard_normal((4, 1024)) / 32)
+    grown = surgery.with_more_templates(diag, np.random.default_rng(3).standard_normal((4, 1024)) / 32)
     assert grown.diagonal_template_units and grown.hparams["diagonal_template_units"]
     with pytest.raises(ValueError, match="template branch"):
-        FactorizedNet.with_diagonal_template_units(_model("factorized", seed=1))
+        surgery.with_diagonal_template_units(_model("factorized", seed=1))

@@ -70,19 +70,3 @@ def test_streaming_geometry_is_what_the_head_uses():
     assert not per.uses_top_templates("cpu") and not plain.uses_top_templates("cpu")
     branch.kernel_best_template = False
     assert not branch.uses_top_templates("cpu") and FactorizedNet.kernel_best_template
-
-
-def test_surgery_classmethods_are_the_surgery_functions():
-    """FactorizedNet.with_* (kept for callers such as training) build what gwstream.models.surgery builds."""
-    base = _net(4)
-    filters = np.random.default_rng(5).standard_normal((4, 256)) / 16
-    pairs = [(FactorizedNet.with_template_branch(base, 2, 256, filters, 40),
-              surgery.with_template_branch(base, 2, 256, filters, 40))]
-    grown = pairs[0][1]
-    pairs.append((FactorizedNet.with_more_templates(grown, filters), surgery.with_more_templates(grown, filters)))
-    pairs.append((FactorizedNet.with_per_template_gain(grown), surgery.with_per_template_gain(grown)))
-    pairs.append((FactorizedNet.with_diagonal_template_units(grown), surgery.with_diagonal_template_units(grown)))
-    for old, new in pairs:
-        assert type(old) is type(new) is FactorizedNet and old.hparams == new.hparams
-        assert old.lr_scales == new.lr_scales and old.training == new.training
-        assert all(torch.equal(v, new.state_dict()[k]) for k, v in old.state_dict().items())
