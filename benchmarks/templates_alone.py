@@ -36,8 +36,8 @@ def silenced(model):
 
 
 def main(argv=None) -> int:
-    from gwstream.daemon.train import training as tr
     from gwstream.daemon.config import load_config
+    from gwstream.daemon.train import training as tr
     from gwstream.models.metrics import summarize
     from gwstream.models.scorer import load_checkpoint
     from gwstream.models.train import score_windows
