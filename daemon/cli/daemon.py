@@ -50,7 +50,7 @@ def cmd_listen(args) -> int:
 def cmd_worker(args) -> int:
     # The search shares the cores with the ingest (and, in a replay, the source) process: torch's OpenMP
     # threads sleep when idle instead of spinning through the conditioning and the socket work between
-    # batches (replay of 1 h: ~7 % faster here). Read when torch loads; the environment can override it.
+    # batches (docs/performance.md has the measurement). Read when torch loads; the environment can override it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from gwstream.daemon.proc.search_worker import run_search_process
 

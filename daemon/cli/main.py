@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-# Commands that import torch, whose interpreter teardown takes ~0.6 s on this machine after the work is
-# done: every file they write is closed by then (context managers, atomic renames), so a program run of
+# Commands that import torch, whose interpreter teardown is slow after the work is done (docs/performance.md):
+# every file they write is closed by then (context managers, atomic renames), so a program run of
 # them (not main(argv) from Python) ends with os._exit once its output is flushed.
 _FAST_EXIT = frozenset({"worker", "search"})
 
