@@ -105,6 +105,18 @@ def test_the_pipeline_reads_no_files_and_runs_no_preflight():
     assert bad == []
 
 
+@pytest.mark.parametrize("folder, forbidden", [
+    ("daemon/sim", ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.train")),
+    ("daemon/bank", ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.train")),
+    ("daemon/train", ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.eval")),
+    ("daemon/eval", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train")),
+    ("daemon/proc", ("gwstream.daemon.train", "gwstream.daemon.cli")),
+])
+def test_the_other_packages_keep_the_documented_direction(folder, forbidden):
+    """The table of docs/architecture.md ("Code structure"), row by row."""
+    assert _offences(folder, forbidden) == []
+
+
 @pytest.mark.parametrize("folder", ["daemon", "kernels", "models"])
 def test_no_module_imports_another_modules_underscored_names(folder):
     bad = []
