@@ -89,13 +89,13 @@ import scipy.ndimage
 from gwstream.daemon.bank import TemplateBank
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.framefiles import iter_hdf5_segments
+from gwstream.daemon.units import NS
 
 __all__ = ["run_mf_search", "validation_bank"]
 
 log = logging.getLogger("bench_mf")
 
 IFOS = ("H1", "L1")
-NS = 1_000_000_000
 #: how far past its merger a template reaches (ringdown, with margin), s
 _POST_MERGER_S = 0.5
 #: benchmarks/validate.py's bank placement (its --minimal-match and --bank-candidates defaults)

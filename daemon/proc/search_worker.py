@@ -233,7 +233,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
         pub.close()
         auth.stop()
         ctx.term()
-        write_status(status_file, "stopped", counters, data_end_ns=last_block_end)
+        write_status(status_file, "stopped", counters, data_end_ns=last_block_end, eos_end_ns=eos_end_ns)
         log.info("search stopped: blocks=%d triggers=%d alerts=%d state=%s", counters["blocks"],
                  counters["triggers"], counters["alerts"], spath)
     return dict(counters)

@@ -17,6 +17,7 @@ from collections import Counter
 import numpy as np
 from gwstream.daemon.config import Config
 from gwstream.daemon.io.wire import Block
+from gwstream.daemon.units import NS, sample_time_ns, samples_to_ns, seconds_to_ns
 
 from .background import Background
 from .conditioning import Conditioned, Conditioner, Status
@@ -27,7 +28,6 @@ from .scoring import SlideScorer
 __all__ = ["SearchStage"]
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 class SearchStage:
@@ -61,7 +61,7 @@ class SearchStage:
         check_whitening(cfg, scorer.meta)
         rate = cfg.data.analysis_rate_hz
         self.stride_samples = int(round(cfg.windows.stride_s * rate))
-        stride_ns = self.stride_samples * NS // rate
+        stride_ns = samples_to_ns(self.stride_samples, rate)
         span = tuple(scorer.meta.get("merger_offset_span_s") or
                      scorer.meta.get("config", {}).get("merger_span_s") or (0.5, 0.9))
         self.merger_offset_s = float(scorer.meta.get("merger_offset_s", float(np.mean(span))))
@@ -75,7 +75,7 @@ class SearchStage:
                                   slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides)
         templates = getattr(model, "template_pairs", 0) and r.template_time_snr > 0
         self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
-                                    merger_offset_ns=int(round(self.merger_offset_s * NS)), var_s=var_s,
+                                    merger_offset_ns=seconds_to_ns(self.merger_offset_s), var_s=var_s,
                                     time_plateau=r.time_plateau, locate=self._locate if templates else None,
                                     n_slides=self.n_slides, background=background, meta=meta,
                                     n_exact=r.background_exact)
@@ -90,7 +90,7 @@ class SearchStage:
         if hit is None:
             return None
         rate = self.cfg.data.analysis_rate_hz
-        return (hit[0] // rate) * NS + (hit[0] % rate) * NS // rate
+        return sample_time_ns(hit[0], rate)
 
     @property
     def background(self) -> Background:

@@ -84,6 +84,9 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
     log_text = (tmp_path / "run.log").read_text()
     assert code == 0, log_text[-3000:]
     lines = [json.loads(x) for x in printed.splitlines() if x.strip()]
+    final = read_status(status_path(cfg))  # written when the search stopped
+    assert final["state"] == "stopped" and final["blocks"] == duration and final["end_of_stream_messages"] == 1
+    assert final["alerts"] == len((out / "alerts.jsonl").read_text().splitlines())
     assert len(lines) == 1, (lines, log_text[-3000:])
     alert = lines[0]
     assert json.loads(alerts_file.read_text().splitlines()[0]) == alert

@@ -14,6 +14,7 @@ from gwstream.daemon.stream.background import Background
 from gwstream.daemon.stream.conditioning import Conditioned, Status
 from gwstream.daemon.stream.ranking import RankingStage
 from gwstream.daemon.stream.scoring import SlideScorer
+from gwstream.daemon.units import NS
 from gwstream.models import default_model_path
 from gwstream.models.networks import build_model
 from gwstream.models.scorer import Scorer
@@ -22,7 +23,6 @@ from torch import nn
 from .streams import write_toml
 
 RATE, STRIDE, WINDOW = 2048, 128, 2048
-NS = 1_000_000_000
 
 
 def small_model(name: str, seed: int = 0, **kw):
