@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-from gwstream.daemon.io.wire import NS, Frame
+from gwstream.daemon.io.wire import Frame
 from gwstream.daemon.proc.sources import publish
 from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
+from gwstream.daemon.units import NS
 
 FORWARDER = """
 import sys, zmq

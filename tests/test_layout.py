@@ -130,7 +130,9 @@ def test_no_module_imports_another_modules_underscored_names(folder):
     assert bad == []
 
 
-def test_the_import_scanner_sees_lazy_and_relative_imports(tmp_path):
+def test_the_import_scanner_sees_lazy_and_relative_imports():
     src = REPO / "daemon" / "stream" / "pipeline.py"
     found = {m for m, _, _ in _imports(src)}
     assert "gwstream.daemon.stream.conditioning" in found  # a relative import, resolved
+    lazy = {m for m, _, _ in _imports(REPO / "daemon" / "cli" / "offline.py")}
+    assert "gwstream.daemon.proc.offline" in lazy  # imported inside cmd_search only

@@ -14,7 +14,7 @@ import zmq
 from gwstream.daemon.config import load_config
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.framefiles import gwf_name, write_gwf_frame
-from gwstream.daemon.io.wire import NS, decode_block_message
+from gwstream.daemon.io.wire import decode_block_message
 from gwstream.daemon.proc import sources
 from gwstream.daemon.proc.sources import (
     gwf_archive_frames,
@@ -25,6 +25,7 @@ from gwstream.daemon.proc.sources import (
 )
 from gwstream.daemon.proc.spawn import free_tcp_endpoint, spawn, stop
 from gwstream.daemon.sim.simulate import Simulator, run_simulate
+from gwstream.daemon.units import NS
 
 from tests.daemon.streams import write_toml
 
