@@ -69,7 +69,7 @@ def _offences(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_the_layout_has_the_folders_it_documents():
     for folder in ("daemon/stream", "daemon/io", "daemon/proc", "daemon/sim", "daemon/train", "daemon/eval",
-                   "daemon/bank", "daemon/cli", "kernels", "models", "models/weights"):
+                   "daemon/bank", "daemon/cli", "daemon/followup", "kernels", "models", "models/weights"):
         assert (REPO / folder).is_dir(), folder
     # the shipped weights live in one folder, not beside the code
     assert not list((REPO / "models").glob("*.pt"))
@@ -110,6 +110,8 @@ def test_the_pipeline_reads_no_files_and_runs_no_preflight():
     ("daemon/bank", ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.train")),
     ("daemon/train", ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.eval")),
     ("daemon/eval", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train")),
+    ("daemon/followup", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train", "gwstream.daemon.cli",
+                         "gwstream.daemon.sim", "torch")),
     ("daemon/proc", ("gwstream.daemon.train", "gwstream.daemon.cli")),
 ])
 def test_the_other_packages_keep_the_documented_direction(folder, forbidden):
