@@ -501,7 +501,12 @@ class RankingConfig:
     n_slides_joint: int = setting(8, ge=0, doc="time slides with a joint model (full inference per slide)")
     background_exact: int = setting(100_000, gt=0, doc="loudest background statistics kept exactly")
     state_file: str = setting("", doc="background + ranking state (HDF5), restored on start; empty = none")
-    background_init: str = setting("", doc="precomputed background (gwstream search --background-out) to start from")
+    background_init: str = setting("", doc="background to start from: a file (gwstream search --background-out), "
+                                   "refused unless made with this model and conditioning; 'default' = the one "
+                                   "shipped with the default model (models/weights/default-background.h5); 'none' = "
+                                   "start empty; empty = gwstream run starts from the shipped one when it was made "
+                                   "with this model and conditioning (else empty, with a warning naming the setting "
+                                   "that differs), search and replay start empty. A restored state_file comes first")
     save_interval_s: float = setting(60.0, gt=0, unit="s", doc="how often the daemon persists the state file")
 
 

@@ -45,7 +45,9 @@ def run_daemon(cfg, *, log_level: str = "info", max_restarts: int = 5, stop_even
     """``gwstream run``: supervise ingest + search until SIGTERM/SIGINT; returns the exit code."""
     from .preflight import preflight
 
-    preflight(cfg)  # what the search would refuse stops the daemon now, not after five restarts
+    # what the search would refuse stops the daemon now, not after five restarts; a background_init left
+    # empty becomes the shipped background where it fits (else 'none', with a warning naming what differs)
+    cfg = preflight(cfg, shipped_background=True)
     cfg_path = write_run_config(cfg)
     log.info("gwstream run: frames=%s alerts=%s output=%s", cfg.endpoints.frames, cfg.endpoints.alerts,
              cfg.output.dir)

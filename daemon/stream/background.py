@@ -29,7 +29,10 @@ from gwstream.daemon.config import RankingConfig
 from gwstream.daemon.errors import GwstreamError
 from gwstream.daemon.units import NS
 
-__all__ = ["Background", "BackgroundError", "SECONDS_PER_YEAR", "far_hz", "far_to_ifar_years"]
+from .identity import setting_name
+
+__all__ = ["Background", "BackgroundError", "BackgroundMismatch", "SECONDS_PER_YEAR", "far_hz", "far_to_ifar_years",
+           "first_difference", "initial_background_path"]
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
 _FORMAT = "gwstream-background"
@@ -38,6 +41,42 @@ _VERSION = 1
 
 class BackgroundError(GwstreamError, ValueError):
     """A background file is unreadable, malformed, or was built for another search."""
+
+
+class BackgroundMismatch(BackgroundError):
+    """A background built for another search: ``setting`` (dotted, e.g. ``psd.psd_length_s``) is ``expected``
+    here but was ``found`` where the background was made."""
+
+    def __init__(self, message: str, setting: str, expected, found):
+        super().__init__(message)
+        self.setting, self.expected, self.found = setting, expected, found
+
+
+def first_difference(expected: dict, found: dict, prefix: str = ""):
+    """``(dotted key, expected value, found value)`` of the first setting (sorted keys, nested tables entered)
+    that both dicts define differently, or None."""
+    for key in sorted(set(expected) & set(found)):
+        a, b = expected[key], found[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff = first_difference(a, b, f"{prefix}{key}.")
+            if diff is not None:
+                return diff
+        elif a != b:
+            return f"{prefix}{key}", a, b
+    return None
+
+
+def initial_background_path(value: str) -> Path | None:
+    """The file a ``ranking.background_init`` value names: None for ``""`` or ``"none"`` (start empty; what ``""``
+    means to ``gwstream run`` is decided before the search starts), the shipped background for ``"default"``."""
+    value = value.strip()
+    if value.lower() in ("", "none"):
+        return None
+    if value.lower() == "default":
+        from gwstream.models import default_background_path
+
+        return default_background_path()
+    return Path(value)
 
 
 def far_hz(n_louder, livetime_s: float):
@@ -181,17 +220,19 @@ class Background:
     def check_compatible(self, other: Background, what: str = "background") -> None:
         """Raise :class:`BackgroundError` unless ``other`` can be counted with this one."""
         if other.stride_ns != self.stride_ns:
-            raise BackgroundError(f"{what} has window stride {other.stride_ns} ns, expected {self.stride_ns} ns")
+            mine, theirs = self.stride_ns / NS, other.stride_ns / NS
+            raise BackgroundMismatch(f"windows.stride_s = {mine!r} (the window stride), {what} was made with "
+                                     f"{theirs!r}", "windows.stride_s", mine, theirs)
         if (other.hist_range, other.bin_width) != (self.hist_range, self.bin_width):
             raise BackgroundError(
                 f"{what} has histogram {other.hist_range} / {other.bin_width}, expected "
                 f"{self.hist_range} / {self.bin_width}"
             )
-        for key in sorted(set(self.meta) & set(other.meta)):
-            if self.meta[key] != other.meta[key]:
-                raise BackgroundError(
-                    f"{what} was built with {key} = {other.meta[key]!r}, expected {self.meta[key]!r}"
-                )
+        diff = first_difference(self.meta, other.meta)
+        if diff is not None:
+            key, expected, found = diff
+            key = setting_name(key)
+            raise BackgroundMismatch(f"{key} = {expected!r}, {what} was made with {found!r}", key, expected, found)
 
     def merge(self, other: Background) -> None:
         """Add another compatible background (e.g. one precomputed offline) to this one."""

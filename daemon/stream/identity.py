@@ -12,7 +12,18 @@ from __future__ import annotations
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import ConfigError
 
-__all__ = ["conditioning_meta", "check_whitening"]
+__all__ = ["conditioning_meta", "check_whitening", "setting_name"]
+
+#: the configuration setting of each top-level key of a background's meta that is not a section of its own
+_SETTING_OF_META = {"slide_step_s": "ranking.slide_step_s", "cluster_window_s": "ranking.cluster_window_s",
+                    "window_s": "windows.window_s", "analysis_rate_hz": "data.analysis_rate_hz",
+                    "model_sha256": "model.path (sha256)", "model": "model.path (network)"}
+
+
+def setting_name(meta_key: str) -> str:
+    """The setting a (dotted) key of a background's meta stands for: ``psd.psd_length_s`` is itself,
+    ``slide_step_s`` is ``ranking.slide_step_s``, ``model_sha256`` is the model's checkpoint."""
+    return _SETTING_OF_META.get(meta_key, meta_key)
 
 
 def conditioning_meta(cfg: Config) -> dict:

@@ -19,7 +19,7 @@ from gwstream.daemon.config import Config
 from gwstream.daemon.io.wire import Block
 from gwstream.daemon.units import NS, sample_time_ns, samples_to_ns, seconds_to_ns
 
-from .background import Background
+from .background import Background, initial_background_path
 from .conditioning import Conditioned, Conditioner, Status
 from .identity import check_whitening, conditioning_meta
 from .ranking import RankingStage, Trigger
@@ -66,8 +66,11 @@ class SearchStage:
                      scorer.meta.get("config", {}).get("merger_span_s") or (0.5, 0.9))
         self.merger_offset_s = float(scorer.meta.get("merger_offset_s", float(np.mean(span))))
         var_s = r.var_s or (span[1] - span[0]) / 2 + cfg.windows.stride_s
-        if background is None and r.background_init:
-            background = Background.load(r.background_init)
+        init = initial_background_path(r.background_init) if background is None else None
+        if init is not None:
+            background = Background.load(init)
+            log.info("initial background %s: live time %.0f s (%.1f days), %d time slides", init,
+                     background.livetime_s, background.livetime_s / 86400, background.n_slides_max)
         meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
                 "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
                 "analysis_rate_hz": int(rate), **conditioning_meta(cfg)}
