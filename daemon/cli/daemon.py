@@ -43,7 +43,8 @@ def cmd_listen(args) -> int:
     from gwstream.daemon.proc.runner import run_listen
 
     cfg = load(args)
-    run_listen(cfg.endpoints.alerts, count=args.count, timeout_s=args.timeout, endpoints=cfg.endpoints)
+    run_listen(cfg.endpoints.alerts, count=args.count, timeout_s=args.timeout, endpoints=cfg.endpoints,
+               fmt=args.format)
     return 0
 
 
@@ -93,7 +94,10 @@ def register(sub) -> None:
     p = sub.add_parser("listen", help="print alerts as JSON lines (reconnects when the daemon restarts)")
     add_common(p)
     add_endpoints(p, "alerts")
-    p.add_argument("--count", type=int, default=0, help="exit after this many alerts (0: never)")
+    p.add_argument("--format", choices=("json", "gcn"), default="json",
+                   help="json: each alert as published (default); gcn: as an IGWN GCN notice, sky map embedded")
+    p.add_argument("--count", type=int, default=0,
+                   help="exit after this many messages, first alerts and their sky-map follow-ups alike (0: never)")
     p.add_argument("--timeout", type=float, default=None, help="exit after this many seconds without an alert")
     p.set_defaults(func=cmd_listen, log_level="warning")
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import zmq
 from gwstream.daemon.errors import ConfigError
-from gwstream.daemon.io.alerts import ALERT_TOPIC, decode_alert
+from gwstream.daemon.io.alerts import ALERT_TOPIC, SKYMAP_TOPIC, decode_alert
 from gwstream.daemon.io.archive import read_archive
+from gwstream.daemon.io.gcn import NoticeError, gcn_notice
 from zmq.utils.monitor import recv_monitor_message
 
 from .supervisor import Child, Supervisor, write_run_config
@@ -114,11 +115,16 @@ def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "inf
 
 
 def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None, out=sys.stdout,
-               stop_event: threading.Event | None = None, endpoints=None) -> int:
+               stop_event: threading.Event | None = None, endpoints=None, fmt: str = "json") -> int:
     """Print every alert on ``endpoint`` as one JSON line; reconnects by itself if the daemon restarts.
 
-    Returns the number of alerts printed (stops after ``count`` when > 0, or ``timeout_s`` without one).
+    Both topics: the first (PRELIMINARY) alert of a trigger, then its follow-up (UPDATE, with the sky map)
+    as a second message. ``fmt`` ``"json"`` prints the alert as published, ``"gcn"`` its IGWN GCN notice
+    (:func:`gwstream.daemon.io.gcn.gcn_notice`, the sky map's FITS embedded when this machine can read it).
+    Returns the number of messages printed (stops after ``count`` when > 0, or ``timeout_s`` without one).
     """
+    if fmt not in ("json", "gcn"):
+        raise ValueError(f"listen format {fmt!r}: expected 'json' or 'gcn'")
     stop_event = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,7 +134,8 @@ def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None,
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RECONNECT_IVL, 200)
     sub.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
-    sub.setsockopt(zmq.SUBSCRIBE, ALERT_TOPIC)
+    for topic in (ALERT_TOPIC, SKYMAP_TOPIC):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
     if endpoints is not None:
         from .security import secure_client
 
@@ -157,6 +164,12 @@ def run_listen(endpoint: str, *, count: int = 0, timeout_s: float | None = None,
                 except ValueError as exc:
                     log.warning("ignoring malformed alert message: %s", exc)
                     continue
+                if fmt == "gcn":
+                    try:
+                        alert = gcn_notice(alert)
+                    except NoticeError as exc:
+                        log.warning("ignoring an alert with no GCN notice: %s", exc)
+                        continue
                 out.write(json.dumps(alert) + "\n")
                 out.flush()
                 n += 1
