@@ -2,8 +2,8 @@
 
 Each command lives in a thin module that parses its options and calls into
 the package that does the work: :mod:`.data` (simulate, source),
-:mod:`.offline` (train, search, evaluate) and :mod:`.daemon` (run, replay,
-listen, ingest, worker, demo).
+:mod:`.offline` (train, search, evaluate), :mod:`.daemon` (run, replay,
+listen, ingest, worker, demo) and :mod:`.skymap` (skymap).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 from gwstream.daemon.errors import GwstreamError
 
-from . import daemon, data, offline
+from . import daemon, data, offline, skymap
 from .common import setup_logging
 
 __all__ = ["build_parser", "main"]
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gwstream", description="Streaming ML search for binary black-hole mergers in H1/L1 strain.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, offline, daemon):
+    for module in (data, offline, daemon, skymap):
         module.register(sub)
     return parser
 
