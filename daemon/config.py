@@ -527,6 +527,27 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class FollowupConfig:
+    """What follows an alert: the template's SNR series, the coinc.xml, the BAYESTAR sky map, p_astro."""
+
+    enabled: bool = setting(True, doc="compute each alert's template SNR series and sky map in a follow-up worker "
+                                      "process and publish them as a second message (topic skymap)")
+    skymap: bool = setting(True, doc="run BAYESTAR on each alert's coinc.xml (off: SNR series and coinc.xml only)")
+    template_bank: str = setting("", doc="bank CSV (mass1, mass2, spin1z, spin2z) of the model's template branch, "
+                                         "in its order; empty = the shipped models/weights/default-bank.csv")
+    neighbours: int = setting(32, gt=0, doc="templates re-ranked with full-length waveforms around the branch's best")
+    before_s: float = setting(12.0, gt=0, unit="s", doc="whitened data kept before the merger (the longest template)")
+    after_s: float = setting(1.5, gt=0, unit="s", doc="whitened data waited for after the merger before the "
+                                                      "follow-up starts")
+    drain_timeout_s: float = setting(120.0, ge=0, unit="s", doc="at the end of a replay, how long the search "
+                                                                 "waits for pending follow-ups before it exits")
+    max_pending: int = setting(16, gt=0, doc="follow-ups queued at most; more are dropped (counted, logged) so "
+                                             "a burst never holds up the search")
+    pastro_file: str = setting("", doc="p_astro signal model (JSON); empty = the shipped "
+                                       "models/weights/default-pastro.json when the model is the default")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per TOML table."""
 
@@ -542,6 +563,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    followup: FollowupConfig = dataclasses.field(default_factory=FollowupConfig)
 
     def check(self, prefix: str) -> None:
         rate = self.data.analysis_rate_hz

@@ -22,7 +22,7 @@ networks of the seed comparison.
 
 from pathlib import Path
 
-__all__ = ["WEIGHTS_DIR", "default_model_path", "default_background_path"]
+__all__ = ["WEIGHTS_DIR", "default_model_path", "default_background_path", "default_bank_path"]
 
 #: folder of the shipped weights (package data)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -36,3 +36,8 @@ def default_model_path() -> Path:
 def default_background_path() -> Path:
     """The time-slid background shipped with the default network (``weights/default-background.h5``)."""
     return WEIGHTS_DIR / "default-background.h5"
+
+
+def default_bank_path() -> Path:
+    """The template bank of the default network's template branch, in its order (``weights/default-bank.csv``)."""
+    return WEIGHTS_DIR / "default-bank.csv"

@@ -276,11 +276,17 @@ class FactorizedNet(GWNet):
             At centre step ``j + lag_steps``: ``max_k (E_H1[k, j] + max_{|l| <= lag} E_L1[k, j + l])``.
             That step's templates peak for an H1 merger at :meth:`template_merger_sample`.
         """
+        return self.best_template_track(f_h1, f_l1)[0]
+
+    def best_template_track(self, f_h1: torch.Tensor, f_l1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`template_track` and, at every step, which template gives it (the index ``k`` of the maximum):
+        the template the alert's source properties and SNR series start from."""
         if not self.template_pairs:
             raise ValueError("this network has no template branch (template_pairs = 0)")
         p, k = self.template_pairs, self.lag_steps
         e_h1, e_l1 = f_h1[-p:], f_l1[-p:]
-        return (e_h1[:, k:e_h1.shape[-1] - k] + self.lag_pool(e_l1)).amax(dim=0)
+        best = (e_h1[:, k:e_h1.shape[-1] - k] + self.lag_pool(e_l1)).max(dim=0)
+        return best.values, best.indices
 
     def template_merger_sample(self, step: int) -> int:
         """Sample (counted as feature steps are) at which feature ``step``'s templates put the merger."""

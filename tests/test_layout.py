@@ -111,7 +111,7 @@ def test_the_pipeline_reads_no_files_and_runs_no_preflight():
     ("daemon/train", ("zmq", "gwstream.daemon.stream", "gwstream.daemon.proc", "gwstream.daemon.eval")),
     ("daemon/eval", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train")),
     ("daemon/followup", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train", "gwstream.daemon.cli",
-                         "gwstream.daemon.sim", "torch")),
+                         "torch")),
     ("daemon/proc", ("gwstream.daemon.train", "gwstream.daemon.cli")),
 ])
 def test_the_other_packages_keep_the_documented_direction(folder, forbidden):

@@ -27,7 +27,7 @@ from gwstream.kernels import whiten as kwh
 
 from .waveforms import TEMPLATE_BEFORE_S, template_waveform
 
-__all__ = ["TemplateBank", "whiten_templates", "quadrature", "place_bank"]
+__all__ = ["TemplateBank", "whiten_templates", "quadrature", "place_bank", "load_template_params"]
 
 log = logging.getLogger(__name__)
 
@@ -220,3 +220,30 @@ def place_bank(mass_range_msun=(7.0, 50.0), spin_max: float = 0.99, *, taps: np.
     if path is not None:
         bank.save(path)
     return bank
+
+
+def load_template_params(path: str | Path) -> dict[str, np.ndarray]:
+    """Template parameters ``mass1``, ``mass2``, ``spin1z``, ``spin2z`` from a CSV file (a header naming those
+    columns) or a placed bank (:class:`~gwstream.daemon.bank.TemplateBank` ``.npz``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    names = ("mass1", "mass2", "spin1z", "spin2z")
+    if path.suffix == ".npz":
+        params = TemplateBank.load(path).params
+    else:
+        import csv
+
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        reader = csv.DictReader(lines)
+        if reader.fieldnames is None or not set(names) <= {f.strip() for f in reader.fieldnames}:
+            raise ValueError(f"{path}: expected a header with columns {', '.join(names)}")
+        try:
+            rows = [{k.strip(): float(v) for k, v in r.items()} for r in reader]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: a row that is not numbers ({exc})") from None
+        params = {k: np.array([r[k] for r in rows]) for k in names}
+    out = {k: np.asarray(params[k], dtype=np.float64) for k in names}
+    if not out["mass1"].size or not all(np.isfinite(v).all() for v in out.values()):
+        raise ValueError(f"{path}: expected finite parameters of at least one template")
+    return out

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import FrameFileError
+from gwstream.daemon.io.alerts import event_id
 from gwstream.daemon.io.archive import write_triggers
 from gwstream.daemon.io.trigger import Trigger
 from gwstream.daemon.io.wire import Block
@@ -128,11 +129,23 @@ def _learn_rate(cfg: Config) -> Config:
 # ------------------------------------------------------------------ command
 def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model: str | Path | None = None,
                n_slides: int | None = None, background_out: str | Path | None = None,
-               progress: bool = True) -> dict:
-    """``gwstream search``: analyse an archive, write its triggers (and optionally its background)."""
+               progress: bool = True, followup_dir: str | Path | None = None,
+               followup_min_stat: float = float("inf")) -> dict:
+    """``gwstream search``: analyse an archive, write its triggers (and optionally its background).
+
+    With ``followup_dir``, every trigger of statistic ``>= followup_min_stat``
+    gets the follow-up's template and SNR series, written as
+    ``<followup_dir>/<event_id>.xml`` (coinc.xml with the PSDs: what
+    ``gwstream localize`` and BAYESTAR read).
+    """
     t0 = time.monotonic()
     scorer = load_scorer(cfg, model)
-    stage = SearchStage(cfg, scorer, n_slides=n_slides)
+    stage = SearchStage(cfg, scorer, n_slides=n_slides, snapshots=followup_dir is not None)
+    followup = None
+    if followup_dir is not None:
+        from gwstream.daemon.followup.event import Followup
+
+        followup = Followup.from_config(cfg, scorer.meta, scorer.model)
     counters: Counter[str] = Counter()
     triggers: list[Trigger] = []
     total = input_duration_s(input_path, cfg)
@@ -144,14 +157,27 @@ def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model
     data_s = 0.0
     group = cfg.model.group_blocks  # > 0: checked by the config
     blocks = file_blocks(input_path, cfg, counters=counters)
+    def follow(found: list[Trigger], final: bool = False) -> None:
+        if followup is None:
+            return
+        for t in found:
+            if t.stat >= followup_min_stat:
+                stage.request_snapshot(t, event_id(t.gps_ns))
+        for snap in stage.snapshots(final=final):
+            followup.write_coinc(snap, followup_dir, ifos=cfg.data.ifos, model_name=scorer.name,
+                                 model_sha256=scorer.sha256, counters=counters)
+
     while batch := list(itertools.islice(blocks, group)):
         for found in stage.process_many(batch):
             triggers += found
+            follow(found)
         seconds = sum(b.duration_ns for b in batch) / NS
         data_s += seconds
         if bar is not None:
             bar.update(seconds)
-    triggers += stage.finish()
+    last = stage.finish()
+    triggers += last
+    follow(last, final=True)
     if bar is not None:
         bar.close()
     wall = time.monotonic() - t0

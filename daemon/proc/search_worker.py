@@ -27,7 +27,7 @@ from pathlib import Path
 import zmq
 from gwstream.daemon.config import alerts_path, archive_path, state_path, status_path
 from gwstream.daemon.errors import WireError
-from gwstream.daemon.io.alerts import encode_alert, event_id, make_alert
+from gwstream.daemon.io.alerts import SKYMAP_TOPIC, encode_alert, event_id, make_alert, make_update
 from gwstream.daemon.io.archive import TriggerArchive
 from gwstream.daemon.io.status import write_status
 from gwstream.daemon.io.wire import decode_block_message
@@ -54,10 +54,33 @@ def _published_ids(path: Path) -> set[str]:
     return ids
 
 
-def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event | None = None) -> dict:
+def _start_followup(cfg, scorer, out: Path, runner):
+    """The follow-up (template of the first alert) and its worker process, or ``(None, None)`` when off or
+    when it cannot start (logged: the search runs without it)."""
+    if not cfg.followup.enabled:
+        return None, None
+    from gwstream.daemon.followup.event import Followup
+
+    from .followup_worker import FollowupWorker, run_followup
+
+    try:
+        followup = Followup.from_config(cfg, scorer.meta, scorer.model)
+        worker = FollowupWorker(cfg, int(getattr(scorer.model, "template_pairs", 0) or 0), out / "followup",
+                                runner=runner or run_followup)
+    except Exception as exc:  # noqa: BLE001 - alerts go out without follow-ups rather than not at all
+        log.error("follow-up disabled: %s", exc)
+        return None, None
+    log.info("follow-up worker started: bank=%s (%d templates, branch rows %s) skymap=%s", followup.bank.path,
+             len(followup.bank), "mapped" if followup.branch_maps else "not mapped", followup.skymap)
+    return followup, worker
+
+
+def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event | None = None,
+                       followup_runner=None) -> dict:
     """Run until SIGTERM/SIGINT, ``stop``, or (with ``exit_on_eos``) the end of the stream.
 
-    Returns the final counters.
+    ``followup_runner`` replaces the follow-up worker's job function (tests:
+    a slow localisation). Returns the final counters.
     """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -66,7 +89,9 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     scorer = load_scorer(cfg)
-    stage = SearchStage(cfg, scorer)
+    stage = SearchStage(cfg, scorer, snapshots=cfg.followup.enabled)
+    followup, worker = _start_followup(cfg, scorer, out, followup_runner)
+    pending_alerts: dict[str, dict] = {}  # alerts whose follow-up is queued or running
     spath = state_path(cfg)
     if spath.exists():
         stage.ranking.load(spath)
@@ -116,10 +141,18 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
             if frame_end is not None:
                 # frames arrive when their data ends (live, or replay at real speed): merger -> alert
                 latency["merger_to_alert_s"] = latency["merger_to_block_end_s"] + frame_end
+            tpl = stage.template_of(t) if followup is not None else None
+            template = followup.branch_template(*tpl) if tpl is not None else None
             alert = make_alert(t, ifos=ifos, background_livetime_s=stage.background.livetime_s,
                                n_slides=stage.n_slides, model_name=scorer.name, model_sha256=scorer.sha256,
-                               latency=latency, created_unix_ns=now)
+                               latency=latency, created_unix_ns=now, template=template,
+                               classification=_classification(t))
             pub.send_multipart(encode_alert(alert))
+            if worker is not None:
+                if stage.request_snapshot(t, eid, tpl):
+                    pending_alerts[eid] = dict(alert, _created_unix_ns=now)
+                else:
+                    counters["followup_no_data"] += 1
             metrics.alerts.inc()
             if frame_end is not None:
                 metrics.latency.observe(frame_end)
@@ -132,6 +165,46 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
             log.info("alert event_id=%s gps=%.3f stat=%.2f far=%.3g ifar_years=%.3g saturated=%s latency_s=%s", eid,
                      t.gps_ns / NS, t.stat, t.far, t.ifar_years, t.saturated,
                      None if frame_end is None else round(frame_end, 3))
+
+    def _classification(t) -> dict | None:
+        return None
+
+    def submit_snapshots(final: bool = False) -> None:
+        for snap in stage.snapshots(final=final):
+            alert = pending_alerts.get(snap.event_id)
+            if alert is None or not worker.submit(snap, alert):
+                pending_alerts.pop(snap.event_id, None)
+                counters["followups_dropped"] += alert is not None
+
+    def publish_followups(results) -> None:
+        for res in results:
+            alert = pending_alerts.pop(res["event_id"], None)
+            if alert is None:
+                continue
+            if res.get("error"):
+                counters["followup_errors"] += 1
+                log.error("follow-up of %s failed: %s (its alert stands)", res["event_id"], res["error"])
+            if res.get("template") is None and res.get("skymap") is None:
+                continue
+            created = time.time_ns()
+            update = make_update(alert, skymap=res.get("skymap"), template=res.get("template"),
+                                 created_unix_ns=created)
+            since_alert = (created - alert["_created_unix_ns"]) / NS if "_created_unix_ns" in alert else None
+            lat = update["latency"]
+            lat["alert_to_followup_s"] = since_alert
+            if lat.get("merger_to_alert_s") is not None and since_alert is not None:
+                lat["merger_to_skymap_s"] = lat["merger_to_alert_s"] + since_alert
+            lat["followup_runtime_s"] = res.get("runtime_s")
+            update.pop("_created_unix_ns", None)
+            pub.send_multipart(encode_alert(update, SKYMAP_TOPIC))
+            alerts_file.write(json.dumps(update) + "\n")
+            alerts_file.flush()
+            counters["skymaps" if update.get("skymap") else "followups"] += 1
+            sky = update.get("skymap") or {}
+            log.info("follow-up event_id=%s template_mchirp=%s network_snr=%s area90_deg2=%s latency_s=%s",
+                     res["event_id"], (res.get("template") or {}).get("chirp_mass"),
+                     (res.get("template") or {}).get("network_snr"), sky.get("area_90_deg2"),
+                     None if since_alert is None else round(since_alert, 3))
 
     def _coinc(alert: dict) -> None:
         from gwstream.daemon.io.coincxml import upload_to_gracedb, write_coinc_xml
@@ -189,6 +262,8 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                         metrics.block_seconds.observe(per_block_s)
                         metrics.blocks.inc()
                         metrics.triggers.inc(len(triggers))
+                    if worker is not None:
+                        submit_snapshots()
                     metrics.ingest_counters(batch[-1].counters)
                     metrics.windows.inc(counters["windows"] - n_win)
                     metrics.batch.observe(counters["windows"] - n_win)
@@ -203,11 +278,17 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                     log.info("end of stream at gps=%s", item.get("end_ns") and item["end_ns"] / NS)
                     if exit_on_eos:
                         handle(stage.finish(), None)
+                        if worker is not None:
+                            # a replay's sky maps come before its end: every follow-up, then the status
+                            submit_snapshots(final=True)
+                            publish_followups(worker.drain(cfg.followup.drain_timeout_s))
                     # every block before the end has been analysed and its alerts published: say so
                     state, eos_end_ns = "end_of_stream", item.get("end_ns")
                     write_status(status_file, state, counters, data_end_ns=last_block_end, eos_end_ns=eos_end_ns)
                     if exit_on_eos:
                         break
+            if worker is not None:
+                publish_followups(worker.poll())
             now = time.monotonic()
             if now - last_save >= cfg.ranking.save_interval_s:
                 save()
@@ -228,6 +309,9 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                          None if last_block_end is None else last_block_end / NS, stage.background.livetime_s)
     finally:
         save()
+        if worker is not None:
+            counters.update({f"followup_worker_{k}": v for k, v in worker.counters.items()})
+            worker.close()
         alerts_file.close()
         pull.close()
         pub.close()

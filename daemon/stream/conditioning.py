@@ -337,6 +337,11 @@ class Conditioner:
                 self._psd.nperseg, self._psd.step, self._psd.max_segments)
 
     @property
+    def taps(self) -> np.ndarray | None:
+        """The whitening FIR in use (designed with :attr:`phase`), or None before the first PSD."""
+        return self._taps
+
+    @property
     def psd(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(freqs Hz, PSD strain^2/Hz of shape (n_ifo, n_freq)) currently whitening, or None."""
         return None if self._psd.psd is None else (self._psd.freqs, self._psd.psd)

@@ -24,6 +24,7 @@ from .conditioning import Conditioned, Conditioner, Status
 from .identity import check_whitening, conditioning_meta
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
+from .snapshot import SnapshotQueue, TriggerSnapshot, WhitenedHistory
 
 __all__ = ["SearchStage"]
 
@@ -50,7 +51,8 @@ class SearchStage:
         blocks, windows, gaps, warmup_blocks, triggers.
     """
 
-    def __init__(self, cfg: Config, scorer, *, n_slides: int | None = None, background: Background | None = None):
+    def __init__(self, cfg: Config, scorer, *, n_slides: int | None = None, background: Background | None = None,
+                 snapshots: bool = False):
         self.cfg = cfg
         self.scorer = scorer
         model = scorer.model
@@ -86,6 +88,12 @@ class SearchStage:
         self.segments: list[list[int]] = []  # analysed zero-lag window starts, merged: [first, last] grid index
         self.counters: Counter[str] = Counter()
         self.last_block_end_ns: int | None = None
+        # the whitened stream's recent past, for the follow-up of triggers (SNR series, sky maps)
+        self.snapshot_queue: SnapshotQueue | None = None
+        if snapshots:
+            f = cfg.followup
+            history = WhitenedHistory(len(cfg.data.ifos), rate, capacity_s=max(64.0, f.before_s + f.after_s + 16.0))
+            self.snapshot_queue = SnapshotQueue(history, before_s=f.before_s, after_s=f.after_s)
 
     def _locate(self, first: int, last: int) -> int | None:
         """GPS ns of the merger the template branch finds in zero-lag windows ``first .. last``, or None."""
@@ -94,6 +102,33 @@ class SearchStage:
             return None
         rate = self.cfg.data.analysis_rate_hz
         return sample_time_ns(hit[0], rate)
+
+    def template_of(self, trigger: Trigger) -> tuple[int, float] | None:
+        """The template branch's best template around ``trigger`` (its loudest window and two on each
+        side): ``(template index, two-detector SNR)``, or None (no branch, or the steps are gone)."""
+        stride_ns = self.ranking.stride_ns
+        j = trigger.window_gps_ns // stride_ns
+        best = self.slides.best_template(j - 2, j + 2)
+        return None if best is None else (best[2], best[1])
+
+    def request_snapshot(self, trigger: Trigger, event_id: str, template: tuple[int, float] | None = None) -> bool:
+        """Ask for ``trigger``'s :class:`~gwstream.daemon.stream.snapshot.TriggerSnapshot` (see
+        :meth:`snapshots`); False when this stage keeps no history or has no whitening yet."""
+        q, cond = self.snapshot_queue, self.conditioner
+        if q is None or cond is None or cond.taps is None or cond.psd is None:
+            return False
+        freqs, psd = cond.psd
+        template = template if template is not None else self.template_of(trigger)
+        q.request(trigger.gps_ns, event_id=event_id, ifos=tuple(self.cfg.data.ifos), psd_freqs=freqs.copy(),
+                  psd=np.array(psd, copy=True), taps=cond.taps.copy(), phase=cond.phase,
+                  template_index=None if template is None else int(template[0]),
+                  template_snr=None if template is None else float(template[1]), far=float(trigger.far),
+                  stat=float(trigger.stat))
+        return True
+
+    def snapshots(self, *, final: bool = False) -> list[TriggerSnapshot]:
+        """The requested snapshots whose data have come in (every pending one when ``final``)."""
+        return [] if self.snapshot_queue is None else self.snapshot_queue.ready(final=final)
 
     @property
     def background(self) -> Background:
@@ -127,6 +162,8 @@ class SearchStage:
 
         for block in blocks:
             cond = self.conditioner.process(block)
+            if self.snapshot_queue is not None and cond.stream_start is not None:
+                self.snapshot_queue.history.add(int(cond.stream_start), cond.stream, cond.stream_bad)
             self.counters["blocks"] += 1
             self.last_block_end_ns = block.end_ns
             if cond.status is Status.GAP:

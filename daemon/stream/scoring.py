@@ -155,6 +155,11 @@ class SlideScorer:
         """
         return None
 
+    def best_template(self, first: int, last: int) -> tuple[int, float, int] | None:
+        """The template a model's branch finds over zero-lag windows ``first .. last``:
+        ``(merger sample, SNR, template index)``, or None (here: no branch)."""
+        return None
+
     # ----------------------------------------------------------------- score
     def process(self, cond: Conditioned) -> Scored:
         """Statistics of the block's windows: ``(first_index, stats (K+1, n), valid (K+1, n))``, or None.
@@ -284,6 +289,7 @@ class FactorizedSlideScorer(SlideScorer):
         # zero lag's best-template SNR^2 per centre step (template_track), tagged with its step
         self._track = np.full(self._cap, np.nan)
         self._track_step = np.full(self._cap, -1, dtype=np.int64)
+        self._track_arg = np.zeros(self._cap, dtype=np.int32)  # which template gives _track
         self.reset()
 
     @property
@@ -320,7 +326,9 @@ class FactorizedSlideScorer(SlideScorer):
             keep = self._track_step >= 0
             self._track, track = np.full(new_cap, np.nan), self._track
             self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
-            self._track[tags[keep] % new_cap], self._track_step[tags[keep] % new_cap] = track[keep], tags[keep]
+            self._track_arg, args = np.zeros(new_cap, dtype=np.int32), self._track_arg
+            slot = tags[keep] % new_cap
+            self._track[slot], self._track_step[slot], self._track_arg[slot] = track[keep], tags[keep], args[keep]
             self._cap = new_cap
 
     @staticmethod
@@ -411,9 +419,11 @@ class FactorizedSlideScorer(SlideScorer):
                 if self._top is not None:
                     self._put_top(s0 + k, b[h - self._n_tp:])
                 if self._n_tp:
-                    track = model.template_track(rows[1], rows[2]).double().cpu().numpy()
-                    steps = np.arange(s0 + k, s0 + k + track.size)
-                    self._track[steps % self._cap], self._track_step[steps % self._cap] = track, steps
+                    track, arg = model.best_template_track(rows[1], rows[2])
+                    track = track.double().cpu().numpy()
+                    slot = np.arange(s0 + k, s0 + k + track.size) % self._cap
+                    self._track[slot], self._track_step[slot] = track, np.arange(s0 + k, s0 + k + track.size)
+                    self._track_arg[slot] = arg.cpu().numpy()
             keep = min(2 * k, t0 + nf)
             if nf >= keep:
                 self._p_tail = torch.cat([q[:, nf - keep:] for q in parts], dim=0)
@@ -452,6 +462,17 @@ class FactorizedSlideScorer(SlideScorer):
         of the merger, that SNR)``, or None when the model has no template
         branch, no step is known or the SNR is below ``min_snr``.
         """
+        best = self.best_template(first, last)
+        if best is None or best[1] < min_snr:
+            return None
+        return best[0], best[1]
+
+    def best_template(self, first: int, last: int) -> tuple[int, float, int] | None:
+        """The template branch's best template over zero-lag windows ``first .. last`` (grid indices).
+
+        Returns ``(absolute analysis sample of the merger it finds, its two-detector SNR, template index)``
+        at the step where its SNR peaks, or None (no branch, or no step of those windows known).
+        """
         if not self._n_tp:
             return None
         k, ws = self._k, self._wsteps
@@ -460,10 +481,9 @@ class FactorizedSlideScorer(SlideScorer):
         if not np.isfinite(vals).any():
             return None
         i = int(np.nanargmax(vals))
-        snr = float(np.sqrt(max(vals[i], 0.0)))
-        if snr < min_snr:
-            return None
-        return self.scorer.model.template_merger_sample(int(steps[i])), snr
+        step = int(steps[i])
+        return (self.scorer.model.template_merger_sample(step), float(np.sqrt(max(vals[i], 0.0))),
+                int(self._track_arg[step % self._cap]))
 
     def template_track(self, steps: np.ndarray) -> np.ndarray:
         """The zero-lag best-template SNR squared kept at absolute centre steps ``steps`` (NaN where the ring does

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gwstream.daemon.bank import load_template_params
 from gwstream.daemon.config import Config, TrainConfig
 from gwstream.daemon.settings import section_to_dict
 
@@ -100,35 +101,6 @@ def template_filters(cfg: Config, pairs: int, taps: int, params: dict | None = N
     log.info("template branch: %d pairs of %d taps, total masses %s Msun", pairs, taps,
              np.round(m1 + m2, 1).tolist())
     return (rows / norms).astype(np.float32)
-
-
-def load_template_params(path: str | Path) -> dict[str, np.ndarray]:
-    """Template parameters ``mass1``, ``mass2``, ``spin1z``, ``spin2z`` from a CSV file (a header naming those
-    columns) or a placed bank (:class:`~gwstream.daemon.bank.TemplateBank` ``.npz``)."""
-    from gwstream.daemon.bank import TemplateBank
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    names = ("mass1", "mass2", "spin1z", "spin2z")
-    if path.suffix == ".npz":
-        params = TemplateBank.load(path).params
-    else:
-        import csv
-
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-        reader = csv.DictReader(lines)
-        if reader.fieldnames is None or not set(names) <= {f.strip() for f in reader.fieldnames}:
-            raise ValueError(f"{path}: expected a header with columns {', '.join(names)}")
-        try:
-            rows = [{k.strip(): float(v) for k, v in r.items()} for r in reader]
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: a row that is not numbers ({exc})") from None
-        params = {k: np.array([r[k] for r in rows]) for k in names}
-    out = {k: np.asarray(params[k], dtype=np.float64) for k in names}
-    if not out["mass1"].size or not all(np.isfinite(v).all() for v in out.values()):
-        raise ValueError(f"{path}: expected finite parameters of at least one template")
-    return out
 
 
 def _built(t):
