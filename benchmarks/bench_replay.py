@@ -45,6 +45,8 @@ def main() -> None:
                     "run; none: latency only")
     ap.add_argument("--latency-minutes", type=float, default=10.0, help="0: skip the real-time run")
     ap.add_argument("--latency-seed", type=int, default=8, help="seed of the real-time run's data and injections")
+    ap.add_argument("--latency-followup", default="both", choices=("off", "on", "both"),
+                    help="real-time run(s) without / with the alerts' follow-up (sky maps); both: off, then on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-mf", action="store_true", help="skip the matched-filter peer")
     ap.add_argument("--group-blocks", type=int, default=None, help="model.group_blocks (default: the config "
@@ -121,19 +123,30 @@ far_threshold_hz = 0.01
             subprocess.run([*GW, "simulate", "--config", str(cfg), "--duration", str(lat_s), "--seed",
                             str(args.latency_seed), "--out", str(ldata), "--injections",
                             str(work / f"inj-latency-seed{args.latency_seed}.hdf"), "--no-progress"], check=True)
-        out = work / "replay-real"
-        shutil.rmtree(out, ignore_errors=True)
-        subprocess.run([*GW, "replay", str(ldata), "--config", str(cfg), "--out", str(out), "--speed", "real",
-                        "--log-level", "warning"], check=True, capture_output=True)
-        alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
-        lat = {}
-        for key in ("frame_end_to_alert_s", "merger_to_block_end_s", "merger_to_alert_s"):
-            v = np.array([a["latency"][key] for a in alerts if a["latency"].get(key) is not None])
-            if v.size:
-                lat[key] = {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
-                            "max": float(v.max()), "n": int(v.size)}
-        res["latency"] = {"minutes": args.latency_minutes, "seed": args.latency_seed, "n_alerts": len(alerts), **lat}
-        print(json.dumps(res["latency"]), flush=True)
+        modes = {"on": [True], "off": [False], "both": [False, True]}[args.latency_followup]
+        for followup in modes:
+            out = work / ("replay-real-followup" if followup else "replay-real")
+            shutil.rmtree(out, ignore_errors=True)
+            lcfg = _toml(work / f"bench-followup-{'on' if followup else 'off'}.toml",
+                         cfg.read_text() + f"[followup]\nenabled = {'true' if followup else 'false'}\n")
+            subprocess.run([*GW, "replay", str(ldata), "--config", str(lcfg), "--out", str(out), "--speed", "real",
+                            "--log-level", "warning"], check=True, capture_output=True)
+            lines = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
+            alerts = [a for a in lines if a.get("alert_type", "PRELIMINARY") == "PRELIMINARY"]
+            updates = [a for a in lines if a.get("alert_type") == "UPDATE"]
+            lat = {}
+            for key, rows in (("frame_end_to_alert_s", alerts), ("merger_to_block_end_s", alerts),
+                              ("merger_to_alert_s", alerts), ("alert_to_followup_s", updates),
+                              ("merger_to_skymap_s", updates), ("followup_runtime_s", updates)):
+                v = np.array([a["latency"][key] for a in rows if a["latency"].get(key) is not None])
+                if v.size:
+                    lat[key] = {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
+                                "max": float(v.max()), "n": int(v.size)}
+            key = "latency_followup" if followup else "latency"
+            res[key] = {"minutes": args.latency_minutes, "seed": args.latency_seed, "followup": followup,
+                        "n_alerts": len(alerts), "n_updates": len(updates),
+                        "n_skymaps": sum(1 for a in updates if a.get("skymap")), **lat}
+            print(json.dumps(res[key]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
@@ -154,12 +167,16 @@ far_threshold_hz = 0.01
         lines += ["", f"Matched filter: `benchmarks/bench_mf.py`, {mf['n_templates']} aligned-spin IMRPhenomD "
                       f"templates, {mf['fft']}, {mf['threads']} processes, {mf['n_triggers']} coincident triggers; "
                       f"{mf['wall_s']} s for {mf['data_s']:g} s of data."]
-    if "latency" in res:
-        lines += ["", f"Latency at --speed real ({args.latency_minutes:g} min, seed {args.latency_seed}, "
-                      f"{res['latency']['n_alerts']} alerts):"]
-        for key in ("frame_end_to_alert_s", "merger_to_block_end_s", "merger_to_alert_s"):
-            if key in res["latency"]:
-                v = res["latency"][key]
+    for name, label in (("latency", "follow-up off"), ("latency_followup", "follow-up on (sky maps)")):
+        if name not in res:
+            continue
+        r = res[name]
+        lines += ["", f"Latency at --speed real, {label} ({args.latency_minutes:g} min, seed {args.latency_seed}, "
+                      f"{r['n_alerts']} alerts, {r['n_updates']} follow-ups, {r['n_skymaps']} sky maps):"]
+        for key in ("frame_end_to_alert_s", "merger_to_block_end_s", "merger_to_alert_s", "alert_to_followup_s",
+                    "merger_to_skymap_s", "followup_runtime_s"):
+            if key in r:
+                v = r[key]
                 lines.append(f"- {key}: p50 {v['p50']:.3f} s, p99 {v['p99']:.3f} s (max {v['max']:.3f} s)")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

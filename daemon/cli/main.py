@@ -3,7 +3,7 @@
 Each command lives in a thin module that parses its options and calls into
 the package that does the work: :mod:`.data` (simulate, source),
 :mod:`.offline` (train, search, evaluate), :mod:`.daemon` (run, replay,
-listen, ingest, worker, demo) and :mod:`.skymap` (skymap).
+listen, ingest, worker, demo) and :mod:`.skymap` (skymap, localize).
 """
 
 from __future__ import annotations

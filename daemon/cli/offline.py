@@ -24,7 +24,8 @@ def cmd_search(args) -> int:
     cfg = load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
                          "ranking.n_slides_joint": args.slides})
     summary = run_search(args.input, args.output, cfg, background_out=args.background_out,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, followup_dir=args.followup,
+                         followup_far_hz=args.followup_far)
     print(json.dumps(summary))
     return 0
 
@@ -57,6 +58,11 @@ def register(sub) -> None:
     p.add_argument("--slides", type=int, default=None, help="time slides (override ranking.n_slides)")
     p.add_argument("--background-out", default=None, metavar="PATH",
                    help="also write the time-slid background (a daemon can start from it)")
+    p.add_argument("--followup", default=None, metavar="DIR",
+                   help="write a coinc.xml with the template's SNR series and the PSDs for every trigger at "
+                        "FAR <= --followup-far (gwstream localize makes their sky maps)")
+    p.add_argument("--followup-far", type=float, default=1.0 / 86400, metavar="HZ",
+                   help="FAR (Hz, when ranked) of the triggers --followup writes (default 1/day)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_search)
 

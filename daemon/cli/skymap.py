@@ -1,4 +1,5 @@
-"""``gwstream skymap``: draw an alert's sky map (Mollweide PNG, 50%/90% credible contours)."""
+"""``gwstream skymap``: draw an alert's sky map (Mollweide PNG, 50%/90% credible contours);
+``gwstream localize``: BAYESTAR sky maps of coinc.xml files (``gwstream search --followup``'s)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,27 @@ def cmd_skymap(args) -> int:
     return 0
 
 
+def cmd_localize(args) -> int:
+    from gwstream.daemon.followup.localize import localize_coinc
+    from gwstream.daemon.followup.snr import FollowupError
+
+    failed = 0
+    for xml in args.coinc:
+        xml = Path(xml)
+        out = Path(args.out_dir) if args.out_dir else xml.parent
+        name = xml.name.removesuffix(".gz").removesuffix(".xml")
+        try:
+            res = localize_coinc(xml, out / f"{name}.multiorder.fits", event_id=name)
+        except FollowupError as exc:
+            failed += 1
+            print(json.dumps({"coinc": str(xml), "error": str(exc)}))
+            continue
+        print(json.dumps({"coinc": str(xml)} | res.as_dict()))
+    return 1 if failed else 0
+
+
 def register(sub) -> None:
-    """Add this module's command to the ``gwstream`` sub-command parser."""
+    """Add this module's commands to the ``gwstream`` sub-command parser."""
     p = sub.add_parser("skymap", help="draw an alert's sky map: Mollweide PNG with 50%%/90%% credible contours")
     p.add_argument("skymap", metavar="SKYMAP",
                    help="multi-order FITS sky map, or an alerts file (JSON lines, e.g. out/online/alerts.jsonl)")
@@ -45,3 +65,10 @@ def register(sub) -> None:
                    help="mark a known position (degrees)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_skymap)
+
+    p = sub.add_parser("localize", help="BAYESTAR sky map (multi-order FITS) of coinc.xml files with SNR series "
+                                        "and PSDs (gwstream search --followup)")
+    p.add_argument("coinc", nargs="+", metavar="COINC_XML")
+    p.add_argument("--out-dir", default=None, help="where the sky maps go (default: beside each coinc.xml)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_localize)

@@ -8,7 +8,7 @@ data the search already holds (a :class:`~gwstream.daemon.stream.snapshot.Trigge
 not from a second read of the strain.
 
 Conventions are PyCBC's (``pycbc.filter.matched_filter``, which BAYESTAR reads
-without inverting phases): ``z(t) = 4 Re... ∫ s̃(f) h̃*(f) e^{2πift} df / σ`` with
+without inverting phases): ``z(t) = 4 ∫_0^∞ s̃(f) h̃*(f) e^{2πift} df / σ`` with
 a frequency-domain IMRPhenomD template whose merger is at ``t = 0``, so the
 series peaks at the merger time and ``|z|^2`` has mean 2 in Gaussian noise.
 
@@ -117,17 +117,24 @@ class TemplateBankParams:
         A CSV with columns ``mass1, mass2, spin1z, spin2z`` or a placed ``.npz`` bank.
     """
 
-    def __init__(self, path: str | Path):
-        try:
-            self.params = load_template_params(path)
-        except ValueError as exc:
-            raise FollowupError(f"template bank: {exc}") from None
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None, params: dict | None = None):
+        if params is None:
+            try:
+                params = load_template_params(path)
+            except ValueError as exc:
+                raise FollowupError(f"template bank: {exc}") from None
+        self.params = {k: np.asarray(params[k], dtype=np.float64) for k in ("mass1", "mass2", "spin1z", "spin2z")}
+        self.path = None if path is None else Path(path)
         m1, m2 = self.params["mass1"], self.params["mass2"]
         s1, s2 = self.params["spin1z"], self.params["spin2z"]
         self.mchirp = chirp_mass(m1, m2)
         self.chi_eff = (m1 * s1 + m2 * s2) / (m1 + m2)
         self.eta = m1 * m2 / (m1 + m2) ** 2
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> TemplateBankParams:
+        """A bank of the given templates (dicts with ``mass1``, ``mass2``, ``spin1z``, ``spin2z``)."""
+        return cls(None, {k: [float(r[k]) for r in rows] for k in ("mass1", "mass2", "spin1z", "spin2z")})
 
     def __len__(self) -> int:
         return int(self.params["mass1"].size)

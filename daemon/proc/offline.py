@@ -130,11 +130,11 @@ def _learn_rate(cfg: Config) -> Config:
 def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model: str | Path | None = None,
                n_slides: int | None = None, background_out: str | Path | None = None,
                progress: bool = True, followup_dir: str | Path | None = None,
-               followup_min_stat: float = float("inf")) -> dict:
+               followup_far_hz: float = 1.0 / 86400) -> dict:
     """``gwstream search``: analyse an archive, write its triggers (and optionally its background).
 
-    With ``followup_dir``, every trigger of statistic ``>= followup_min_stat``
-    gets the follow-up's template and SNR series, written as
+    With ``followup_dir``, every trigger whose FAR when it was ranked is at
+    most ``followup_far_hz`` gets the follow-up's template and SNR series, written as
     ``<followup_dir>/<event_id>.xml`` (coinc.xml with the PSDs: what
     ``gwstream localize`` and BAYESTAR read).
     """
@@ -161,7 +161,7 @@ def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model
         if followup is None:
             return
         for t in found:
-            if t.stat >= followup_min_stat:
+            if t.far <= followup_far_hz:
                 stage.request_snapshot(t, event_id(t.gps_ns))
         for snap in stage.snapshots(final=final):
             followup.write_coinc(snap, followup_dir, ifos=cfg.data.ifos, model_name=scorer.name,

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,3 +259,29 @@ def test_a_slow_localisation_never_delays_the_next_alert(tmp_path):
 def test_followup_settings_are_checked():
     with pytest.raises(ConfigError, match="followup.max_pending"):
         load_config(None, {"followup": {"max_pending": 0}})
+
+
+def test_search_followup_then_localize_on_the_command_line(tmp_path):
+    """``gwstream search --followup DIR`` writes coinc.xml files; ``gwstream localize`` makes their sky maps."""
+    import subprocess
+    import sys
+
+    gw = [sys.executable, "-m", "gwstream.daemon.cli"]
+    _config(tmp_path / "c.toml", tmp_path / "out", simulate={"injections": {"spacing_s": 60.0, "jitter_s": 1.0}})
+    subprocess.run([*gw, "simulate", "--config", str(tmp_path / "c.toml"), "--duration", "70", "--seed", "5", "--out",
+                    str(tmp_path / "data.hdf"), "--injections", str(tmp_path / "inj.hdf"), "--no-progress"],
+                   check=True, capture_output=True, timeout=120)
+    r = subprocess.run([*gw, "search", str(tmp_path / "data.hdf"), str(tmp_path / "trig.h5"), "--config",
+                        str(tmp_path / "c.toml"), "--followup", str(tmp_path / "fu"), "--followup-far", "1e3",
+                        "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    xmls = sorted((tmp_path / "fu").glob("gwstream-*.xml"))
+    assert xmls and summary["counters"]["followups"] == len(xmls)
+    r = subprocess.run([*gw, "localize", str(xmls[-1]), "--out-dir", str(tmp_path / "maps")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert Path(out["path"]).is_file() and out["area_90_deg2"] > out["area_50_deg2"] > 0
+    r = subprocess.run([*gw, "localize", str(tmp_path / "missing.xml")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "cannot read it" in r.stdout and "Traceback" not in r.stderr
