@@ -27,7 +27,7 @@ from pathlib import Path
 from gwstream.daemon.config import Config, state_path
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.stream.background import Background, BackgroundError, initial_background_path
-from gwstream.daemon.stream.identity import check_whitening, conditioning_meta
+from gwstream.daemon.stream.identity import check_whitening, search_meta
 from gwstream.models import default_background_path, default_model_path
 
 __all__ = ["default_model_path", "check_initial_background", "preflight", "resolve_background_init", "load_scorer"]
@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 def check_initial_background(cfg: Config, model_sha256: str, bg: Background, what: str = "background") -> None:
     """Raise :class:`BackgroundError` unless ``bg`` can seed a search of ``cfg`` with that model.
 
-    Checks what is known before the search starts: the model and the conditioning
-    (:func:`conditioning_meta`); :class:`~gwstream.daemon.stream.pipeline.SearchStage`
-    checks the rest when it merges it.
+    Checks what is known before the search starts: the model, the windows, the time slides, the clustering
+    and the conditioning (:func:`search_meta`); :class:`~gwstream.daemon.stream.pipeline.SearchStage`
+    checks the network's name too when it merges it.
     """
-    Background(bg.stride_ns, {"model_sha256": model_sha256, **conditioning_meta(cfg)}).check_compatible(bg, what)
+    meta = search_meta(cfg, model_sha256)
+    Background(meta["stride_ns"], meta).check_compatible(bg, what)
 
 
 def _with_background_init(cfg: Config, value: str) -> Config:

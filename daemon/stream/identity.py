@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import ConfigError
+from gwstream.daemon.units import samples_to_ns
 
-__all__ = ["conditioning_meta", "check_whitening", "setting_name"]
+__all__ = ["conditioning_meta", "search_meta", "check_whitening", "setting_name"]
 
 #: the configuration setting of each top-level key of a background's meta that is not a section of its own
 _SETTING_OF_META = {"slide_step_s": "ranking.slide_step_s", "cluster_window_s": "ranking.cluster_window_s",
@@ -32,6 +33,17 @@ def conditioning_meta(cfg: Config) -> dict:
                        "phase": cfg.whiten.phase},
             "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
                     "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
+
+
+def search_meta(cfg: Config, model_sha256: str) -> dict:
+    """What a background's meta must agree with to be counted in a search of ``cfg`` with that model, as far as it
+    is known before the search starts (the search adds the network's name): the model, window stride and length,
+    analysis rate, slide step, cluster window and the conditioning (:func:`conditioning_meta`)."""
+    rate = int(cfg.data.analysis_rate_hz)
+    return {"model_sha256": model_sha256, "slide_step_s": float(cfg.ranking.slide_step_s),
+            "window_s": float(cfg.windows.window_s), "analysis_rate_hz": rate,
+            "stride_ns": samples_to_ns(int(round(cfg.windows.stride_s * rate)), rate),
+            "cluster_window_s": float(cfg.ranking.cluster_window_s), **conditioning_meta(cfg)}
 
 
 def check_whitening(cfg: Config, model_meta: dict) -> None:
