@@ -33,9 +33,9 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(PY) docs/make_config_doc.py > docs/config.md
 
-# The time-slid background shipped next to the default model (the demo starts from it):
-# an hour of simulated noise, 1000 slides = about 1000 hours of background, conditioned
-# like the demo (configs/background.toml).
+# The time-slid background shipped next to the default model (`gwstream run` and the demo
+# start from it): an hour of simulated noise, 1000 slides = about 1000 hours of background,
+# with the default conditioning, as configs/online.toml and configs/demo.toml (configs/background.toml).
 background: $(STAMP)
 	mkdir -p out/background
 	$(VENV)/bin/gwstream simulate --duration 3600 --seed 500 --sample-rate 2048 --out out/background/noise-1h.hdf --no-progress

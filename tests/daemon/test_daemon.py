@@ -228,9 +228,9 @@ def test_run_and_replay_refuse_what_the_search_would_before_starting_it(tmp_path
     trained = load_checkpoint(default_model_path())[1]["whiten"]["phase"]
     if case == "phase":
         extra, key = {"whiten": {"phase": {"linear": "minimum", "minimum": "linear"}[trained]}}, "whiten.phase"
-    else:  # the shipped background was conditioned with a 32-s PSD
+    else:  # the shipped background was conditioned with a 64-s PSD, this configuration a 32-s one
         bg = default_model_path().with_name("default-background.h5")
-        extra, key = {"psd": {"psd_length_s": 64.0}, "ranking": {"background_init": str(bg)}}, "psd_length_s"
+        extra, key = {"ranking": {"background_init": str(bg)}}, "psd.psd_length_s = 32.0"
     cfg_path = tmp_path / "bad.toml"
     daemon_config(cfg_path, tmp_path / "out", **extra)
     t0 = time.monotonic()
