@@ -51,6 +51,11 @@ def write_status(path: str | os.PathLike, state: str, counters: Mapping[str, int
     doc = {"state": state, "pid": os.getpid(), "blocks": int(counters.get("blocks", 0)),
            "triggers": int(counters.get("triggers", 0)), "alerts": int(counters.get("alerts", 0)),
            "end_of_stream_messages": int(counters.get("eos", 0)),
+           # follow-ups (sky maps) sent, and those that failed or were dropped: with ``alerts``, what a
+           # reader waiting for every alert's follow-up needs
+           "followups": int(counters.get("skymaps", 0)) + int(counters.get("followups", 0)),
+           "followup_failures": int(counters.get("followup_errors", 0)) + int(counters.get("followups_dropped", 0))
+           + int(counters.get("followup_no_data", 0)),
            "data_end_gps": None if data_end_ns is None else data_end_ns / NS,
            "end_of_stream_gps": None if eos_end_ns is None else eos_end_ns / NS}
     try:

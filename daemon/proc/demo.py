@@ -24,7 +24,7 @@ import numpy as np
 import zmq
 from gwstream.daemon.config import load_config, status_path
 from gwstream.daemon.eval.evaluate import match_injections
-from gwstream.daemon.io.alerts import ALERT_TOPIC, decode_alert
+from gwstream.daemon.io.alerts import ALERT_TOPIC, SKYMAP_TOPIC, decode_alert
 from gwstream.daemon.io.status import read_status
 from gwstream.daemon.settings import to_toml
 from gwstream.daemon.sim.simulate import Simulator
@@ -37,10 +37,11 @@ from .spawn import free_tcp_endpoint, spawn, stop
 __all__ = ["run_demo"]
 
 
-def _listen(endpoint: str, alerts: list, stop_event: threading.Event, say) -> None:
+def _listen(endpoint: str, alerts: list, updates: dict, stop_event: threading.Event, say) -> None:
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, ALERT_TOPIC)
+    for topic in (ALERT_TOPIC, SKYMAP_TOPIC):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
     sub.setsockopt(zmq.LINGER, 0)
     sub.connect(endpoint)
     try:
@@ -48,6 +49,18 @@ def _listen(endpoint: str, alerts: list, stop_event: threading.Event, say) -> No
             if sub.poll(200):
                 alert = decode_alert(sub.recv_multipart())
                 alert["received_unix"] = time.time()
+                if alert.get("alert_type") == "UPDATE":
+                    updates[alert["event_id"]] = alert
+                    sky, tpl = alert.get("skymap") or {}, alert.get("template") or {}
+                    lat = alert["latency"]
+                    say(f"  SKY MAP {alert['event_id']}  "
+                        + (f"90% area {sky['area_90_deg2']:.0f} deg2 (50%: {sky['area_50_deg2']:.0f})  "
+                           if sky else "no sky map  ")
+                        + (f"template {tpl['mass1']:.1f}+{tpl['mass2']:.1f} Msun, chirp mass "
+                           f"{tpl['chirp_mass']:.1f}, SNR {tpl.get('network_snr', float('nan')):.1f}  " if tpl else "")
+                        + (f"merger->sky map {lat['merger_to_skymap_s']:.1f} s"
+                           if lat.get("merger_to_skymap_s") is not None else ""))
+                    continue
                 alerts.append(alert)
                 lat = alert["latency"]
                 say(f"  ALERT {alert['event_id']}  gps={alert['gpstime']:.3f}  stat={alert['stat']:.1f}  "
@@ -97,6 +110,44 @@ def _plot_alert(path: Path, sim_cfg, seed: int, duration: int, alert: dict) -> N
     plt.close(fig)
 
 
+def _skymaps(out: Path, alerts: list, updates: dict, table: dict, say) -> list[dict]:
+    """Where each alert's sky map is, drawn as a Mollweide PNG with the matched injection's true position."""
+    rows = []
+    if not updates:
+        return rows
+    from gwstream.daemon.followup.localize import searched
+    from gwstream.daemon.followup.plot import plot_skymap
+
+    say("\nsky maps (BAYESTAR, from the template's SNR series; x marks the injection):")
+    for a in alerts:
+        u = updates.get(a["event_id"])
+        sky = (u or {}).get("skymap")
+        if not sky:
+            say(f"  {a['event_id']}: no sky map" + ("" if u else " (its follow-up did not come back)"))
+            continue
+        k = int(np.argmin(np.abs(np.asarray(table["tc"]) - a["gpstime"])))
+        true = None
+        if abs(table["tc"][k] - a["gpstime"]) <= a["var_s"]:
+            true = (float(np.degrees(table["ra"][k])), float(np.degrees(table["dec"][k])))
+        row = {"event_id": a["event_id"], "fits": sky["path"], "area_90_deg2": sky["area_90_deg2"]}
+        try:
+            png = out / f"{a['event_id']}-skymap.png"
+            plot_skymap(sky["path"], png, event_id=a["event_id"], true_radec=true)
+            row["png"] = str(png)
+            if true is not None:
+                from ligo.skymap.io import fits
+
+                row["searched_prob"] = searched(fits.read_sky_map(sky["path"], moc=True), *true)[0]
+        except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
+            say(f"  sky-map plot of {a['event_id']} failed: {exc}")
+        inside = "" if "searched_prob" not in row else \
+            f", injection at credible level {row['searched_prob']:.2f}"
+        say(f"  {a['event_id']}: 90% area {sky['area_90_deg2']:.0f} deg2{inside}\n    {sky['path']}"
+            + (f"\n    {row['png']}" if "png" in row else ""))
+        rows.append(row)
+    return rows
+
+
 def run_demo(args) -> int:
     """Run the demo; returns the process exit code."""
     out = Path(args.out)
@@ -138,8 +189,10 @@ def run_demo(args) -> int:
     say(f"Alerts are published when FAR <= {cfg.output.far_threshold_hz * 86400:g}/day. Logs and files in {out}/.\n")
 
     alerts: list = []
+    updates: dict = {}
     stop_listen = threading.Event()
-    listener = threading.Thread(target=_listen, args=(endpoints["alerts"], alerts, stop_listen, say), daemon=True)
+    listener = threading.Thread(target=_listen, args=(endpoints["alerts"], alerts, updates, stop_listen, say),
+                                daemon=True)
     listener.start()
     daemon = spawn(["run", "--config", str(cfg_path), "--log-level", "info"], log_path=out / "daemon.log")
     source = None
@@ -174,6 +227,15 @@ def run_demo(args) -> int:
         else:
             while time.monotonic() < deadline and len(alerts) < status["alerts"]:
                 time.sleep(0.1)
+            if cfg.followup.enabled and alerts:
+                # the sky maps follow their alerts from the follow-up worker: wait for them (or their failure)
+                say(f"  waiting for the sky maps of {len(alerts)} alert(s) ...")
+                deadline = time.monotonic() + cfg.followup.drain_timeout_s
+                while time.monotonic() < deadline and len(updates) < len(alerts):
+                    status = read_status(status_file) or status
+                    if len(updates) + status.get("followup_failures", 0) >= len(alerts):
+                        break
+                    time.sleep(0.2)
     finally:
         if source is not None:
             stop(source)
@@ -216,10 +278,11 @@ def run_demo(args) -> int:
             say(f"  plot: {png}")
         except Exception as exc:  # noqa: BLE001 - a plot failure must not hide the results
             say(f"  plot of {a['event_id']} failed: {exc}")
+    skymaps = _skymaps(out, alerts, updates, table, say)
     say(f"\n{args.duration} s of data in {wall:.0f} s wall (--speed {args.speed}); {len(alerts)} alerts, "
         f"{found} of {len(table['tc'])} injections found.")
     (out / "summary.json").write_text(json.dumps({
         "duration_s": args.duration, "wall_s": wall, "speed": args.speed, "n_injections": int(len(table["tc"])),
         "found": found, "false_alarms": len(stray), "latency": lat, "alerts": alerts,
-        "background": bg_note}, indent=1))
+        "updates": list(updates.values()), "skymaps": skymaps, "background": bg_note}, indent=1))
     return 0

@@ -278,9 +278,11 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                     log.info("end of stream at gps=%s", item.get("end_ns") and item["end_ns"] / NS)
                     if exit_on_eos:
                         handle(stage.finish(), None)
-                        if worker is not None:
-                            # a replay's sky maps come before its end: every follow-up, then the status
-                            submit_snapshots(final=True)
+                    if worker is not None:
+                        # no more data will come for the triggers still waiting for theirs: follow them up
+                        # with what there is (a replay's sky maps then come before its end)
+                        submit_snapshots(final=True)
+                        if exit_on_eos:
                             publish_followups(worker.drain(cfg.followup.drain_timeout_s))
                     # every block before the end has been analysed and its alerts published: say so
                     state, eos_end_ns = "end_of_stream", item.get("end_ns")
