@@ -22,7 +22,8 @@ def test_status_round_trip(tmp_path):
     assert doc["pid"] == os.getpid()
     write_status(path, "running", {}, data_end_ns=None)  # rewritten whole, missing counters count 0
     assert read_status(path) == {"state": "running", "pid": os.getpid(), "blocks": 0, "triggers": 0, "alerts": 0,
-                                 "end_of_stream_messages": 0, "data_end_gps": None, "end_of_stream_gps": None}
+                                 "end_of_stream_messages": 0, "followups": 0, "followup_failures": 0,
+                                 "data_end_gps": None, "end_of_stream_gps": None}
     assert not list(tmp_path.glob("*.tmp"))
 
 
