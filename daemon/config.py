@@ -543,8 +543,11 @@ class FollowupConfig:
                                                                  "waits for pending follow-ups before it exits")
     max_pending: int = setting(16, gt=0, doc="follow-ups queued at most; more are dropped (counted, logged) so "
                                              "a burst never holds up the search")
-    pastro_file: str = setting("", doc="p_astro signal model (JSON); empty = the shipped "
-                                       "models/weights/default-pastro.json when the model is the default")
+    pastro_file: str = setting("", doc="p_astro signal model (JSON, benchmarks/pastro_calibration.py); empty = the "
+                                       "shipped models/weights/default-pastro.json, used when it was made for the "
+                                       "model searching (otherwise alerts carry no p_astro)")
+    pastro_rate_per_year: float = setting(150.0, ge=0, doc="p_astro's astrophysical rate: BBH signals per year "
+                                                           "above network SNR 8 (docs/pastro.md)")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,28 @@ def _start_followup(cfg, scorer, out: Path, runner):
     return followup, worker
 
 
+def _pastro_model(cfg, stage, scorer):
+    """The p_astro model of this search's background (:func:`gwstream.daemon.followup.pastro.model_for_search`),
+    or None (logged) when there is no signal model for this network or no background yet."""
+    from gwstream.daemon.followup.pastro import load_signal_model, model_for_search
+
+    path = cfg.followup.pastro_file or None
+    try:
+        signal = load_signal_model(path)
+        made_for = signal.meta.get("model_sha256")
+        if made_for and scorer.sha256 and made_for != scorer.sha256:
+            log.warning("no p_astro: the signal model %s was made for the network %s..., this one is %s... "
+                        "(followup.pastro_file)", path or "shipped", made_for[:12], scorer.sha256[:12])
+            return None
+        if not stage.background.livetime_s > 0:
+            return None
+        return model_for_search(stage.background, signal_path=path,
+                                rate_snr8_per_year=cfg.followup.pastro_rate_per_year)
+    except ValueError as exc:
+        log.warning("no p_astro: %s", exc)
+        return None
+
+
 def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event | None = None,
                        followup_runner=None) -> dict:
     """Run until SIGTERM/SIGINT, ``stop``, or (with ``exit_on_eos``) the end of the stream.
@@ -166,8 +188,17 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                      t.gps_ns / NS, t.stat, t.far, t.ifar_years, t.saturated,
                      None if frame_end is None else round(frame_end, 3))
 
+    pastro = {"model": _pastro_model(cfg, stage, scorer), "livetime_s": stage.background.livetime_s}
+
     def _classification(t) -> dict | None:
-        return None
+        model = pastro["model"]
+        if model is None:
+            return None
+        try:
+            return model(t.stat)
+        except ValueError as exc:
+            log.error("p_astro of the trigger at %.3f: %s", t.gps_ns / NS, exc)
+            return None
 
     def submit_snapshots(final: bool = False) -> None:
         for snap in stage.snapshots(final=final):
@@ -295,6 +326,11 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
             if now - last_save >= cfg.ranking.save_interval_s:
                 save()
                 last_save = last_flush = now
+                # p_astro's background density follows the background once it has grown by a tenth (a rebuild
+                # takes a few tenths of a second: not every save)
+                if stage.background.livetime_s > 1.1 * pastro["livetime_s"]:
+                    pastro["model"] = _pastro_model(cfg, stage, scorer) or pastro["model"]
+                    pastro["livetime_s"] = stage.background.livetime_s
             elif now - last_flush >= cfg.output.flush_interval_s:
                 try:
                     archive.flush()

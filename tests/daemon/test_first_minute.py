@@ -246,6 +246,10 @@ def test_fresh_run_alerts_within_its_first_analysed_minute(tmp_path, shipped):
     own = alert["background"]["livetime_s"] - bg.livetime_s
     assert 0 < own < 1.0 / cfg.output.far_threshold_hz  # alone, the daemon's own slides could not have alerted
     assert alert["far_floor_hz"] == pytest.approx(1.0 / alert["background"]["livetime_s"])
+    # what an astronomer acts on, in the first alert already: p_astro and the branch's template
+    assert alert["alert_type"] == "PRELIMINARY" and alert["event"]["classification"]["BBH"] > 0.99
+    mc = (table["mass1"][0] * table["mass2"][0]) ** 0.6 / (table["mass1"][0] + table["mass2"][0]) ** 0.2
+    assert alert["template"]["source"] == "template_branch" and abs(alert["template"]["chirp_mass"] / mc - 1) < 0.35
     # the first analysed data: the earliest zero-lag trigger (one every cluster window of analysed data)
     first = float(np.min(read_archive(out / "triggers")["window_gps_ns"])) / 1e9
     since_first = alert["gpstime"] - first
