@@ -601,9 +601,15 @@ def model_for_search(background: Background, *, signal_path: str | Path | None =
 
     ``threshold_stat`` defaults to the signal model's recommended one (its
     ``meta["threshold_stat"]``); the signal rate is configured
-    (:meth:`PAstroModel.with_rate`).
+    (:meth:`PAstroModel.with_rate`). A :class:`ValueError` says why no model
+    can be built (no background live time yet, too few background triggers
+    above the threshold, a signal model of another network).
     """
     signal = load_signal_model(signal_path)
+    ours, theirs = signal.meta.get("model_sha256"), getattr(background, "meta", {}).get("model_sha256")
+    if ours and theirs and ours != theirs:
+        raise ValueError(f"the p_astro signal model was calibrated for model {ours[:12]}, the background is of "
+                         f"model {theirs[:12]}: calibrate the new model (benchmarks/pastro_calibration.py)")
     if threshold_stat is None:
         if "threshold_stat" not in signal.meta:
             raise ValueError("the signal model recommends no threshold_stat: pass one")

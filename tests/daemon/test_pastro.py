@@ -225,3 +225,6 @@ def test_the_shipped_signal_model_builds_a_search_model():
     assert model.threshold_stat == pytest.approx(x_th)
     assert model(x_th + 60.0)["BBH"] > 0.99
     assert model(x_th)["BBH"] < 0.5
+    bg.meta = {"model_sha256": "0" * 64}  # a background of another network
+    with pytest.raises(ValueError, match="calibrated for model"):
+        model_for_search(bg)
