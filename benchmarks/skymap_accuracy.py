@@ -3,7 +3,8 @@
 Simulates ``--hours`` of Gaussian noise with BBH injections of network SNR
 uniform in 8-30 (IMRPhenomXPHM, aligned spins, random sky positions; the
 default model never saw this data), searches it with the default model and
-configuration (1000 slides), and for every injection found at FAR <= 1/day
+configuration, FARs from the shipped noise-only background (``--slides 0``),
+and for every injection found at FAR <= 1/day
 runs the follow-up exactly as the daemon's worker does: the template placed
 from the snapshot of the search's whitened data, its SNR series, coinc.xml,
 BAYESTAR. As a reference the same snapshot is filtered with the injection's
@@ -54,14 +55,19 @@ def simulate(out: Path, hours: float, seed: int) -> tuple[Path, Path]:
 
 
 def search(data: Path, slides: int):
-    """The daemon's pipeline over the file; snapshots of every trigger at FAR <= 2/day when it was ranked."""
+    """The daemon's pipeline over the file; snapshots of every trigger at FAR <= 2/day when it was ranked.
+
+    FARs come from the shipped background (35 days of time slides of pure noise, made with this
+    conditioning) plus ``slides`` slides of this data: an injection every 20 s slid against the other
+    detector's noise would make the data's own background far louder than nature's.
+    """
     from gwstream.daemon.config import load_config
     from gwstream.daemon.io.alerts import event_id
     from gwstream.daemon.proc.offline import file_blocks
     from gwstream.daemon.proc.preflight import load_scorer
     from gwstream.daemon.stream.pipeline import SearchStage
 
-    cfg = load_config(None)
+    cfg = load_config(None, {"ranking": {"background_init": "default"}})
     scorer = load_scorer(cfg)
     stage = SearchStage(cfg, scorer, n_slides=slides, snapshots=True)
     triggers, snaps = [], {}
@@ -121,9 +127,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=2901)
-    ap.add_argument("--slides", type=int, default=1000)
+    ap.add_argument("--slides", type=int, default=0, help="time slides of the data itself, added to the "
+                    "shipped background")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("out/skymap-bench"))
+    ap.add_argument("--record", type=Path, default=None, help="also write the record: RECORD.md, .json and "
+                    "-pp.png (e.g. benchmarks/results/skymap-accuracy)")
+    ap.add_argument("--from-files", action="store_true", help="summarise the sky maps already in --out (a run cut "
+                    "short) instead of searching and localising")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -131,17 +142,27 @@ def main() -> None:
     from gwstream.daemon.eval.evaluate import match_injections
     from gwstream.daemon.followup.event import Followup
     from gwstream.daemon.io.alerts import make_alert
-    from gwstream.daemon.sim.injections import chirp_mass
 
     data, inj_path = simulate(args.out, args.hours, args.seed)
     with h5py.File(inj_path, "r") as f:
         inj = {k: f[k][()] for k in f.keys()}
+    if args.from_files:
+        rows = rows_from_files(args.out, inj)
+        summary = summarise(rows) | {"hours": args.hours, "seed": args.seed, "slides": args.slides,
+                                     "n_injections": int(inj["tc"].size), "from_files": True}
+        (args.out / "skymap_accuracy.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+        pp_plot(rows, args.out / "skymap_pp.png")
+        if args.record:
+            write_record(args.record, summary, rows)
+        print(json.dumps(summary, indent=1))
+        return
     cfg, scorer, triggers, snaps = search(data, args.slides)
     followup = Followup.from_config(cfg, scorer.meta, scorer.model)
     times = np.array([t.gps_ns / 1e9 for t in triggers])
     idx = match_injections(inj["tc"], times, np.array([t.stat for t in triggers]),
                            np.array([t.var for t in triggers]))
     jobs = []
+    wanted: set[str] = set()
     n_found = 0
     for i, k in enumerate(idx):
         if k < 0 or not triggers[k].far <= FAR_MAX_HZ or not SNR_RANGE[0] <= inj["network_snr"][i] <= SNR_RANGE[1]:
@@ -157,27 +178,93 @@ def main() -> None:
         alert = make_alert(t, ifos=cfg.data.ifos, background_livetime_s=1.0, n_slides=args.slides,
                            model_name=scorer.name, model_sha256=scorer.sha256, latency={}, created_unix_ns=0)
         true = {k2: float(inj[k2][i]) for k2 in ("mass1", "mass2", "spin1z", "spin2z")}
+        wanted.add(snap.event_id)
+        if all((args.out / kind / f"{snap.event_id}.multiorder.fits").exists() for kind in ("search", "true")):
+            continue  # localised by an earlier run of this script on the same data
         jobs.append((snap, alert, true, float(inj["ra"][i]), float(inj["dec"][i]), args.out,
                      str(followup.bank.path), followup.neighbours, followup.branch_maps))
     log.info("%d injections in %s, %d found at FAR <= 1/day with network SNR %s, %d to localise", inj["tc"].size,
              data, n_found, SNR_RANGE, len(jobs))
     t0 = time.monotonic()
-    rows = []
+    errors = []
     with ProcessPoolExecutor(args.workers) as pool:
         for n, row in enumerate(pool.map(_localise, jobs, chunksize=1)):
-            i = int(np.argmin(np.abs(inj["tc"] - jobs[n][1]["gpstime"])))
-            row |= {"injection": i, "network_snr": float(inj["network_snr"][i]),
-                    "chirp_mass_true": float(chirp_mass(inj["mass1"][i], inj["mass2"][i])),
-                    "far": jobs[n][1]["far"]}
-            rows.append(row)
+            errors += [f"{row['event_id']} {kind}: {row[kind]['error']}" for kind in ("search", "true")
+                       if "error" in row.get(kind, {})]
             if n % 20 == 0:
                 log.info("localised %d / %d (%.0f s)", n + 1, len(jobs), time.monotonic() - t0)
+    # every found injection's two sky maps are on disk now (this run's and any earlier run's): read them back
+    rows = [r for r in rows_from_files(args.out, inj) if r["event_id"] in wanted]
     summary = summarise(rows)
+    summary["errors"] = errors
     summary |= {"hours": args.hours, "seed": args.seed, "slides": args.slides, "n_injections": int(inj["tc"].size),
                 "n_found": n_found, "localise_wall_s": round(time.monotonic() - t0, 1)}
     (args.out / "skymap_accuracy.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
     pp_plot(rows, args.out / "skymap_pp.png")
+    if args.record:
+        write_record(args.record, summary, rows)
     print(json.dumps(summary, indent=1))
+
+
+def write_record(stem: Path, summary: dict, rows: list) -> None:
+    """``stem.json`` (summary and rows), ``stem-pp.png`` and ``stem.md`` (the tables)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    png = stem.parent / f"{stem.name}-pp.png"
+    pp_plot(rows, png)
+    s, t = summary["search"], summary["true"]
+    lines = [f"# Sky maps and chirp mass of the alerts' follow-up ({summary['n_injections']} injections, "
+             f"{summary['hours']:g} h, seed {summary['seed']})", "",
+             f"Found at FAR <= 1/day with network SNR 8-30 and localised: {s['n']} (gwstream's template) and "
+             f"{t['n']} (the injection's own parameters, the reference).", "",
+             "| | gwstream template | true template (reference) |", "|---|---|---|",
+             f"| sky maps | {s['n']} | {t['n']} |",
+             f"| 90 % area, median | {s['area90_median_deg2']:.0f} deg² | {t['area90_median_deg2']:.0f} deg² |",
+             f"| 90 % area, 90th percentile | {s['area90_p90_deg2']:.0f} deg² | {t['area90_p90_deg2']:.0f} deg² |",
+             f"| 50 % area, median | {s['area50_median_deg2']:.0f} deg² | {t['area50_median_deg2']:.0f} deg² |",
+             f"| P-P inside the 95 % binomial band at 10..90 % | {s['pp_inside_band']} | {t['pp_inside_band']} |",
+             f"| BAYESTAR runtime, median (1 thread) | {s['runtime_median_s']:.1f} s | {t['runtime_median_s']:.1f} s |",
+             "", "P-P: fraction of injections inside the X % credible region (95 % binomial band):", "",
+             "| X | gwstream | band | reference | band |", "|---|---|---|---|---|"]
+    for x in s["pp"]:
+        lo, hi = s["pp_band_95"][x]
+        lo_t, hi_t = t["pp_band_95"][x]
+        lines.append(f"| {x} | {s['pp'][x]:.3f} | {lo:.3f}–{hi:.3f} | {t['pp'][x]:.3f} | {lo_t:.3f}–{hi_t:.3f} |")
+    lines += ["", f"Chirp mass of gwstream's template: median relative error {s['chirp_mass_rel_err_median']:.3f}, "
+                  f"90th percentile {s['chirp_mass_rel_err_p90']:.3f} (detector frame).", "",
+              f"![P-P plot]({png.name})", ""]
+    stem.with_suffix(".md").write_text("\n".join(lines))
+
+
+def rows_from_files(out: Path, inj: dict) -> list[dict]:
+    """Rows of the injections whose two sky maps (search and true template) are both on disk."""
+    from gwstream.daemon.followup.localize import credible_areas, searched
+    from gwstream.daemon.sim.injections import chirp_mass
+    from igwn_ligolw import lsctables
+    from igwn_ligolw import utils as ligolw_utils
+    from ligo.skymap.io import fits
+
+    rows = []
+    for fs in sorted((out / "search").glob("*.multiorder.fits")):
+        name = fs.name.removesuffix(".multiorder.fits")
+        ft = out / "true" / fs.name
+        if not ft.exists():
+            continue
+        t = int(name.split("-")[-1]) / 1e3
+        i = int(np.argmin(np.abs(inj["tc"] - t)))
+        row = {"event_id": name, "injection": i, "network_snr": float(inj["network_snr"][i]),
+               "chirp_mass_true": float(chirp_mass(inj["mass1"][i], inj["mass2"][i]))}
+        for kind, path in (("search", fs), ("true", ft)):
+            m = fits.read_sky_map(str(path), moc=True)
+            p, a = searched(m, np.degrees(inj["ra"][i]), np.degrees(inj["dec"][i]))
+            a50, a90 = credible_areas(m)
+            doc = ligolw_utils.load_filename(str(out / kind / f"{name}.xml"))
+            sngl = lsctables.SnglInspiralTable.get_table(doc)
+            row[kind] = {"searched_prob": p, "searched_area_deg2": a, "area_50_deg2": a50, "area_90_deg2": a90,
+                         "runtime_s": float(m.meta.get("runtime", np.nan)), "chirp_mass": float(sngl[0].mchirp),
+                         "snr": {r.ifo: float(r.snr) for r in sngl}}
+        rows.append(row)
+    return rows
 
 
 def summarise(rows) -> dict:
