@@ -189,11 +189,18 @@ def test_a_template_bank_that_does_not_fit_the_branch_falls_back_to_the_whole_ba
             cfg.followup, template_bank=str(tmp_path / "missing.csv"))), None, None)
 
 
+_JOBS = []
+
+
 def slow_followup(followup, snap, alert, out_dir):
-    """The follow-up worker's job, 6 s slower (a localisation that takes long)."""
+    """The follow-up worker's job: the first one meets bad data, the others take 6 s longer (a slow localisation)."""
     from gwstream.daemon.proc.followup_worker import run_followup
 
-    time.sleep(6.0)
+    _JOBS.append(alert["event_id"])  # in the worker process: its jobs so far
+    if len(_JOBS) == 1:
+        snap = dataclasses.replace(snap, bad=np.ones_like(snap.bad))
+    else:
+        time.sleep(6.0)
     return run_followup(followup, snap, alert, out_dir)
 
 
@@ -202,8 +209,10 @@ def test_a_slow_localisation_never_delays_the_next_alert(tmp_path):
     the first is still running, and the follow-up comes as a second message (topic skymap) afterwards."""
     from gwstream.daemon.proc.search_worker import run_search_process
 
-    cfg = _config(tmp_path / "c.toml", tmp_path / "out", followup={"skymap": False})
-    duration = 75
+    # the default conditioning and the shipped background: only the loud injections reach FAR <= 1/day
+    cfg = _config(tmp_path / "c.toml", tmp_path / "out", followup={"skymap": False}, psd={"psd_length_s": 64.0},
+                  ranking={"background_init": "default"}, output={"far_threshold_hz": 1.0 / 86400})
+    duration = 130
     sim = Simulator(cfg.simulate, seed=3, duration_s=duration, injections=True)
     tc = sim.injection_table(0, duration)["tc"]
     assert len(tc) >= 2
@@ -243,10 +252,14 @@ def test_a_slow_localisation_never_delays_the_next_alert(tmp_path):
     updates = [(t, a) for topic, t, a in got if topic == SKYMAP_TOPIC]
     near = [a for _, a in firsts if np.min(np.abs(tc - a["gpstime"])) < 0.5]
     assert len(near) >= 2, [a["gpstime"] for _, a in firsts]
-    # every alert of the loud events was out before the first follow-up came back (each takes >= 6 s)
+    # the first follow-up (of the first alert) met bad data: a clear error, no UPDATE, its alert stands
+    first_id = firsts[0][1]["event_id"]
+    assert result["followup_errors"] >= 1 and first_id not in {a["event_id"] for _, a in updates}
+    # every alert of the loud events was out before the next follow-up came back (each takes >= 6 s)
     assert updates, got
     assert max(t for t, a in firsts if a in near) < min(t for t, _ in updates)
     upd = updates[0][1]
+    assert upd["event_id"] != first_id
     assert upd["alert_type"] == "UPDATE" and upd["template"]["source"] == "template_branch"
     assert set(upd["template"]["snr"]) == {"H1", "L1"} and upd["latency"]["alert_to_followup_s"] >= 6
     first = next(a for _, a in firsts if a["event_id"] == upd["event_id"])
