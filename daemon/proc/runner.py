@@ -108,8 +108,10 @@ def run_replay(cfg, input_path: str | Path, *, speed: str, log_level: str = "inf
                                               cols["far"], cols["ifar_years"], cols.get("saturated", []))]
     alerts = [json.loads(x) for x in (out / cfg.output.alerts_file).read_text().splitlines()] \
         if (out / cfg.output.alerts_file).exists() else []
+    first = [a for a in alerts if a.get("alert_type", "PRELIMINARY") != "UPDATE"]  # not the follow-ups
     summary = {"input": str(input_path), "out": str(out), "exit_code": code, "wall_s": round(wall, 2),
-               "n_triggers": len(rows), "n_alerts": len(alerts), "speed": speed, "failure": sup.failure}
+               "n_triggers": len(rows), "n_alerts": len(first), "n_followups": len(alerts) - len(first),
+               "speed": speed, "failure": sup.failure}
     write_triggers(out / "triggers.h5", rows, attrs={k: v for k, v in summary.items() if v is not None})
     return summary
 

@@ -86,7 +86,8 @@ def test_run_source_listen_one_alert_then_sigterm_leaves_state(tmp_path):
     lines = [json.loads(x) for x in printed.splitlines() if x.strip()]
     final = read_status(status_path(cfg))  # written when the search stopped
     assert final["state"] == "stopped" and final["blocks"] == duration and final["end_of_stream_messages"] == 1
-    assert final["alerts"] == len((out / "alerts.jsonl").read_text().splitlines())
+    first_alerts = [x for x in (out / "alerts.jsonl").read_text().splitlines() if '"PRELIMINARY"' in x]
+    assert final["alerts"] == len(first_alerts)  # (its follow-up may have come too, as an UPDATE line)
     assert len(lines) == 1, (lines, log_text[-3000:])
     alert = lines[0]
     assert json.loads(alerts_file.read_text().splitlines()[0]) == alert
@@ -127,8 +128,13 @@ def test_replay_equals_search(tmp_path):
     assert np.array_equal(a["gps_ns"], b["gps_ns"])
     np.testing.assert_array_equal(a["stat"], b["stat"])
     np.testing.assert_array_equal(a["far"], b["far"])
-    alerts = [json.loads(x) for x in (tmp_path / "replay" / "alerts.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "replay" / "alerts.jsonl").read_text().splitlines()]
+    alerts = [x for x in lines if x["alert_type"] == "PRELIMINARY"]
     assert [x["gps_ns"] for x in alerts] == [int(g) for g, f in zip(a["gps_ns"], a["far"]) if f <= 1e-3]
+    assert summary["n_alerts"] == len(alerts)
+    # the follow-ups (sky maps) of those alerts, each at most once, after its alert
+    updates = [x["event_id"] for x in lines if x["alert_type"] == "UPDATE"]
+    assert len(updates) == len(set(updates)) and set(updates) <= {x["event_id"] for x in alerts}
 
 
 def test_supervisor_restarts_then_gives_up_naming_the_child(tmp_path):

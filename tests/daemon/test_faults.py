@@ -74,8 +74,10 @@ def test_kill9_search_is_restarted_and_resumes_from_its_state(tmp_path):
     assert cols["time"].max() > cols["time"].min() + 100, cols["time"]
     alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()] \
         if (out / "alerts.jsonl").exists() else []
-    ids = [a["event_id"] for a in alerts]
-    assert len(ids) == len(set(ids))
+    # each event once as its first alert, and at most once as its follow-up (UPDATE)
+    for kind in ("PRELIMINARY", "UPDATE"):
+        ids = [a["event_id"] for a in alerts if a["alert_type"] == kind]
+        assert len(ids) == len(set(ids)), kind
 
 
 def _hostile_messages(rng, n):
