@@ -100,7 +100,6 @@ def _localise(job):
     snap, alert, true_params, ra, dec, out, bank_path, neighbours, branch_maps = job
     bank = TemplateBankParams(bank_path)
     row = {"event_id": snap.event_id}
-    psds = {ifo: (snap.psd_freqs, snap.psd[k]) for k, ifo in enumerate(snap.ifos)}
     for kind in ("search", "true"):
         try:
             if kind == "search":
@@ -110,7 +109,7 @@ def _localise(job):
                 res = template_snr(dataclasses.replace(snap, template_index=None), TemplateBankParams.from_rows(
                     [true_params]))
             d = out / kind
-            xml = write_coinc_xml(alert, d, template=res.params, detectors=res.detectors, psds=psds)
+            xml = write_coinc_xml(alert, d, template=res.params, detectors=res.detectors, psds=snap.psds)
             sky = localize_coinc(xml, d / f"{snap.event_id}.multiorder.fits")
             p, a = searched(fits.read_sky_map(str(sky.path), moc=True), np.degrees(ra), np.degrees(dec))
         except FollowupError as exc:
@@ -157,7 +156,7 @@ def main() -> None:
         print(json.dumps(summary, indent=1))
         return
     cfg, scorer, triggers, snaps = search(data, args.slides)
-    followup = Followup.from_config(cfg, scorer.meta, scorer.model)
+    followup = Followup.from_config(cfg, scorer.model)
     times = np.array([t.gps_ns / 1e9 for t in triggers])
     idx = match_injections(inj["tc"], times, np.array([t.stat for t in triggers]),
                            np.array([t.var for t in triggers]))

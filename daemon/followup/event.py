@@ -66,7 +66,7 @@ class Followup:
         self.skymap = bool(skymap)
 
     @classmethod
-    def from_config(cls, cfg: Config, meta: dict | None = None, model=None) -> Followup:
+    def from_config(cls, cfg: Config, model=None) -> Followup:
         """The follow-up of ``cfg.followup`` for a model (its branch size from ``model.template_pairs``)."""
         from gwstream.models import default_bank_path
 
@@ -92,8 +92,7 @@ class Followup:
         out_dir = Path(out_dir)
         snr = self.place(snap)
         template = template_record(snr.params, snr, branch_snr=snap.template_snr)
-        psds = {ifo: (snap.psd_freqs, snap.psd[k]) for k, ifo in enumerate(snap.ifos)}
-        xml = write_coinc_xml(alert, out_dir, template=snr.params, detectors=snr.detectors, psds=psds)
+        xml = write_coinc_xml(alert, out_dir, template=snr.params, detectors=snr.detectors, psds=snap.psds)
         skymap, error = None, None
         if self.skymap:
             from .localize import localize_coinc
@@ -120,10 +119,9 @@ class Followup:
                 counters["followup_errors"] += 1
             log.warning("follow-up of %s: %s", snap.event_id, exc)
             return None
-        psds = {ifo: (snap.psd_freqs, snap.psd[k]) for k, ifo in enumerate(snap.ifos)}
         if counters is not None:
             counters["followups"] += 1
-        return write_coinc_xml(alert, out_dir, template=snr.params, detectors=snr.detectors, psds=psds)
+        return write_coinc_xml(alert, out_dir, template=snr.params, detectors=snr.detectors, psds=snap.psds)
 
 
 def _without_index(snap):

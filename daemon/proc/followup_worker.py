@@ -58,7 +58,7 @@ def _child(cfg, branch_pairs: int, out_dir: str, jobs, results, runner, parent: 
     class _Model:  # the branch size is all Followup needs of the model
         template_pairs = branch_pairs
 
-    followup = Followup.from_config(cfg, None, _Model())
+    followup = Followup.from_config(cfg, _Model())
     if followup.skymap:
         from gwstream.daemon.followup.localize import register_phase_convention
 

@@ -145,7 +145,7 @@ def run_search(input_path: str | Path, output: str | Path, cfg: Config, *, model
     if followup_dir is not None:
         from gwstream.daemon.followup.event import Followup
 
-        followup = Followup.from_config(cfg, scorer.meta, scorer.model)
+        followup = Followup.from_config(cfg, scorer.model)
     counters: Counter[str] = Counter()
     triggers: list[Trigger] = []
     total = input_duration_s(input_path, cfg)

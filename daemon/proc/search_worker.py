@@ -64,7 +64,7 @@ def _start_followup(cfg, scorer, out: Path, runner):
     from .followup_worker import FollowupWorker, run_followup
 
     try:
-        followup = Followup.from_config(cfg, scorer.meta, scorer.model)
+        followup = Followup.from_config(cfg, scorer.model)
         worker = FollowupWorker(cfg, int(getattr(scorer.model, "template_pairs", 0) or 0), out / "followup",
                                 runner=runner or run_followup)
     except Exception as exc:  # noqa: BLE001 - alerts go out without follow-ups rather than not at all
@@ -75,25 +75,18 @@ def _start_followup(cfg, scorer, out: Path, runner):
     return followup, worker
 
 
-def _pastro_model(cfg, stage, scorer):
-    """The p_astro model of this search's background (:func:`gwstream.daemon.followup.pastro.model_for_search`),
-    or None (logged) when there is no signal model for this network or no background yet."""
-    from gwstream.daemon.followup.pastro import load_signal_model, model_for_search
+def _pastro_model(cfg, stage):
+    """The p_astro model of this search's background (:func:`gwstream.daemon.followup.pastro.model_for_search`,
+    which refuses a signal model made for another network), or None (logged) when there is none yet."""
+    from gwstream.daemon.followup.pastro import model_for_search
 
-    path = cfg.followup.pastro_file or None
+    if not stage.background.livetime_s > 0:
+        return None
     try:
-        signal = load_signal_model(path)
-        made_for = signal.meta.get("model_sha256")
-        if made_for and scorer.sha256 and made_for != scorer.sha256:
-            log.warning("no p_astro: the signal model %s was made for the network %s..., this one is %s... "
-                        "(followup.pastro_file)", path or "shipped", made_for[:12], scorer.sha256[:12])
-            return None
-        if not stage.background.livetime_s > 0:
-            return None
-        return model_for_search(stage.background, signal_path=path,
+        return model_for_search(stage.background, signal_path=cfg.followup.pastro_file or None,
                                 rate_snr8_per_year=cfg.followup.pastro_rate_per_year)
     except ValueError as exc:
-        log.warning("no p_astro: %s", exc)
+        log.warning("no p_astro: %s (followup.pastro_file)", exc)
         return None
 
 
@@ -188,7 +181,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                      t.gps_ns / NS, t.stat, t.far, t.ifar_years, t.saturated,
                      None if frame_end is None else round(frame_end, 3))
 
-    pastro = {"model": _pastro_model(cfg, stage, scorer), "livetime_s": stage.background.livetime_s}
+    pastro = {"model": _pastro_model(cfg, stage), "livetime_s": stage.background.livetime_s}
 
     def _classification(t) -> dict | None:
         model = pastro["model"]
@@ -329,7 +322,7 @@ def run_search_process(cfg, *, exit_on_eos: bool = False, stop: threading.Event 
                 # p_astro's background density follows the background once it has grown by a tenth (a rebuild
                 # takes a few tenths of a second: not every save)
                 if stage.background.livetime_s > 1.1 * pastro["livetime_s"]:
-                    pastro["model"] = _pastro_model(cfg, stage, scorer) or pastro["model"]
+                    pastro["model"] = _pastro_model(cfg, stage) or pastro["model"]
                     pastro["livetime_s"] = stage.background.livetime_s
             elif now - last_flush >= cfg.output.flush_interval_s:
                 try:

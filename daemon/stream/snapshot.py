@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from gwstream.daemon.units import NS, ns_to_samples, sample_time_ns
+from gwstream.daemon.units import ns_to_samples, sample_time_ns
 
 __all__ = ["TriggerSnapshot", "WhitenedHistory", "SnapshotQueue"]
 
@@ -74,6 +74,11 @@ class TriggerSnapshot:
     def start_ns(self) -> int:
         """GPS ns of ``data[:, 0]``."""
         return sample_time_ns(self.start_sample, self.sample_rate_hz)
+
+    @property
+    def psds(self) -> dict:
+        """``{ifo: (psd_freqs, psd)}``, as the coinc.xml writer takes them."""
+        return {ifo: (self.psd_freqs, self.psd[k]) for k, ifo in enumerate(self.ifos)}
 
     @property
     def duration_s(self) -> float:
@@ -161,7 +166,3 @@ class SnapshotQueue:
         self._pending = keep
         return out
 
-
-def snapshot_seconds(snap: TriggerSnapshot) -> tuple[float, float]:
-    """GPS seconds of a snapshot's first sample and of the trigger (for logs)."""
-    return snap.start_ns / NS, snap.gps_ns / NS

@@ -106,7 +106,7 @@ def test_snapshots_hold_the_whitened_stream_and_the_branch_template(searched):
 
 def test_template_snr_series_match_the_injection(searched):
     cfg, table, snaps, _, _ = searched
-    f = Followup.from_config(cfg, None, load_scorer(cfg).model)
+    f = Followup.from_config(cfg, load_scorer(cfg).model)
     for snap in snaps:
         i = _nearest(table, snap)
         res = f.place(snap)
@@ -127,7 +127,7 @@ def test_ligo_skymap_reads_our_coinc_xml_and_the_sky_map_holds_the_source(search
     from ligo.skymap.io import events, fits
 
     cfg, table, snaps, _, tmp = searched
-    f = Followup.from_config(cfg, None, load_scorer(cfg).model)
+    f = Followup.from_config(cfg, load_scorer(cfg).model)
     snap = snaps[0]
     i = _nearest(table, snap)
     res = f.run(snap, _alert(snap), tmp / "fu")
@@ -152,7 +152,7 @@ def test_ligo_skymap_reads_our_coinc_xml_and_the_sky_map_holds_the_source(search
 
 def test_bad_or_missing_data_give_a_clear_error(searched):
     cfg, _, snaps, _, tmp = searched
-    f = Followup.from_config(cfg, None, load_scorer(cfg).model)
+    f = Followup.from_config(cfg, load_scorer(cfg).model)
     snap = snaps[0]
     bad = snap.bad.copy()
     centre = int((snap.gps_ns - snap.start_ns) * RATE // NS)
@@ -179,14 +179,14 @@ def test_a_template_bank_that_does_not_fit_the_branch_falls_back_to_the_whole_ba
     bank.write_text("mass1,mass2,spin1z,spin2z\n31,26,0,0\n12,8,0,0\n45,40,0.5,0.5\n")
     f = Followup.from_config(dataclasses.replace(cfg, followup=dataclasses.replace(cfg.followup,
                                                                                    template_bank=str(bank))),
-                             None, load_scorer(cfg).model)
+                             load_scorer(cfg).model)
     assert not f.branch_maps and f.branch_template(0) is None
     res = f.place(snaps[0])
     assert res.source == "bank" and res.n_templates == 3
     assert res.params["index"] != 1  # a 20 Msun binary does not fit a 57 Msun one
     with pytest.raises(FollowupError, match="template bank"):
         Followup.from_config(dataclasses.replace(cfg, followup=dataclasses.replace(
-            cfg.followup, template_bank=str(tmp_path / "missing.csv"))), None, None)
+            cfg.followup, template_bank=str(tmp_path / "missing.csv"))), None)
 
 
 _JOBS = []
