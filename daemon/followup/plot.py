@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 #: finest HEALPix order drawn (nside 512, 3.1M pixels, 0.013 deg²): a finer map is averaged down for the picture
 #: (the areas come from the multi-order map itself)
 PLOT_MAX_ORDER = 9
-_SR_TO_DEG2 = (180.0 / np.pi) ** 2
 
 
 class SkymapError(GwstreamError, OSError):
@@ -58,17 +57,11 @@ def read_skymap(path: str | Path):
 
 
 def credible_areas(table, levels=(0.5, 0.9)) -> dict:
-    """``{"area_50_deg2": ..., "area_90_deg2": ...}``: the smallest sky areas holding ``levels`` of the probability
-    (greedy: pixels by decreasing density), from the multi-order map at its own resolution."""
-    from ligo.skymap.moc import uniq2pixarea
+    """``{"area_50_deg2": ..., "area_90_deg2": ...}``: :func:`gwstream.daemon.followup.localize.credible_areas`
+    (the smallest sky areas holding ``levels``, greedy, at the map's own resolution) keyed for the title."""
+    from .localize import credible_areas as areas
 
-    dens = np.asarray(table["PROBDENSITY"], dtype=float)
-    area = np.asarray(uniq2pixarea(np.asarray(table["UNIQ"])), dtype=float)
-    order = np.argsort(dens)[::-1]
-    cum_p = np.cumsum(dens[order] * area[order])
-    cum_a = np.cumsum(area[order]) * _SR_TO_DEG2
-    cum_p /= cum_p[-1]
-    return {f"area_{round(100 * lv)}_deg2": float(np.interp(lv, cum_p, cum_a)) for lv in levels}
+    return {f"area_{round(100 * lv)}_deg2": a for lv, a in zip(levels, areas(table, levels))}
 
 
 def flatten(table, max_order: int = PLOT_MAX_ORDER) -> np.ndarray:
