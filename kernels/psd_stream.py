@@ -91,7 +91,10 @@ class StreamingWelch:
     FFT segments sit on a fixed grid of absolute indices (start multiple of
     the step), so the estimate does not depend on how the stream is chunked.
     A segment touching any invalid sample is skipped. Every ``refresh_s`` of
-    stream time a new estimate is formed from the segments ending within the
+    stream time (at the first chunk end past each multiple of ``refresh_s``
+    on the same absolute grid, so two streams of the same data refresh at
+    the same moments wherever each of them began) a new estimate is formed
+    from the segments ending within the
     trailing ``psd_length_s``, if they cover at least ``min_valid_s``; it is
     accepted unless its :func:`sensitivity_proxy` differs from the current
     PSD's by more than ``max_change`` (relative) in any channel, in which case
@@ -306,7 +309,8 @@ class StreamingWelch:
         if self.psd is None:
             due = self.n_segments_available() >= self.min_segments
         else:
-            due = end - self._last_refresh >= self.refresh
+            # an absolute grid: the refreshes fall at the same sample whenever the stream started
+            due = end // self.refresh > self._last_refresh // self.refresh
         if not due:
             return PsdUpdate()
         self._last_refresh = end
