@@ -68,11 +68,14 @@ def synthetic_frames(sim, *, start_s: int = 0, frame_s: int = 1,
 
 # ----------------------------------------------------------------------- hdf5
 def hdf5_frames(path: str | os.PathLike, ifos: Sequence[str], *, frame_s: float = 1.0,
-                strain_channel: str = "GDS-CALIB_STRAIN", state_word: int = 3) -> Iterator[Frame]:
+                strain_channel: str = "GDS-CALIB_STRAIN", state_word: int = 3,
+                start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Frame]:
     """Frames cut from an HDF5 file (mock-data layout or gwpy/PyCBC time series), time-ordered.
 
     Data read from HDF5 carries no state vector; every sample is marked with
-    ``state_word`` (analysis-ready by default).
+    ``state_word`` (analysis-ready by default). With ``start_ns``/``end_ns``
+    only the frames starting in ``[start_ns, end_ns)`` are read (the same
+    frames, cut on the same grid, as a read of the whole file).
     """
     from gwstream.daemon.io.framefiles import iter_hdf5_segments
 
@@ -82,7 +85,12 @@ def hdf5_frames(path: str | os.PathLike, ifos: Sequence[str], *, frame_s: float 
             rate = seg.sample_rate
             n_frame = int(round(frame_s * rate))
             total = seg.dataset.shape[0]
-            for i0 in range(0, total, n_frame):
+            frame_ns = samples_to_ns(n_frame, rate)
+            n_all = -(-total // n_frame)
+            k0 = 0 if start_ns is None else min(n_all, max(0, -(-(start_ns - seg.gps_start_ns) // frame_ns)))
+            k1 = n_all if end_ns is None else min(n_all, max(k0, -(-(end_ns - seg.gps_start_ns) // frame_ns)))
+            seq += k0
+            for i0 in range(k0 * n_frame, k1 * n_frame, n_frame):
                 data = np.asarray(seg.dataset[i0:i0 + n_frame], dtype=np.float64)
                 if data.size * NS % rate:
                     log.warning("hdf5 tail dropped ifo=%s samples=%d: not a whole number of ns", ifo, data.size)
@@ -91,6 +99,7 @@ def hdf5_frames(path: str | os.PathLike, ifos: Sequence[str], *, frame_s: float 
                 yield gps_ns, ifos.index(ifo), Frame(ifo, f"{ifo}:{strain_channel}", gps_ns, rate, data,
                                                      (state_word,), seq)
                 seq += 1
+            seq += n_all - k1
 
     for _, _, frame in heapq.merge(*(one_ifo(ifo) for ifo in ifos), key=lambda t: (t[0], t[1])):
         yield frame
@@ -130,7 +139,8 @@ def _scan(directory: Path, ifos: Sequence[str]) -> dict[str, dict[int, Path]]:
 
 
 def _read_with_retries(path: Path, ifo: str, channels: tuple[str, str], seq: int, retries: int,
-                       retry_wait_s: float, sleep: Callable[[float], None], stats: Counter) -> Frame | None:
+                       retry_wait_s: float, sleep: Callable[[float], None], stats: Counter,
+                       unreadable: list | None = None) -> Frame | None:
     for attempt in range(retries + 1):
         try:
             return _frame_from_gwf(path, ifo, channels[0], channels[1], seq)
@@ -142,6 +152,8 @@ def _read_with_retries(path: Path, ifo: str, channels: tuple[str, str], seq: int
             else:
                 stats["unreadable_files"] += 1
                 log.error("giving up on frame file path=%s after %d attempts: %s", path, retries + 1, exc)
+                if unreadable is not None:
+                    unreadable.append((str(path), str(exc)))
     return None
 
 
@@ -151,8 +163,12 @@ def gwf_archive_frames(directory: str | os.PathLike, ifos: Sequence[str], *,
                        start_gps: int | None = None, end_gps: int | None = None,
                        read_retries: int = 2, retry_wait_s: float = 0.1,
                        sleep: Callable[[float], None] = time.sleep,
-                       stats: Counter | None = None) -> Iterator[Frame]:
-    """Replay the GWF files of ``directory`` in GPS order (detectors interleaved)."""
+                       stats: Counter | None = None, unreadable: list | None = None) -> Iterator[Frame]:
+    """Replay the GWF files of ``directory`` in GPS order (detectors interleaved).
+
+    A file that stays unreadable after ``read_retries`` is skipped (its data
+    become a gap) and, with ``unreadable``, listed there as ``(path, reason)``.
+    """
     stats = stats if stats is not None else Counter()
     found = _scan(Path(directory), ifos)
     times = sorted({g for per in found.values() for g in per})
@@ -172,7 +188,7 @@ def gwf_archive_frames(directory: str | os.PathLike, ifos: Sequence[str], *,
                 log.warning("missing frame file ifo=%s gps=%d", ifo, gps)
                 continue
             frame = _read_with_retries(path, ifo, (strain_channel, state_channel), seq[ifo],
-                                       read_retries, retry_wait_s, sleep, stats)
+                                       read_retries, retry_wait_s, sleep, stats, unreadable)
             if frame is not None:
                 seq[ifo] += 1
                 yield frame
