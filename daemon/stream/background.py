@@ -216,6 +216,41 @@ class Background:
             far = far_hz(n, t) if t > 0 else np.full(np.shape(n), np.inf)
         return far, n == 0
 
+    def count_parts(self, stat: float) -> tuple[int, int]:
+        """What :meth:`far_joined` needs of this background at ``stat``: ``(n, binned)``.
+
+        ``n`` is the exact number of statistics ``>= stat`` when it is at most
+        ``n_exact`` (``stat`` above the floor), else -1; ``binned`` the
+        histogram's count of the bins from ``stat``'s upwards.
+        """
+        stat = float(stat)
+        asc = self.loudest[::-1]
+        n = int(asc.size - np.searchsorted(asc, stat, side="left")) if stat > self.floor else -1
+        tail = np.concatenate([np.cumsum(self.counts[::-1])[::-1], [0]])
+        binned = 0 if stat == np.inf else int(tail[self._bins(np.asarray([stat]))[0]])
+        return n, binned
+
+    def far_joined(self, stat: float, live_windows: int, n: int, binned: int) -> tuple[float, bool]:
+        """``(far_hz, saturated)`` of ``stat`` against this background merged with a later one whose
+        :attr:`live_windows` and :meth:`count_parts` at ``stat`` are given.
+
+        Equals :meth:`far` of the merged background exactly: the floor of a
+        background is the largest statistic its exact list ever left out,
+        i.e. the ``n_exact + 1``-th largest it holds, so a statistic above the
+        merged floor is one that at most ``n_exact`` statistics of both parts
+        reach, and the counts add. This is how a span of a distributed search
+        gets the FAR one process gives, without the spans before it.
+        """
+        mine, my_binned = self.count_parts(stat)
+        if mine >= 0 and n >= 0 and mine + n <= self.n_exact:
+            count = mine + n
+        else:
+            count = my_binned + binned
+        windows = self.live_windows + int(live_windows)
+        t = windows * self.stride_ns / NS
+        far = float(far_hz(count, t)) if t > 0 else float("inf")
+        return far, count == 0
+
     # ----------------------------------------------------------------- combine
     def check_compatible(self, other: Background, what: str = "background") -> None:
         """Raise :class:`BackgroundError` unless ``other`` can be counted with this one."""

@@ -332,6 +332,44 @@ class Conditioner:
         self._win_start, self._warm = state["win_start"], bool(state["warm"])
         self._an_origin = state["an_origin"]
 
+    def state_digest(self) -> str:
+        """SHA-256 of the state that decides every later output, in a form independent of where the stream began.
+
+        Two conditioners with equal digests turn the same blocks into the same
+        whitened stream from here on. Left out is what no later output can
+        depend on: the PSD ring's slot order (its median is order-free),
+        segments too old for any later estimate, invalid-sample marks older
+        than the filters reach, and where the stream started. A distributed
+        search compares the digest a span reaches after its lead-in with the
+        one the span before it had at the same block.
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+
+        def put(*values):
+            for v in values:
+                if isinstance(v, np.ndarray):
+                    h.update(str((v.dtype.str, v.shape)).encode())
+                    h.update(np.ascontiguousarray(v).tobytes())
+                else:
+                    h.update(repr(v).encode())
+                h.update(b"|")
+
+        p = self._psd.snapshot()
+        ends = p["pg_end"]
+        live = (ends >= 0) & (ends > p["next_index"] - self._psd.psd_length)
+        order = np.argsort(ends[live], kind="stable")
+        put(self._geometry(), p["buf"], p["buf_valid"], p["next_index"], ends[live][order], p["pg"][live][order],
+            p["last_refresh"], p["psd"], p["psd_index"], p["n_rejected"], self._taps, self._next_gps_ns,
+            self._in_next, self._rs_state.history, self._rs_state.offset, self._rs_next, self._wh_hist,
+            self._win_buf, self._win_bad, self._win_start, self._warm)
+        if self._in_next is not None:
+            put(np.maximum(self._in_last_bad, self._in_next - self._rs_ntaps - 1))
+        if self._rs_next is not None:
+            put(np.maximum(self._an_last_bad, self._rs_next - self.n_taps - 1))
+        return h.hexdigest()
+
     def _geometry(self) -> tuple:
         return (self.ifos, self.input_rate_hz, self.rate, self.n_taps, self.phase, self.window, self.stride,
                 self._psd.nperseg, self._psd.step, self._psd.max_segments)

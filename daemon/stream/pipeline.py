@@ -130,6 +130,37 @@ class SearchStage:
         """The requested snapshots whose data have come in (every pending one when ``final``)."""
         return [] if self.snapshot_queue is None else self.snapshot_queue.ready(final=final)
 
+    def condition_only(self, blocks: list[Block]) -> None:
+        """Run blocks through the conditioner alone (no scoring, no ranking): how a distributed search's span
+        brings its PSD to where one process's would be, before the stretch it scores."""
+        if self.conditioner is None and blocks:
+            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=blocks[0].sample_rates[0],
+                                                       copy_windows=self.scorer.model.joint)
+        for block in blocks:
+            self.conditioner.process(block)
+
+    def restore_conditioner(self, state: dict, input_rate_hz: int) -> None:
+        """Continue from a :meth:`Conditioner.snapshot <gwstream.daemon.stream.conditioning.Conditioner.snapshot>`
+        (taken by another stage of the same configuration)."""
+        self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=input_rate_hz,
+                                                   copy_windows=self.scorer.model.joint)
+        self.conditioner.restore(state)
+
+    def start_owning(self) -> None:
+        """From the next block on, count only what this stage decides from now: a fresh (empty) background, live
+        times, segments and counters from zero, and each trigger's :attr:`RankingStage.far_inputs`. The clustering
+        carry, the last trigger and every filter keep their state. A span of a distributed search calls this at
+        its own start, after its lead-in."""
+        r = self.ranking
+        old = r.background
+        r.background = Background(old.stride_ns, old.meta, n_exact=old.n_exact, hist_range=old.hist_range,
+                                  bin_width=old.bin_width)
+        r.foreground_live_windows = 0
+        r.n_triggers = 0
+        r.far_inputs = []
+        self.segments = []
+        self.counters = Counter()
+
     @property
     def background(self) -> Background:
         return self.ranking.background

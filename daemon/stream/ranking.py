@@ -112,6 +112,9 @@ class RankingStage:
         self.foreground_live_windows = 0
         self.n_triggers = 0
         self.skipped_windows = 0  # windows received again after a restart (already analysed)
+        # when a list: per trigger, (background live windows, Background.count_parts) at the moment it was
+        # ranked, so its FAR can be recomputed against backgrounds this stage never saw (a distributed search)
+        self.far_inputs: list[tuple[int, int, int]] | None = None
 
     # --------------------------------------------------------------- properties
     @property
@@ -209,6 +212,8 @@ class RankingStage:
                 continue
             triggers.append(Trigger(int(located), window_ns, stat, self.var_s, far,
                                     float(far_to_ifar_years(far)), bool(sat)))
+            if self.far_inputs is not None:
+                self.far_inputs.append((self.background.live_windows, *self.background.count_parts(stat)))
             self.last_trigger_index, self.last_trigger_ns = index, int(located)
         self.n_triggers += len(triggers)
         return triggers
