@@ -551,6 +551,33 @@ class FollowupConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where ``gwstream search`` runs when it does not run in one process: a Dask cluster (docs/scaling.md)."""
+
+    backend: str = setting("local", choices=("local", "htcondor", "slurm"),
+                           doc="the cluster --workers starts: a LocalCluster on this machine, or a dask-jobqueue "
+                               "HTCondorCluster / SLURMCluster submitting worker jobs")
+    scheduler: str = setting("", doc="address of a running Dask scheduler (tcp://host:8786); same as --scheduler")
+    span_s: float = setting(14400.0, gt=0, unit="s", doc="data each task searches (rounded to model.group_blocks "
+                                                        "blocks; at least the slides' reach)")
+    psd_lead_s: float = setting(512.0, gt=0, unit="s", doc="conditioning-only lead-in before a span's scoring "
+                                                          "lead-in, for its PSD to converge to one process's")
+    jobs: int = setting(1, gt=0, doc="jobqueue backends: worker jobs submitted (--workers overrides)")
+    cores: int = setting(1, gt=0, doc="jobqueue backends: cores per job (one worker process per core)")
+    memory: str = setting("4GiB", doc="jobqueue backends: memory per job")
+    disk: str = setting("4GiB", doc="htcondor: scratch disk per job")
+    walltime: str = setting("24:00:00", doc="jobqueue backends: wall-time limit per job (HH:MM:SS)")
+    queue: str = setting("", doc="slurm: partition; empty = the site's default")
+    account: str = setting("", doc="slurm: account to charge; htcondor: accounting group; empty = none")
+    job_extra: tuple[str, ...] = setting((), doc="jobqueue backends: extra directives, e.g. "
+                                                 "['--constraint=haswell'] (slurm) or ['request_disk = 4GB'] "
+                                                 "(htcondor)")
+    local_directory: str = setting("", doc="workers' scratch directory; empty = Dask's default")
+    retries: int = setting(1, ge=0, doc="times a span that raised is tried again (a killed worker's span is "
+                                        "always rescheduled by Dask)")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per TOML table."""
 
@@ -567,6 +594,7 @@ class Config:
     ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     followup: FollowupConfig = dataclasses.field(default_factory=FollowupConfig)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
 
     def check(self, prefix: str) -> None:
         rate = self.data.analysis_rate_hz

@@ -1,4 +1,4 @@
-"""Offline commands: ``gwstream train``, ``gwstream search`` and ``gwstream evaluate``."""
+"""Offline commands: ``gwstream train``, ``search``, ``evaluate`` and ``campaign``."""
 
 from __future__ import annotations
 
@@ -19,14 +19,25 @@ def cmd_train(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from gwstream.daemon.proc.offline import run_search
-
     cfg = load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
-                         "ranking.n_slides_joint": args.slides})
-    summary = run_search(args.input, args.output, cfg, background_out=args.background_out,
-                         progress=not args.no_progress, followup_dir=args.followup,
-                         followup_far_hz=args.followup_far)
-    print(json.dumps(summary))
+                         "ranking.n_slides_joint": args.slides, "cluster.scheduler": args.scheduler,
+                         "cluster.span_s": args.span_s})
+    if args.workers is not None or cfg.cluster.scheduler or cfg.cluster.backend != "local":
+        if args.followup:
+            raise SystemExit("gwstream search: --followup runs in one process (it needs the whitened data around "
+                             "each trigger as the search passes it); drop --workers/--scheduler, or run "
+                             "gwstream localize on a one-process search of the triggers' stretch")
+        from gwstream.daemon.cluster.search import run_cluster_search
+
+        summary = run_cluster_search(args.input, args.output, cfg, workers=args.workers,
+                                     background_out=args.background_out, progress=not args.no_progress)
+    else:
+        from gwstream.daemon.proc.offline import run_search
+
+        summary = run_search(args.input, args.output, cfg, background_out=args.background_out,
+                             progress=not args.no_progress, followup_dir=args.followup,
+                             followup_far_hz=args.followup_far)
+    print(json.dumps({k: v for k, v in summary.items() if k != "spans"}))
     return 0
 
 
@@ -36,6 +47,18 @@ def cmd_evaluate(args) -> int:
     summary = run_evaluate(args.injections, args.foreground, args.background, args.out,
                            far_per_day=args.far_per_day)
     print(json.dumps({k: summary[k] for k in ("n_injections", "sensitive_distance_mpc", "out")}))
+    return 0
+
+
+def cmd_campaign(args) -> int:
+    from gwstream.daemon.cluster.campaign import run_campaign
+
+    cfg = load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
+                         "ranking.n_slides_joint": args.slides, "cluster.scheduler": args.scheduler,
+                         "cluster.span_s": args.span_s})
+    record = run_campaign(args.injections, args.foreground, args.out, cfg, background=args.background,
+                          workers=args.workers, far_per_day=args.far_per_day, progress=not args.no_progress)
+    print(json.dumps(record["evaluate"]))
     return 0
 
 
@@ -51,7 +74,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("search", help="offline search of an archive (same pipeline as the daemon)")
-    p.add_argument("input", help="HDF5 file (mock-data layout or gwpy/PyCBC), GWF file or GWF directory")
+    p.add_argument("input", nargs="+",
+                   help="HDF5 files (mock-data layout or gwpy/PyCBC), GWF files or GWF directories (one or more)")
     p.add_argument("output", help="trigger archive to write (HDF5: time, stat, var, far, ...)")
     add_common(p)
     p.add_argument("--model", default=None, help="checkpoint (override model.path; default the shipped model)")
@@ -63,6 +87,13 @@ def register(sub) -> None:
                         "FAR <= --followup-far (gwstream localize makes their sky maps)")
     p.add_argument("--followup-far", type=float, default=1.0 / 86400, metavar="HZ",
                    help="FAR (Hz, when ranked) of the triggers --followup writes (default 1/day)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="search in spans on a Dask LocalCluster of N worker processes (or, with [cluster] backend "
+                        "htcondor/slurm, N worker jobs); results equal the one-process search's")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="search in spans on a running Dask scheduler (tcp://host:8786; override cluster.scheduler)")
+    p.add_argument("--span-s", type=float, default=None, metavar="S",
+                   help="data per span (override cluster.span_s)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -76,3 +107,23 @@ def register(sub) -> None:
                    help="FAR thresholds of the summary table (per day)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("campaign", help="an injection campaign: search the data with injections (and noise-only "
+                                        "data) on a Dask cluster, then evaluate")
+    p.add_argument("--injections", required=True, help="injection file (gwstream simulate --injections)")
+    p.add_argument("--foreground", required=True, nargs="+", help="data with the injections (HDF5/GWF inputs)")
+    p.add_argument("--background", nargs="+", default=None,
+                   help="noise-only data whose time-slid background ranks the injections (default: the "
+                        "foreground's own)")
+    p.add_argument("--out", required=True, help="directory for the archives, summary.json and the plots")
+    add_common(p)
+    p.add_argument("--model", default=None, help="checkpoint (override model.path)")
+    p.add_argument("--slides", type=int, default=None, help="time slides (override ranking.n_slides)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="LocalCluster worker processes (or jobqueue jobs); default one per core")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
+    p.add_argument("--span-s", type=float, default=None, metavar="S", help="data per span (cluster.span_s)")
+    p.add_argument("--far-per-day", type=float, nargs="+", default=[1.0, 10.0, 100.0],
+                   help="FAR thresholds of the summary table (per day)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_campaign)

@@ -1,0 +1,275 @@
+"""Spans: the pieces a distributed search cuts an archive into, and the search of one of them.
+
+A span owns the blocks that start in ``[start_ns, end_ns)``: everything the
+pipeline decides while it processes them (zero-lag triggers, background
+clusters, live windows, analysed segments, counters) belongs to that span and
+to no other, so the spans' results add up to one process's. To decide exactly
+as one process does, a span first rebuilds the state one process would have
+at ``start_ns``, from the data before it (the *lead-in*):
+
+* ``lead_ns .. score_ns``: the conditioner alone (resampling, the PSD chain,
+  whitening), long enough (``cluster.psd_lead_s``) for the PSD estimator,
+  whose accept/keep decisions chain back to the start of the data, to fall
+  into step with one process's;
+* ``score_ns .. start_ns``: the whole pipeline, its output thrown away,
+  covering what the slides reach back (``n_slides * slide_step_s``), the
+  windows and the clustering (the *margin*).
+
+Nothing is taken on trust: at ``score_ns`` the span records its
+conditioner's :meth:`~gwstream.daemon.stream.conditioning.Conditioner.state_digest`,
+and the span before it records its own conditioner there (it owns that
+block). Equal digests mean the same whitened stream from ``score_ns`` on,
+hence the same statistics over the owned blocks; a mismatch makes the
+driver run the span again from the previous span's conditioner
+(:func:`run_span` with ``seed``). The first span, and any whose lead-in
+reaches back to the start of the data, start cold exactly as one process does.
+
+Blocks are scored in groups fixed by the GPS grid
+(:func:`~gwstream.daemon.proc.offline.grouped`), and every span boundary lies
+on that grid, so a span hands the encoder the very tensors one process does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from gwstream.daemon.config import Config
+from gwstream.daemon.io.trigger import Trigger
+from gwstream.daemon.proc.offline import file_blocks, group_ns, grouped
+from gwstream.daemon.proc.preflight import load_scorer
+from gwstream.daemon.stream.background import Background
+from gwstream.daemon.stream.pipeline import SearchStage
+from gwstream.daemon.units import NS, seconds_to_ns
+
+__all__ = ["Span", "SpanResult", "plan_spans", "margin_ns", "run_span"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Span:
+    """One task of a distributed search (GPS ns; every boundary on the scoring-group grid).
+
+    Attributes
+    ----------
+    index : int
+        Position in time order (0 first).
+    start_ns, end_ns : int
+        The span owns the blocks starting in ``[start_ns, end_ns)``.
+    lead_ns : int
+        Where it starts reading: conditioning only until ``score_ns``.
+    score_ns : int
+        Where the whole pipeline starts; where the span's conditioner is checked.
+    next_score_ns : int or None
+        The next span's ``score_ns``: where this span records its conditioner for it.
+    cold : bool
+        ``lead_ns`` is the start of the data: nothing to check.
+    last : bool
+        The last span: it also decides the windows left open at the end of the data.
+    data_s : float
+        Seconds of data (first detector) the span owns.
+    """
+
+    index: int
+    start_ns: int
+    end_ns: int
+    lead_ns: int
+    score_ns: int
+    next_score_ns: int | None
+    cold: bool
+    last: bool
+    data_s: float = 0.0
+
+    def describe(self) -> str:
+        return f"span {self.index} (GPS {self.start_ns / NS:.0f}-{self.end_ns / NS:.0f})"
+
+
+def margin_ns(cfg: Config, n_slides: int) -> int:
+    """Scoring lead-in (ns) a span needs before its start: what the slides reach back, three windows (the
+    encoder's reach, the whitening filter, the window itself), the clustering and two scoring groups; rounded
+    up to the group grid."""
+    cell = group_ns(cfg)
+    reach = n_slides * cfg.ranking.slide_step_s + 3 * cfg.windows.window_s + cfg.ranking.cluster_window_s
+    need = seconds_to_ns(reach) + 2 * cell
+    return -(-need // cell) * cell
+
+
+def plan_spans(segments: list[tuple[int, int]], cfg: Config, n_slides: int, *, span_s: float | None = None,
+               psd_lead_s: float | None = None) -> list[Span]:
+    """Cut the data (``segments``, GPS ns ``[start, end)``) into spans of about ``span_s`` (``cluster.span_s``).
+
+    Span boundaries are multiples of the span length on the GPS grid (never
+    shorter than the scoring margin, so a span's check point lies in the span
+    before it); a span that would hold no data is joined to the one before it.
+    """
+    if not segments:
+        return []
+    cell = group_ns(cfg)
+    margin = margin_ns(cfg, n_slides)
+    span_ns = seconds_to_ns(cfg.cluster.span_s if span_s is None else span_s)
+    span_ns = max(-(-span_ns // cell) * cell, margin)
+    lead = seconds_to_ns(cfg.cluster.psd_lead_s if psd_lead_s is None else psd_lead_s)
+    lead = -(-lead // cell) * cell
+    t0, t1 = segments[0][0], segments[-1][1]
+    cuts = list(range((t0 // span_ns + 1) * span_ns, t1, span_ns))
+    bounds = [t0] + cuts + [t1]
+
+    def owned(a: int, b: int) -> int:
+        return sum(max(0, min(b, e) - max(a, s)) for s, e in segments)
+
+    # a span without data joins the span before it
+    keep = [bounds[0]]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if owned(a, b) > 0 or len(keep) == 1:
+            if a != keep[-1]:
+                keep.append(a)
+    keep.append(t1)
+    keep = sorted(set(keep))
+    starts, ends = keep[:-1], keep[1:]
+    spans = []
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        if k == 0:
+            score = lead_at = a
+        else:
+            score = max(t0, a - margin)
+            lead_at = max(t0, (score - lead) // cell * cell)
+        spans.append(Span(k, a, b, lead_at, score, None, lead_at == t0, k == len(starts) - 1,
+                          owned(a, b) / NS))
+    # a span records its conditioner where the next one checks its own (a cold one checks nothing)
+    return [dataclasses.replace(s, next_score_ns=spans[k + 1].score_ns
+                                if k + 1 < len(spans) and not spans[k + 1].cold else None)
+            for k, s in enumerate(spans)]
+
+
+@dataclass
+class SpanResult:
+    """What a span decided, with what the merge needs to finish its FARs and check its lead-in.
+
+    ``far_inputs[i]`` are trigger ``i``'s ``(live windows, exact count,
+    binned count)`` against the span's own background when it was ranked
+    (:meth:`~gwstream.daemon.stream.background.Background.count_parts`);
+    its ``far`` is final only after :func:`~gwstream.daemon.cluster.merge.merge_spans`.
+    """
+
+    span: Span
+    triggers: list[Trigger]
+    far_inputs: np.ndarray
+    background: Background
+    live_windows: int
+    segments: list[list[int]]
+    counters: dict
+    entry_digest: str | None
+    exit_digest: str | None
+    exit_state: dict | None
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    seeded: bool = False
+    wall_s: float = 0.0
+    lead_s: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=2)
+def _scorer(cfg: Config, model: str | None):
+    """One scorer per worker process and model (a worker runs many spans)."""
+    return load_scorer(cfg, model)
+
+
+def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_slides: int | None = None,
+             seed: dict | None = None) -> SpanResult:
+    """Search one span: lead-in, then the owned blocks (see the module docstring).
+
+    ``seed``: the conditioner of the span before, snapshotted at this span's
+    ``score_ns`` (its ``exit_state``); the span then reads from ``score_ns``
+    with that state instead of running its own lead-in.
+
+    ``cfg`` must not name an initial background (``ranking.background_init``):
+    the merge adds it; each span counts only its own.
+    """
+    t_wall = time.monotonic()
+    scorer = _scorer(cfg, model)
+    stage = SearchStage(cfg, scorer, n_slides=n_slides)
+    cell = group_ns(cfg)
+    unreadable: list[tuple[str, str]] = []
+    read_from = span.score_ns if seed is not None else span.lead_ns
+    blocks = file_blocks(inputs, cfg, start_ns=read_from, end_ns=span.end_ns, unreadable=unreadable)
+    triggers: list[Trigger] = []
+    entry = exit_digest = None
+    exit_state = None
+    owning = False
+    lead_s = 0.0
+
+    def digest():
+        return None if stage.conditioner is None else stage.conditioner.state_digest()
+
+    for batch in grouped(blocks, cell):
+        t = batch[0].gps_ns
+        if seed is not None and stage.conditioner is None:
+            stage.restore_conditioner(seed, batch[0].sample_rates[0])
+        if entry is None and t >= span.score_ns:
+            entry = digest() or ""
+        if span.next_score_ns is not None and exit_state is None and t >= span.next_score_ns:
+            exit_state, exit_digest = _snapshot(stage), digest()
+        if not owning and t >= span.start_ns:
+            stage.start_owning()
+            owning = True
+        if not owning:
+            lead_s += sum(b.duration_ns for b in batch) / NS
+        if t < span.score_ns:
+            stage.condition_only(batch)
+            continue
+        for found in stage.process_many(batch):
+            if owning:
+                triggers += found
+    if entry is None:
+        entry = digest() or ""
+    if span.next_score_ns is not None and exit_state is None:
+        exit_state, exit_digest = _snapshot(stage), digest()
+    if not owning:
+        stage.start_owning()
+    if span.last:
+        triggers += stage.finish()
+    r = stage.ranking
+    far_inputs = np.asarray(r.far_inputs, dtype=np.int64).reshape(-1, 3)
+    if far_inputs.shape[0] != len(triggers):
+        raise RuntimeError(f"{span.describe()}: {len(triggers)} triggers but {far_inputs.shape[0]} FAR records")
+    # a file the lead-in met belongs to the span before (read there as the same gap): reported once, by its owner
+    unreadable = [(path, why) for path, why in unreadable if _owns_file(span, path)]
+    for path, why in unreadable:
+        log.error("%s: unreadable frame file %s (%s): analysed as a gap", span.describe(), path, why)
+    return SpanResult(span, triggers, far_inputs, r.background, r.foreground_live_windows,
+                      [list(s) for s in stage.segments], dict(stage.counters), None if span.cold else entry,
+                      exit_digest, exit_state, unreadable, seed is not None, time.monotonic() - t_wall, lead_s,
+                      meta={"n_slides": stage.n_slides, "model": scorer.name, "model_sha256": scorer.sha256,
+                            "merger_offset_s": stage.merger_offset_s, "stride_ns": r.stride_ns})
+
+
+def _owns_file(span: Span, path: str) -> bool:
+    """Whether a frame file's GPS start (from its name) lies in the span (True when the name tells none)."""
+    from pathlib import Path
+
+    from gwstream.daemon.errors import FrameFileError
+    from gwstream.daemon.io.framefiles import parse_gwf_name
+
+    try:
+        gps = parse_gwf_name(Path(path).name)[2]
+    except FrameFileError:
+        return True
+    return span.start_ns <= gps * NS < span.end_ns
+
+
+def _snapshot(stage: SearchStage) -> dict | None:
+    return None if stage.conditioner is None else stage.conditioner.snapshot()
+
+
+def owned_counters(results: list[SpanResult]) -> Counter:
+    """The spans' counters, summed."""
+    total: Counter = Counter()
+    for r in results:
+        total.update(r.counters)
+    return total
