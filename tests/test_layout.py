@@ -69,7 +69,8 @@ def _offences(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_the_layout_has_the_folders_it_documents():
     for folder in ("daemon/stream", "daemon/io", "daemon/proc", "daemon/sim", "daemon/train", "daemon/eval",
-                   "daemon/bank", "daemon/cli", "daemon/followup", "kernels", "models", "models/weights"):
+                   "daemon/bank", "daemon/cli", "daemon/followup", "daemon/cluster", "kernels", "models",
+                   "models/weights"):
         assert (REPO / folder).is_dir(), folder
     # the shipped weights live in one folder, not beside the code
     assert not list((REPO / "models").glob("*.pt"))
@@ -112,7 +113,9 @@ def test_the_pipeline_reads_no_files_and_runs_no_preflight():
     ("daemon/eval", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train")),
     ("daemon/followup", ("zmq", "gwstream.daemon.proc", "gwstream.daemon.train", "gwstream.daemon.cli",
                          "torch")),
-    ("daemon/proc", ("gwstream.daemon.train", "gwstream.daemon.cli")),
+    ("daemon/proc", ("gwstream.daemon.train", "gwstream.daemon.cli", "gwstream.daemon.cluster")),
+    ("daemon/cluster", ("zmq", "gwstream.daemon.train", "gwstream.daemon.cli", "gwstream.daemon.followup",
+                        "gwstream.daemon.sim")),
 ])
 def test_the_other_packages_keep_the_documented_direction(folder, forbidden):
     """The table of docs/architecture.md ("Code structure"), row by row."""
