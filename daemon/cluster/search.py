@@ -59,8 +59,10 @@ def cluster_client(cfg: Config, *, workers: int | None = None, scheduler: str | 
     if c.backend == "local":
         from distributed import LocalCluster
 
+        # GOMP_SPINCOUNT: what gwstream sets for itself before torch loads (proc.spawn.bound_omp_spin)
         cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", local_directory=c.local_directory or None)
+                               dashboard_address=":0", local_directory=c.local_directory or None,
+                               env={"GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "100000")})
     else:
         cluster = _jobqueue_cluster(cfg)
         cluster.scale(jobs=workers or c.jobs)
@@ -149,6 +151,7 @@ def run_cluster_search(inputs, output: str | Path, cfg: Config, *, workers: int 
         "workers": len(client.scheduler_info().get("workers", {})) if hasattr(client, "scheduler_info") else None,
         "spans": [{"span": r.span.index, "start": r.span.start_ns / NS, "end": r.span.end_ns / NS,
                    "data_s": r.span.data_s, "lead_s": round(r.lead_s, 1), "wall_s": round(r.wall_s, 2),
+                   **r.timing,
                    "checked": "cold start" if r.span.cold else ("rerun from the span before" if r.seeded
                                                                   else "lead-in matched")}
                   for r in ok],

@@ -172,12 +172,23 @@ class SpanResult:
     wall_s: float = 0.0
     lead_s: float = 0.0
     meta: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)  # seconds: setup, conditioning lead-in, scored lead-in, owned
 
 
 @functools.lru_cache(maxsize=2)
 def _scorer(cfg: Config, model: str | None):
-    """One scorer per worker process and model (a worker runs many spans)."""
-    return load_scorer(cfg, model)
+    """One scorer per worker process and model (a worker runs many spans); the first also sets numba's threads
+    to torch's and tunes the process's malloc as ``gwstream`` tunes its own (:func:`~gwstream.daemon.proc.spawn.keep_freed_memory`): a Dask worker
+    is started with the opposite setting (freed memory trimmed at 64 KiB), which makes the search page-fault
+    its way through every block."""
+    import numba
+    from gwstream.daemon.proc.spawn import keep_freed_memory
+
+    keep_freed_memory()
+    scorer = load_scorer(cfg, model)
+    if cfg.model.threads:  # numba's parallel kernels (the slides) as many threads as torch: one per worker core
+        numba.set_num_threads(min(cfg.model.threads, numba.config.NUMBA_NUM_THREADS))
+    return scorer
 
 
 def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_slides: int | None = None,
@@ -194,6 +205,8 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
     t_wall = time.monotonic()
     scorer = _scorer(cfg, model)
     stage = SearchStage(cfg, scorer, n_slides=n_slides)
+    timing = Counter()
+    clock = time.monotonic()
     cell = group_ns(cfg)
     unreadable: list[tuple[str, str]] = []
     read_from = span.score_ns if seed is not None else span.lead_ns
@@ -222,10 +235,15 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
             lead_s += sum(b.duration_ns for b in batch) / NS
         if t < span.score_ns:
             stage.condition_only(batch)
-            continue
-        for found in stage.process_many(batch):
-            if owning:
-                triggers += found
+            phase = "conditioning_lead_s"
+        else:
+            for found in stage.process_many(batch):
+                if owning:
+                    triggers += found
+            phase = "owned_s" if owning else "scored_lead_s"
+        now = time.monotonic()
+        timing[phase] += now - clock  # reading the blocks counts where they are used
+        clock = now
     if entry is None:
         entry = digest() or ""
     if span.next_score_ns is not None and exit_state is None:
@@ -234,6 +252,7 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
         stage.start_owning()
     if span.last:
         triggers += stage.finish()
+    timing["setup_s"] = time.monotonic() - t_wall - sum(timing.values())
     r = stage.ranking
     far_inputs = np.asarray(r.far_inputs, dtype=np.int64).reshape(-1, 3)
     if far_inputs.shape[0] != len(triggers):
@@ -246,7 +265,8 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
                       [list(s) for s in stage.segments], dict(stage.counters), None if span.cold else entry,
                       exit_digest, exit_state, unreadable, seed is not None, time.monotonic() - t_wall, lead_s,
                       meta={"n_slides": stage.n_slides, "model": scorer.name, "model_sha256": scorer.sha256,
-                            "merger_offset_s": stage.merger_offset_s, "stride_ns": r.stride_ns})
+                            "merger_offset_s": stage.merger_offset_s, "stride_ns": r.stride_ns},
+                      timing={k: round(v, 3) for k, v in timing.items()})
 
 
 def _owns_file(span: Span, path: str) -> bool:
