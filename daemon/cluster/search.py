@@ -35,7 +35,7 @@ from gwstream.daemon.units import NS
 from .merge import analysed_segments, merge_spans
 from .spans import Span, SpanResult, plan_spans, run_span
 
-__all__ = ["cluster_client", "run_cluster_search", "span_config"]
+__all__ = ["cluster_client", "jobqueue_cluster", "run_cluster_search", "span_config"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def cluster_client(cfg: Config, *, workers: int | None = None, scheduler: str | 
                                dashboard_address=":0", local_directory=c.local_directory or None,
                                env={"GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "100000")})
     else:
-        cluster = _jobqueue_cluster(cfg)
+        cluster = jobqueue_cluster(cfg)
         cluster.scale(jobs=workers or c.jobs)
     try:
         with Client(cluster) as client:
@@ -73,16 +73,22 @@ def cluster_client(cfg: Config, *, workers: int | None = None, scheduler: str | 
         cluster.close()
 
 
-def _jobqueue_cluster(cfg: Config):
+def jobqueue_cluster(cfg: Config):
     """The dask-jobqueue cluster ``[cluster]`` describes (one single-threaded worker process per core)."""
     c = cfg.cluster
     common = dict(cores=c.cores, processes=c.cores, memory=c.memory, job_extra_directives=list(c.job_extra),
-                  local_directory=c.local_directory or None)
+                  local_directory=c.local_directory or None,
+                  job_script_prologue=[f"export GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '100000')}"])
     try:
         if c.backend == "htcondor":
             from dask_jobqueue import HTCondorCluster
 
-            extra = list(c.job_extra) + ([f"accounting_group = {c.account}"] if c.account else [])
+            extra = {}  # submit-file lines "key = value"
+            for line in list(c.job_extra) + ([f"accounting_group = {c.account}"] if c.account else []):
+                key, sep, value = line.partition("=")
+                if not sep or not key.strip():
+                    raise ConfigError("cluster.job_extra", line, "HTCondor submit lines 'key = value'")
+                extra[key.strip()] = value.strip()
             return HTCondorCluster(**{**common, "job_extra_directives": extra}, disk=c.disk)
         from dask_jobqueue import SLURMCluster
 

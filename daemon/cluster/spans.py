@@ -11,9 +11,12 @@ at ``start_ns``, from the data before it (the *lead-in*):
   whitening), long enough (``cluster.psd_lead_s``) for the PSD estimator,
   whose accept/keep decisions chain back to the start of the data, to fall
   into step with one process's;
-* ``score_ns .. start_ns``: the whole pipeline, its output thrown away,
-  covering what the slides reach back (``n_slides * slide_step_s``), the
-  windows and the clustering (the *margin*).
+* ``score_ns .. start_ns``: the scorer takes in the features the slides will
+  read (``n_slides * slide_step_s`` back, plus the windows and the encoder's
+  reach: the *margin*) without running the slides' heads over them
+  (:meth:`~gwstream.daemon.stream.pipeline.SearchStage.prime`), and the last
+  :data:`RANK_LEAD_S` are scored and ranked in full, their output thrown away,
+  for the clustering and the trigger timing.
 
 Nothing is taken on trust: at ``score_ns`` the span records its
 conditioner's :meth:`~gwstream.daemon.stream.conditioning.Conditioner.state_digest`,
@@ -47,9 +50,12 @@ from gwstream.daemon.stream.background import Background
 from gwstream.daemon.stream.pipeline import SearchStage
 from gwstream.daemon.units import NS, seconds_to_ns
 
-__all__ = ["Span", "SpanResult", "plan_spans", "margin_ns", "run_span"]
+__all__ = ["RANK_LEAD_S", "Span", "SpanResult", "plan_spans", "margin_ns", "run_span"]
 
 log = logging.getLogger(__name__)
+
+#: seconds before a span's start that are scored and ranked in full (the rest of the scoring lead-in is primed)
+RANK_LEAD_S = 64.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,9 @@ class Span:
     lead_ns : int
         Where it starts reading: conditioning only until ``score_ns``.
     score_ns : int
-        Where the whole pipeline starts; where the span's conditioner is checked.
+        Where the scorer starts (priming); where the span's conditioner is checked.
+    rank_ns : int
+        Where scoring and ranking in full start (:data:`RANK_LEAD_S` before the last data before the span).
     next_score_ns : int or None
         The next span's ``score_ns``: where this span records its conditioner for it.
     cold : bool
@@ -81,6 +89,7 @@ class Span:
     end_ns: int
     lead_ns: int
     score_ns: int
+    rank_ns: int
     next_score_ns: int | None
     cold: bool
     last: bool
@@ -132,14 +141,19 @@ def plan_spans(segments: list[tuple[int, int]], cfg: Config, n_slides: int, *, s
     keep.append(t1)
     keep = sorted(set(keep))
     starts, ends = keep[:-1], keep[1:]
+    rank_lead = seconds_to_ns(RANK_LEAD_S)
     spans = []
     for k, (a, b) in enumerate(zip(starts, ends)):
         if k == 0:
-            score = lead_at = a
+            score = rank = lead_at = a
         else:
-            score = max(t0, a - margin)
+            # measured from the last data before the span: windows left undecided where the data stopped are
+            # decided by the first block after the gap, which this span owns
+            last = max(min(e, a) for s_, e in segments if s_ < a) // cell * cell
+            rank = max(t0, last - rank_lead)
+            score = max(t0, min(last - margin, rank))
             lead_at = max(t0, (score - lead) // cell * cell)
-        spans.append(Span(k, a, b, lead_at, score, None, lead_at == t0, k == len(starts) - 1,
+        spans.append(Span(k, a, b, lead_at, score, rank, None, lead_at == t0, k == len(starts) - 1,
                           owned(a, b) / NS))
     # a span records its conditioner where the next one checks its own (a cold one checks nothing)
     return [dataclasses.replace(s, next_score_ns=spans[k + 1].score_ns
@@ -172,7 +186,7 @@ class SpanResult:
     wall_s: float = 0.0
     lead_s: float = 0.0
     meta: dict = field(default_factory=dict)
-    timing: dict = field(default_factory=dict)  # seconds: setup, conditioning lead-in, scored lead-in, owned
+    timing: dict = field(default_factory=dict)  # wall s of set-up and each phase; s of data of each lead-in phase
 
 
 @functools.lru_cache(maxsize=2)
@@ -207,6 +221,9 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
     stage = SearchStage(cfg, scorer, n_slides=n_slides)
     timing = Counter()
     clock = time.monotonic()
+    # the last RANK_LEAD_S of data before the span are scored and ranked (the clustering's and the trigger
+    # timing's history); before that the scorer only takes features in (what the slides reach back to)
+    rank_ns = span.rank_ns
     cell = group_ns(cfg)
     unreadable: list[tuple[str, str]] = []
     read_from = span.score_ns if seed is not None else span.lead_ns
@@ -236,6 +253,9 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
         if t < span.score_ns:
             stage.condition_only(batch)
             phase = "conditioning_lead_s"
+        elif t < rank_ns:
+            stage.prime(batch)
+            phase = "primed_lead_s"
         else:
             for found in stage.process_many(batch):
                 if owning:
@@ -243,6 +263,8 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
             phase = "owned_s" if owning else "scored_lead_s"
         now = time.monotonic()
         timing[phase] += now - clock  # reading the blocks counts where they are used
+        if phase != "owned_s":
+            timing[phase.replace("_s", "_data_s")] += sum(b.duration_ns for b in batch) / NS
         clock = now
     if entry is None:
         entry = digest() or ""
@@ -252,7 +274,7 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
         stage.start_owning()
     if span.last:
         triggers += stage.finish()
-    timing["setup_s"] = time.monotonic() - t_wall - sum(timing.values())
+    timing["setup_s"] = time.monotonic() - t_wall - sum(v for k, v in timing.items() if not k.endswith("data_s"))
     r = stage.ranking
     far_inputs = np.asarray(r.far_inputs, dtype=np.int64).reshape(-1, 3)
     if far_inputs.shape[0] != len(triggers):

@@ -139,6 +139,28 @@ class SearchStage:
         for block in blocks:
             self.conditioner.process(block)
 
+    def prime(self, blocks: list[Block]) -> None:
+        """Condition consecutive blocks and take their features into the scorer's history, without scoring or
+        ranking them (a factorized model; a joint one is scored, its output dropped). A distributed search's
+        span primes the stretch its slides reach back into: only L1's features and the windows' validity of
+        that past are read later, and the head's pass per slide over it, the bulk of the cost, is skipped."""
+        if self.scorer.model.joint:
+            self.process_many(blocks)
+            return
+        if self.conditioner is None and blocks:
+            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=blocks[0].sample_rates[0],
+                                                       copy_windows=False)
+        run: list[Conditioned] = []
+        for block in blocks:
+            cond = self.conditioner.process(block)
+            if run and not SlideScorer.continues(run[-1], cond):
+                self.slides.feed(run)
+                self.slides.mark(run)
+                run.clear()
+            run.append(cond)
+        self.slides.feed(run)
+        self.slides.mark(run)
+
     def restore_conditioner(self, state: dict, input_rate_hz: int) -> None:
         """Continue from a :meth:`Conditioner.snapshot <gwstream.daemon.stream.conditioning.Conditioner.snapshot>`
         (taken by another stage of the same configuration)."""

@@ -147,6 +147,14 @@ class SlideScorer:
         (:meth:`continues`).
         """
 
+    def mark(self, conds: list[Conditioned]) -> None:
+        """Record the windows of blocks :meth:`feed` has taken as seen (their validity per detector) without
+        scoring them: the history later slides read. A factorized scorer keeps all it needs of a block in
+        :meth:`feed` and these flags, so a feed and a mark leave the state a feed and a :meth:`score` leave
+        (a distributed search's lead-in, which needs L1's past but not its statistics). Joint scorers keep
+        windows only when scoring; they raise."""
+        raise NotImplementedError(f"{type(self).__name__} keeps its history only when it scores")
+
     def locate(self, first: int, last: int, min_snr: float) -> tuple[int, float] | None:
         """Where the model puts a merger seen by zero-lag windows ``first .. last`` (grid indices).
 
@@ -491,6 +499,12 @@ class FactorizedSlideScorer(SlideScorer):
         steps = np.asarray(steps, dtype=np.int64)
         slot = steps % self._cap
         return np.where(self._track_step[slot] == steps, self._track[slot], np.nan)
+
+    def mark(self, conds: list[Conditioned]) -> None:
+        for c in conds:
+            if c.n_windows:
+                self._ensure_capacity(c.n_windows * self.stride)
+                self._flags.put(self._grid(c)[0], ~c.invalid_ifo)
 
     # ----------------------------------------------------------------- score
     def score_many(self, conds: list[Conditioned]) -> list[Scored]:

@@ -34,7 +34,10 @@ SPAN_S = 128.0
 
 
 def _cfg(**extra):
+    # torch on one thread, as a span's worker: a different thread count may round a few statistics differently
+    # (windows right after a gap), see docs/scaling.md
     return load_config(None, {"ranking.n_slides": SLIDES, "cluster.psd_lead_s": 256.0, "cluster.span_s": SPAN_S,
+                              "model.threads": 1,
                               "simulate.sample_rate_hz": 2048, "simulate.start_gps": GPS, **extra})
 
 
@@ -52,7 +55,7 @@ def data(tmp_path_factory):
 def _assert_same_search(a_path, b_path, a_bg=None, b_bg=None):
     a, aa = read_triggers(a_path)
     b, ba = read_triggers(b_path)
-    assert a["stat"].size > 50
+    assert a["stat"].size > 20
     for k in ("time", "stat", "var", "far", "ifar_years", "saturated", "gps_ns", "window_gps_ns"):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     np.testing.assert_array_equal(aa["segments"], ba["segments"])
@@ -82,7 +85,7 @@ def test_spans_own_every_stretch_of_data_once_on_the_scoring_grid():
         assert b.lead_ns <= b.score_ns and b.lead_ns % cell == 0 or b.lead_ns == segs[0][0]
         # a span records its conditioner where the next checks its own, inside its own blocks
         if not b.cold:
-            assert a.next_score_ns == b.score_ns and a.start_ns <= b.score_ns < a.end_ns
+            assert a.next_score_ns == b.score_ns and b.score_ns < a.end_ns and b.score_ns <= b.rank_ns
     # the gap 700-1500 s holds no span of its own; the owned data add up to the input's
     assert sum(s.data_s for s in plan) == pytest.approx(sum(b - a for a, b in segs) / NS)
     assert all(s.data_s > 0 for s in plan)
@@ -185,11 +188,35 @@ def test_a_lead_in_too_short_to_converge_is_caught_and_rerun(data, tmp_path):
     _assert_same_search(data / "single.h5", tmp_path / "t.h5", data / "single-bg.h5", tmp_path / "bg.h5")
 
 
+def test_mock_data_with_many_segments_and_gaps_equal_one_process(data, tmp_path):
+    """The mock-data layout with three segments: a short gap (the PSD is kept) and one longer than the PSD (it is
+    dropped and re-estimated); spans fall before, inside and after them."""
+    import h5py
+
+    cfg = _cfg()
+    rate = 2048
+    pieces = [(0, 250), (262, 420), (520, 600)]  # s after GPS; gaps of 12 s and 100 s
+    with h5py.File(data / "data.h5", "r") as src, h5py.File(tmp_path / "multi.h5", "w") as dst:
+        for ifo in ("H1", "L1"):
+            x = src[f"{ifo}/{GPS}"][()]
+            for a, b in pieces:
+                d = dst.create_dataset(f"{ifo}/{GPS + a}", data=x[a * rate:b * rate])
+                d.attrs["start_time"], d.attrs["delta_t"] = GPS + a, 1.0 / rate
+    run_search(tmp_path / "multi.h5", tmp_path / "one.h5", cfg, background_out=tmp_path / "one-bg.h5",
+               progress=False)
+    assert len(input_segments(tmp_path / "multi.h5", cfg)) == 3
+    summary = run_cluster_search(tmp_path / "multi.h5", tmp_path / "t.h5", cfg, workers=1, span_s=96.0,
+                                 progress=False, background_out=tmp_path / "t-bg.h5")
+    assert len(summary["spans"]) >= 5
+    _assert_same_search(tmp_path / "one.h5", tmp_path / "t.h5", tmp_path / "one-bg.h5", tmp_path / "t-bg.h5")
+
+
 # ------------------------------------------------------------------ on Dask
 def test_search_on_two_dask_workers_equals_one_process_bit_for_bit(data, tmp_path):
     """The CLI: gwstream search --workers 2 writes the archive and background one process writes."""
     toml = tmp_path / "c.toml"
-    toml.write_text(f"[ranking]\nn_slides = {SLIDES}\n[cluster]\npsd_lead_s = 256.0\nspan_s = {SPAN_S}\n")
+    toml.write_text(f"[ranking]\nn_slides = {SLIDES}\n[model]\nthreads = 1\n"
+                    f"[cluster]\npsd_lead_s = 256.0\nspan_s = {SPAN_S}\n")
     out = subprocess.run([sys.executable, "-m", "gwstream.daemon.cli", "search", str(data / "data.h5"),
                           str(tmp_path / "t.h5"), "--config", str(toml), "--workers", "2", "--no-progress",
                           "--background-out", str(tmp_path / "bg.h5"), "--log-level", "warning"],
@@ -259,3 +286,47 @@ def test_an_unreadable_input_file_is_left_out_by_name(data, tmp_path):
     assert [u["file"] for u in summary["unreadable"]] == [str(broken)]
     assert summary["unreadable"][0]["span"] is None
     _assert_same_search(data / "single.h5", tmp_path / "t.h5")
+
+
+# ------------------------------------------------------------------ jobqueue
+@pytest.mark.parametrize("name, want", [
+    ("cluster-slurm.toml", ["#SBATCH -p compute", "--cpus-per-task=8", "--nthreads 1", "--nworkers 8",
+                            "GOMP_SPINCOUNT"]),
+    ("cluster-htcondor.toml", ["getenv = True", "MY.DaskWorkerCores = 4", "--nthreads 1", "--nworkers 4"]),
+])
+def test_the_example_cluster_configs_make_the_job_scripts_they_document(name, want):
+    from pathlib import Path
+
+    from gwstream.daemon.cluster.search import jobqueue_cluster
+
+    cfg = load_config(Path(__file__).parents[2] / "configs" / name)
+    cluster = jobqueue_cluster(cfg)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for w in want:
+        assert w in script, (w, script)
+
+
+def test_a_malformed_htcondor_directive_is_refused_by_name():
+    from gwstream.daemon.cluster.search import jobqueue_cluster
+    from gwstream.daemon.errors import ConfigError
+
+    cfg = load_config(None, {"cluster.backend": "htcondor", "cluster.job_extra": ["request_gpus"]})
+    with pytest.raises(ConfigError, match="cluster.job_extra"):
+        jobqueue_cluster(cfg)
+
+
+# ------------------------------------------------------------------ campaign
+def test_a_campaign_searches_on_the_cluster_and_evaluates(data, tmp_path):
+    from gwstream.daemon.cluster.campaign import run_campaign
+
+    record = run_campaign(data / "inj.h5", [data / "data.h5"], tmp_path / "camp", _cfg(), workers=1,
+                          progress=False)
+    # the foreground search is the one-process search, and evaluate ran on it with its own background
+    _assert_same_search(data / "single.h5", tmp_path / "camp" / "foreground.h5",
+                        data / "single-bg.h5", tmp_path / "camp" / "foreground-background.h5")
+    summary = json.loads((tmp_path / "camp" / "summary.json").read_text())
+    assert summary["n_injections"] == record["evaluate"]["n_injections"] > 0
+    assert json.loads((tmp_path / "camp" / "campaign.json").read_text())["searches"]["foreground"]["n_triggers"] > 0
