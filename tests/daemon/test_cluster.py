@@ -52,6 +52,16 @@ def data(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def client():
+    """One single-worker LocalCluster for the tests that do not need two workers (its start costs seconds)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
 def _assert_same_search(a_path, b_path, a_bg=None, b_bg=None):
     a, aa = read_triggers(a_path)
     b, ba = read_triggers(b_path)
@@ -179,18 +189,11 @@ def test_a_span_rerun_from_the_span_befores_conditioner_decides_the_same(data, s
     _assert_same_background(again.background, results[k].background)
 
 
-def test_a_lead_in_too_short_to_converge_is_caught_and_rerun(data, tmp_path):
-    cfg = _cfg(**{"cluster.psd_lead_s": 16.0})  # shorter than one PSD warm-up: no lead-in can match
-    summary = run_cluster_search(data / "data.h5", tmp_path / "t.h5", cfg, workers=1, progress=False,
-                                 background_out=tmp_path / "bg.h5")
-    checked = [s["checked"] for s in summary["spans"]]
-    assert "rerun from the span before" in checked
-    _assert_same_search(data / "single.h5", tmp_path / "t.h5", data / "single-bg.h5", tmp_path / "bg.h5")
-
-
-def test_mock_data_with_many_segments_and_gaps_equal_one_process(data, tmp_path):
+def test_mock_data_with_many_segments_and_gaps_equal_one_process(data, tmp_path, client):
     """The mock-data layout with three segments: a short gap (the PSD is kept) and one longer than the PSD (it is
-    dropped and re-estimated); spans fall before, inside and after them."""
+    dropped and re-estimated); spans fall before, inside and after them. The lead-in is too short to converge
+    (16 s, less than a PSD warm-up), so the driver must catch every span's mismatch and rerun it from the span
+    before's conditioner."""
     import h5py
 
     cfg = _cfg()
@@ -205,9 +208,11 @@ def test_mock_data_with_many_segments_and_gaps_equal_one_process(data, tmp_path)
     run_search(tmp_path / "multi.h5", tmp_path / "one.h5", cfg, background_out=tmp_path / "one-bg.h5",
                progress=False)
     assert len(input_segments(tmp_path / "multi.h5", cfg)) == 3
-    summary = run_cluster_search(tmp_path / "multi.h5", tmp_path / "t.h5", cfg, workers=1, span_s=96.0,
+    short = _cfg(**{"cluster.psd_lead_s": 16.0})
+    summary = run_cluster_search(tmp_path / "multi.h5", tmp_path / "t.h5", short, client=client, span_s=96.0,
                                  progress=False, background_out=tmp_path / "t-bg.h5")
     assert len(summary["spans"]) >= 5
+    assert "rerun from the span before" in [s["checked"] for s in summary["spans"]]
     _assert_same_search(tmp_path / "one.h5", tmp_path / "t.h5", tmp_path / "one-bg.h5", tmp_path / "t-bg.h5")
 
 
@@ -260,13 +265,13 @@ def test_a_worker_killed_mid_search_changes_nothing(data, tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-def test_an_unreadable_frame_file_is_named_with_its_span_and_the_rest_completes(tmp_path):
+def test_an_unreadable_frame_file_is_named_with_its_span_and_the_rest_completes(tmp_path, client):
     cfg = _cfg()
     frames = tmp_path / "frames"
-    run_simulate(cfg.simulate, duration_s=400, seed=5, out=str(frames), fmt="gwf", progress=False)
-    bad = sorted(frames.glob("*-L1_*.gwf"))[300]
+    run_simulate(cfg.simulate, duration_s=300, seed=5, out=str(frames), fmt="gwf", progress=False)
+    bad = sorted(frames.glob("*-L1_*.gwf"))[230]
     bad.write_bytes(b"not a frame file")
-    summary = run_cluster_search(frames, tmp_path / "t.h5", cfg, workers=1, progress=False)
+    summary = run_cluster_search(frames, tmp_path / "t.h5", cfg, client=client, progress=False)
     [entry] = summary["unreadable"]
     assert entry["file"] == str(bad) and "span" in entry and entry["error"]
     span = summary["spans"][entry["span"]]
@@ -279,10 +284,10 @@ def test_an_unreadable_frame_file_is_named_with_its_span_and_the_rest_completes(
     _assert_same_search(tmp_path / "one.h5", tmp_path / "t.h5")
 
 
-def test_an_unreadable_input_file_is_left_out_by_name(data, tmp_path):
+def test_an_unreadable_input_file_is_left_out_by_name(data, tmp_path, client):
     broken = tmp_path / "broken.h5"
     broken.write_bytes(b"\x89HDF\r\n garbage")
-    summary = run_cluster_search([data / "data.h5", broken], tmp_path / "t.h5", _cfg(), workers=1, progress=False)
+    summary = run_cluster_search([data / "data.h5", broken], tmp_path / "t.h5", _cfg(), client=client, progress=False)
     assert [u["file"] for u in summary["unreadable"]] == [str(broken)]
     assert summary["unreadable"][0]["span"] is None
     _assert_same_search(data / "single.h5", tmp_path / "t.h5")
@@ -319,10 +324,10 @@ def test_a_malformed_htcondor_directive_is_refused_by_name():
 
 
 # ------------------------------------------------------------------ campaign
-def test_a_campaign_searches_on_the_cluster_and_evaluates(data, tmp_path):
+def test_a_campaign_searches_on_the_cluster_and_evaluates(data, tmp_path, client):
     from gwstream.daemon.cluster.campaign import run_campaign
 
-    record = run_campaign(data / "inj.h5", [data / "data.h5"], tmp_path / "camp", _cfg(), workers=1,
+    record = run_campaign(data / "inj.h5", [data / "data.h5"], tmp_path / "camp", _cfg(), client=client,
                           progress=False)
     # the foreground search is the one-process search, and evaluate ran on it with its own background
     _assert_same_search(data / "single.h5", tmp_path / "camp" / "foreground.h5",
