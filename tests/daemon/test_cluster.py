@@ -287,7 +287,9 @@ def test_an_unreadable_frame_file_is_named_with_its_span_and_the_rest_completes(
 def test_an_unreadable_input_file_is_left_out_by_name(data, tmp_path, client):
     broken = tmp_path / "broken.h5"
     broken.write_bytes(b"\x89HDF\r\n garbage")
-    summary = run_cluster_search([data / "data.h5", broken], tmp_path / "t.h5", _cfg(), client=client, progress=False)
+    # through --scheduler: a running cluster's address (here the module's LocalCluster)
+    summary = run_cluster_search([data / "data.h5", broken], tmp_path / "t.h5", _cfg(),
+                                 scheduler=client.scheduler.address, progress=False)
     assert [u["file"] for u in summary["unreadable"]] == [str(broken)]
     assert summary["unreadable"][0]["span"] is None
     _assert_same_search(data / "single.h5", tmp_path / "t.h5")
