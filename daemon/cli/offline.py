@@ -18,10 +18,15 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_search(args) -> int:
-    cfg = load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
+def _load_search(args):
+    """The config of ``search`` and ``campaign``, with the options they share."""
+    return load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
                          "ranking.n_slides_joint": args.slides, "cluster.scheduler": args.scheduler,
                          "cluster.span_s": args.span_s})
+
+
+def cmd_search(args) -> int:
+    cfg = _load_search(args)
     if args.workers is not None or cfg.cluster.scheduler or cfg.cluster.backend != "local":
         if args.followup:
             raise SystemExit("gwstream search: --followup runs in one process (it needs the whitened data around "
@@ -53,9 +58,7 @@ def cmd_evaluate(args) -> int:
 def cmd_campaign(args) -> int:
     from gwstream.daemon.cluster.campaign import run_campaign
 
-    cfg = load(args, **{"model.path": args.model, "ranking.n_slides": args.slides,
-                         "ranking.n_slides_joint": args.slides, "cluster.scheduler": args.scheduler,
-                         "cluster.span_s": args.span_s})
+    cfg = _load_search(args)
     record = run_campaign(args.injections, args.foreground, args.out, cfg, background=args.background,
                           workers=args.workers, far_per_day=args.far_per_day, progress=not args.no_progress)
     print(json.dumps(record["evaluate"]))

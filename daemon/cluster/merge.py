@@ -18,7 +18,6 @@ import copy
 from collections import Counter
 from dataclasses import dataclass, replace
 
-import numpy as np
 from gwstream.daemon.io.trigger import Trigger
 from gwstream.daemon.stream.background import Background, far_to_ifar_years
 
@@ -104,14 +103,3 @@ def merge_spans(results: list[SpanResult], *, initial: Background | None = None,
         counters.update(r.counters)
     return MergedSearch(triggers, prefix, live, join_segments(runs), counters)
 
-
-def analysed_segments(segments: list[list[int]], stride_ns: int, merger_offset_ns: int) -> np.ndarray:
-    """GPS seconds ``(n, 2)`` of merger times the analysed windows cover (as
-    :meth:`~gwstream.daemon.stream.pipeline.SearchStage.analysed_segments`)."""
-    from gwstream.daemon.units import NS
-
-    seg = np.array(segments, dtype=np.int64).reshape(-1, 2)
-    if not seg.size:
-        return np.zeros((0, 2))
-    return np.stack([(seg[:, 0] * stride_ns + merger_offset_ns) / NS,
-                     ((seg[:, 1] + 1) * stride_ns + merger_offset_ns) / NS], axis=1)

@@ -27,12 +27,13 @@ from pathlib import Path
 
 from gwstream.daemon.config import Config
 from gwstream.daemon.errors import ConfigError
-from gwstream.daemon.proc.offline import input_segments, write_search_output
+from gwstream.daemon.proc.offline import input_paths, input_segments, write_search_output
 from gwstream.daemon.proc.preflight import load_scorer
 from gwstream.daemon.stream.background import Background, initial_background_path
+from gwstream.daemon.stream.pipeline import analysed_segments
 from gwstream.daemon.units import NS
 
-from .merge import analysed_segments, merge_spans
+from .merge import merge_spans
 from .spans import Span, SpanResult, plan_spans, run_span
 
 __all__ = ["cluster_client", "jobqueue_cluster", "run_cluster_search", "span_config"]
@@ -129,8 +130,7 @@ def run_cluster_search(inputs, output: str | Path, cfg: Config, *, workers: int 
     scfg = span_config(cfg, initial)
     bad_inputs: list[tuple[str, str]] = []
     segments = input_segments(inputs, cfg, unreadable=bad_inputs)
-    paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
-    paths = [p for p in paths if str(p) not in {f for f, _ in bad_inputs}]
+    paths = [p for p in input_paths(inputs) if str(p) not in {f for f, _ in bad_inputs}]
     if not paths or not segments:
         raise ConfigError("input", " ".join(str(p) for p in paths) or str(inputs),
                           "at least one readable input with data")

@@ -132,15 +132,9 @@ def plan_spans(segments: list[tuple[int, int]], cfg: Config, n_slides: int, *, s
     def owned(a: int, b: int) -> int:
         return sum(max(0, min(b, e) - max(a, s)) for s, e in segments)
 
-    # a span without data joins the span before it
-    keep = [bounds[0]]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if owned(a, b) > 0 or len(keep) == 1:
-            if a != keep[-1]:
-                keep.append(a)
-    keep.append(t1)
-    keep = sorted(set(keep))
-    starts, ends = keep[:-1], keep[1:]
+    # a span without data joins the span before it (the first, from t0, always has data)
+    starts = [t0] + [a for a, b in zip(cuts, bounds[2:]) if owned(a, b) > 0]
+    ends = starts[1:] + [t1]
     rank_lead = seconds_to_ns(RANK_LEAD_S)
     spans = []
     for k, (a, b) in enumerate(zip(starts, ends)):
@@ -232,7 +226,6 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
     entry = exit_digest = None
     exit_state = None
     owning = False
-    lead_s = 0.0
 
     def digest():
         return None if stage.conditioner is None else stage.conditioner.state_digest()
@@ -248,8 +241,6 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
         if not owning and t >= span.start_ns:
             stage.start_owning()
             owning = True
-        if not owning:
-            lead_s += sum(b.duration_ns for b in batch) / NS
         if t < span.score_ns:
             stage.condition_only(batch)
             phase = "conditioning_lead_s"
@@ -275,6 +266,7 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
     if span.last:
         triggers += stage.finish()
     timing["setup_s"] = time.monotonic() - t_wall - sum(v for k, v in timing.items() if not k.endswith("data_s"))
+    lead_s = sum(v for k, v in timing.items() if k.endswith("lead_data_s"))
     r = stage.ranking
     far_inputs = np.asarray(r.far_inputs, dtype=np.int64).reshape(-1, 3)
     if far_inputs.shape[0] != len(triggers):
@@ -308,10 +300,3 @@ def _owns_file(span: Span, path: str) -> bool:
 def _snapshot(stage: SearchStage) -> dict | None:
     return None if stage.conditioner is None else stage.conditioner.snapshot()
 
-
-def owned_counters(results: list[SpanResult]) -> Counter:
-    """The spans' counters, summed."""
-    total: Counter = Counter()
-    for r in results:
-        total.update(r.counters)
-    return total

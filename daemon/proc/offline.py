@@ -30,14 +30,15 @@ from gwstream.daemon.units import NS, samples_to_ns, seconds_to_ns
 
 from .preflight import load_scorer
 
-__all__ = ["file_blocks", "group_ns", "grouped", "input_duration_s", "input_segments", "run_search"]
+__all__ = ["file_blocks", "group_ns", "grouped", "input_duration_s", "input_paths", "input_segments", "run_search",
+           "write_search_output"]
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ inputs
-def _paths(inputs) -> list[Path]:
-    """One input or several, as a list of paths."""
+def input_paths(inputs) -> list[Path]:
+    """One input or several, as a list of paths (an empty list is an error naming what was expected)."""
     if isinstance(inputs, (str, Path)):
         return [Path(inputs)]
     paths = [Path(p) for p in inputs]
@@ -115,7 +116,7 @@ def input_segments(inputs, cfg: Config, *, unreadable: list | None = None) -> li
 
     ifo = cfg.data.ifos[0]
     spans: list[tuple[int, int]] = []
-    for path in _paths(inputs):
+    for path in input_paths(inputs):
         try:
             if not path.exists():
                 raise FrameFileError(f"{path}: no such file or directory")
@@ -168,7 +169,7 @@ def file_blocks(inputs, cfg: Config, *, counters: Counter | None = None, start_n
     those of the whole archive over that stretch. A GWF file that cannot be
     read is a gap, listed in ``unreadable`` as ``(path, reason)``.
     """
-    paths = _paths(inputs)
+    paths = input_paths(inputs)
     for path in paths:
         if not path.exists():
             raise FrameFileError(f"{path}: no such file or directory")
@@ -295,7 +296,7 @@ def run_search(input_path, output: str | Path, cfg: Config, *, model: str | Path
 
 
 def _input_name(inputs) -> str:
-    return " ".join(str(p) for p in _paths(inputs))
+    return " ".join(str(p) for p in input_paths(inputs))
 
 
 def write_search_output(output, triggers: list[Trigger], summary: dict, segments: np.ndarray, background,

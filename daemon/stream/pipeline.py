@@ -26,9 +26,19 @@ from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .snapshot import SnapshotQueue, TriggerSnapshot, WhitenedHistory
 
-__all__ = ["SearchStage"]
+__all__ = ["SearchStage", "analysed_segments"]
 
 log = logging.getLogger(__name__)
+
+
+def analysed_segments(segments: list[list[int]], stride_ns: int, merger_offset_ns: int) -> np.ndarray:
+    """GPS seconds ``(n, 2)``, ``[start, end)``, of the merger times covered by runs ``[first, last]`` of analysed
+    windows (grid indices)."""
+    seg = np.array(segments, dtype=np.int64).reshape(-1, 2)
+    if not seg.size:
+        return np.zeros((0, 2))
+    return np.stack([(seg[:, 0] * stride_ns + merger_offset_ns) / NS,
+                     ((seg[:, 1] + 1) * stride_ns + merger_offset_ns) / NS], axis=1)
 
 
 class SearchStage:
@@ -130,12 +140,15 @@ class SearchStage:
         """The requested snapshots whose data have come in (every pending one when ``final``)."""
         return [] if self.snapshot_queue is None else self.snapshot_queue.ready(final=final)
 
+    def _new_conditioner(self, input_rate_hz: int) -> Conditioner:
+        # a factorized model scores the whitened stream: its windows need not be copied out
+        return Conditioner.from_config(self.cfg, input_rate_hz=input_rate_hz, copy_windows=self.scorer.model.joint)
+
     def condition_only(self, blocks: list[Block]) -> None:
         """Run blocks through the conditioner alone (no scoring, no ranking): how a distributed search's span
         brings its PSD to where one process's would be, before the stretch it scores."""
         if self.conditioner is None and blocks:
-            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=blocks[0].sample_rates[0],
-                                                       copy_windows=self.scorer.model.joint)
+            self.conditioner = self._new_conditioner(blocks[0].sample_rates[0])
         for block in blocks:
             self.conditioner.process(block)
 
@@ -144,28 +157,12 @@ class SearchStage:
         ranking them (a factorized model; a joint one is scored, its output dropped). A distributed search's
         span primes the stretch its slides reach back into: only L1's features and the windows' validity of
         that past are read later, and the head's pass per slide over it, the bulk of the cost, is skipped."""
-        if self.scorer.model.joint:
-            self.process_many(blocks)
-            return
-        if self.conditioner is None and blocks:
-            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=blocks[0].sample_rates[0],
-                                                       copy_windows=False)
-        run: list[Conditioned] = []
-        for block in blocks:
-            cond = self.conditioner.process(block)
-            if run and not SlideScorer.continues(run[-1], cond):
-                self.slides.feed(run)
-                self.slides.mark(run)
-                run.clear()
-            run.append(cond)
-        self.slides.feed(run)
-        self.slides.mark(run)
+        self._run(blocks, score=self.scorer.model.joint)
 
     def restore_conditioner(self, state: dict, input_rate_hz: int) -> None:
         """Continue from a :meth:`Conditioner.snapshot <gwstream.daemon.stream.conditioning.Conditioner.snapshot>`
         (taken by another stage of the same configuration)."""
-        self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=input_rate_hz,
-                                                   copy_windows=self.scorer.model.joint)
+        self.conditioner = self._new_conditioner(input_rate_hz)
         self.conditioner.restore(state)
 
     def start_owning(self) -> None:
@@ -201,16 +198,21 @@ class SearchStage:
         catching up) cheaper to clear. Statistics, triggers and FARs are those
         of block-by-block processing (tested bit for bit).
         """
+        return self._run(blocks, score=True)
+
+    def _run(self, blocks: list[Block], *, score: bool) -> list[list[Trigger]]:
+        """:meth:`process_many`, or with ``score`` False :meth:`prime`'s feed-and-mark of each contiguous run."""
         if self.conditioner is None and blocks:
-            # a factorized model scores the whitened stream: its windows need not be copied out
-            self.conditioner = Conditioner.from_config(self.cfg, input_rate_hz=blocks[0].sample_rates[0],
-                                                       copy_windows=self.scorer.model.joint)
+            self.conditioner = self._new_conditioner(blocks[0].sample_rates[0])
         out: list[list[Trigger]] = []
         run: list[Conditioned] = []
 
         def flush() -> None:
             self.slides.feed(run)
-            out.extend(self._rank(scored) for scored in self.slides.score_many(run))
+            if score:
+                out.extend(self._rank(scored) for scored in self.slides.score_many(run))
+            else:
+                self.slides.mark(run)
             run.clear()
 
         for block in blocks:
@@ -256,11 +258,7 @@ class SearchStage:
 
     def analysed_segments(self) -> np.ndarray:
         """GPS seconds ``(n, 2)`` of trigger (merger) times the analysed windows cover, ``[start, end)``."""
-        stride_ns = self.ranking.stride_ns
-        off = self.ranking.merger_offset_ns
-        seg = np.array(self.segments, dtype=np.int64).reshape(-1, 2)
-        return np.stack([(seg[:, 0] * stride_ns + off) / NS, ((seg[:, 1] + 1) * stride_ns + off) / NS], axis=1) \
-            if seg.size else np.zeros((0, 2))
+        return analysed_segments(self.segments, self.ranking.stride_ns, self.ranking.merger_offset_ns)
 
     def finish(self) -> list[Trigger]:
         """End of data: the last open clusters become triggers."""
