@@ -36,6 +36,7 @@ __all__ = [
     "WindowsConfig",
     "SimulateConfig",
     "InjectionConfig",
+    "GlitchConfig",
     "SourceConfig",
     "TrainConfig",
     "TrainStage",
@@ -205,6 +206,13 @@ class WhitenConfig:
     phase: str = setting("minimum", choices=("linear", "minimum"),
                          doc="minimum: causal, no look-ahead (the shipped model's); linear: symmetric, "
                              "fduration_s / 2 of look-ahead. Must be the phase the model was trained with")
+    gate_threshold: float = setting(0.0, ge=0, doc="autogating: a whitened sample above this many standard "
+                                    "deviations (the whitened stream has unit variance) is gated: zeroed within "
+                                    "+- gate_half_width_s, Tukey-tapered over gate_taper_s, and every window that "
+                                    "touches the gate or the filter's reach after it is not analysed; 0 = off")
+    gate_half_width_s: float = setting(0.25, gt=0, unit="s", doc="half-width of the zeroed stretch")
+    gate_taper_s: float = setting(0.25, ge=0, unit="s", doc="Tukey taper on each side of it (adds this plus "
+                                  "gate_half_width_s of latency: a gate reaches back that far)")
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,54 @@ class InjectionConfig:
 
 
 @dataclass(frozen=True)
+class GlitchConfig:
+    """Glitches (non-Gaussian transients) and per-segment PSD variation in simulated data; off by default.
+
+    Each detector draws its own glitches, Poisson in time, per population (daemon/sim/glitches.py).
+    Amplitudes are set by the optimal (matched-filter) SNR in that detector against the simulator's
+    PSD, drawn log-uniform over the population's SNR range; q uniform, frequencies log-uniform
+    (scattering's f_max and duration uniform).
+    """
+
+    blip_rate_per_hour: float = setting(0.0, ge=0, unit="1/h",
+                                        doc="blips (sine-Gaussians) per hour per detector; 0 = none")
+    blip_q: tuple[float, float] = setting((2.0, 20.0), gt=0, doc="[lo, hi]: blip quality factor, uniform")
+    blip_f0_hz: tuple[float, float] = setting((30.0, 500.0), gt=0, unit="Hz",
+                                              doc="[lo, hi]: blip central frequency, log-uniform")
+    scatter_rate_per_hour: float = setting(0.0, ge=0, unit="1/h",
+                                           doc="scattered-light arches per hour per detector; 0 = none")
+    scatter_f_max_hz: tuple[float, float] = setting((15.0, 60.0), gt=0, unit="Hz",
+                                                    doc="[lo, hi]: frequency at the top of the arch, uniform")
+    scatter_duration_s: tuple[float, float] = setting((1.5, 5.0), gt=0, unit="s",
+                                                      doc="[lo, hi]: length of the arch, uniform")
+    snr: tuple[float, float] = setting((6.0, 300.0), gt=0,
+                                       doc="[lo, hi]: optimal SNR of blips and arches, log-uniform")
+    loud_rate_per_hour: float = setting(0.0, ge=0, unit="1/h",
+                                        doc="loud broadband transients (ms-long, Q = 1 sine-Gaussians: what "
+                                            "autogating removes) per hour per detector; 0 = none")
+    loud_f0_hz: tuple[float, float] = setting((100.0, 400.0), gt=0, unit="Hz",
+                                              doc="[lo, hi]: loud transient central frequency, log-uniform")
+    loud_snr: tuple[float, float] = setting((200.0, 5000.0), gt=0,
+                                            doc="[lo, hi]: optimal SNR of loud transients, log-uniform")
+    psd_variation: float = setting(0.0, ge=0,
+                                   doc="sigma of the log-normal ASD factor drawn per segment and frequency band "
+                                       "(bands centred at 25, 75, 225, 675 Hz, interpolated in log f; 8-s "
+                                       "raised-cosine ramps at segment edges); 0 = stationary noise")
+    psd_segment_s: float = setting(0.0, ge=0, unit="s",
+                                   doc="segment length of psd_variation (>= 16 s when psd_variation > 0)")
+
+    def check(self, prefix: str) -> None:
+        for name in ("blip_q", "blip_f0_hz", "scatter_f_max_hz", "scatter_duration_s", "snr", "loud_f0_hz",
+                     "loud_snr"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(f"{prefix}{name}", [lo, hi], "[low, high] with low <= high")
+        if self.psd_variation > 0 and self.psd_segment_s < 16.0:
+            raise ConfigError(f"{prefix}psd_segment_s", self.psd_segment_s,
+                              ">= 16 s when psd_variation > 0 (two 8-s ramps per segment)")
+
+
+@dataclass(frozen=True)
 class SimulateConfig:
     """Simulated two-detector data: coloured Gaussian noise plus injections."""
 
@@ -277,6 +333,7 @@ class SimulateConfig:
     state_channel: str = setting("GDS-CALIB_STATE_VECTOR", doc="state vector channel name after '<IFO>:'")
     state_word: int = setting(0b111111111111111, ge=0, lt=2**32, doc="state vector of simulated data")
     injections: InjectionConfig = dataclasses.field(default_factory=InjectionConfig)
+    glitches: GlitchConfig = dataclasses.field(default_factory=GlitchConfig)
 
     def check(self, prefix: str) -> None:
         for ifo in self.ifos:
@@ -287,6 +344,15 @@ class SimulateConfig:
                 f"{prefix}injections.f_lower_hz", self.injections.f_lower_hz,
                 f"< Nyquist = {self.sample_rate_hz / 2} Hz",
             )
+        for name in ("blip_f0_hz", "scatter_f_max_hz", "loud_f0_hz"):
+            hi = getattr(self.glitches, name)[1]
+            if hi >= self.sample_rate_hz / 2:
+                raise ConfigError(f"{prefix}glitches.{name}", list(getattr(self.glitches, name)),
+                                  f"frequencies < Nyquist = {self.sample_rate_hz / 2} Hz")
+        if self.glitches.scatter_rate_per_hour and self.glitches.scatter_f_max_hz[0] <= self.low_frequency_hz:
+            raise ConfigError(f"{prefix}glitches.scatter_f_max_hz", list(self.glitches.scatter_f_max_hz),
+                              f"frequencies > low_frequency_hz = {self.low_frequency_hz} Hz (an arch below it has "
+                              "no SNR to scale to)")
 
 
 @dataclass(frozen=True)
@@ -508,6 +574,17 @@ class RankingConfig:
                                    "with this model and conditioning (else empty, with a warning naming the setting "
                                    "that differs), search and replay start empty. A restored state_file comes first")
     save_interval_s: float = setting(60.0, gt=0, unit="s", doc="how often the daemon persists the state file")
+    removal_ifar_days: float = setting(30.0, ge=0, unit="days",
+                                       doc="hierarchical removal: a zero-lag trigger at least this significant against "
+                                           "removal_background is taken for a signal and its windows (both detectors, "
+                                           "+- removal_window_s) are kept out of the time-slid background; a "
+                                           "reference shorter than this uses its loudest entry; 0 = off")
+    removal_window_s: float = setting(2.0, ge=0, unit="s", doc="half-width of the windows kept out around such a "
+                                      "trigger's peak window")
+    removal_background: str = setting("default", doc="the background that turns removal_ifar_days into a statistic "
+                                      "(fixed, so every process and span removes the same triggers): 'default' = "
+                                      "the shipped one when made with this model and conditioning (else removal "
+                                      "is off, with a warning), or a file (gwstream search --background-out)")
 
 
 @dataclass(frozen=True)

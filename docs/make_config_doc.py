@@ -48,7 +48,8 @@ Command-line flags override the key of the same name (`--frames-endpoint` sets
 
 The files in `configs/`: `online.toml` (the daemon; its keys listed at their defaults), `replay.toml`,
 `demo.toml` (what `make demo` runs), `background.toml` (the shipped background, `make
-background`), `simulate.toml` (the sensitivity benchmark's data), `train.toml` (the recipe of
+background`), `simulate.toml` (the sensitivity benchmark's data), `simulate-glitchy.toml` (the
+same with glitches), `train.toml` (the recipe of
 the shipped default network), `train-baseline.toml` and `train-resnet.toml` (the two
 comparison networks), `banks/mf477.csv` (the template bank of the default network).
 
