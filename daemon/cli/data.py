@@ -21,6 +21,7 @@ def cmd_simulate(args) -> int:
     summary = run_simulate(
         cfg.simulate, duration_s=args.duration, seed=args.seed, out=args.out, fmt=args.format,
         injections_path=args.injections, dtype=args.dtype, progress=not args.no_progress,
+        glitches_path=args.glitches,
     )
     files = summary.get("files", [])
     if len(files) > 6:  # a day of GWF frames is 172800 names: show the shape of it
@@ -80,6 +81,9 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("hdf5", "gwf"), default="hdf5")
     p.add_argument("--injections", default=None, metavar="PATH",
                    help="add injections ([simulate.injections]) and write their parameters to PATH")
+    p.add_argument("--glitches", default=None, metavar="PATH",
+                   help="write the glitch table to PATH (glitches are added whenever [simulate.glitches] "
+                        "sets a rate > 0, e.g. configs/simulate-glitchy.toml)")
     p.add_argument("--sample-rate", type=int, default=None, help="override simulate.sample_rate_hz")
     p.add_argument("--start", type=int, default=None, help="GPS start (override simulate.start_gps)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="HDF5 sample type")

@@ -50,8 +50,13 @@ def cmd_evaluate(args) -> int:
     from gwstream.daemon.eval.evaluate import run_evaluate
 
     summary = run_evaluate(args.injections, args.foreground, args.background, args.out,
-                           far_per_day=args.far_per_day)
-    print(json.dumps({k: summary[k] for k in ("n_injections", "sensitive_distance_mpc", "out")}))
+                           far_per_day=args.far_per_day, glitches=args.glitches)
+    shown = {k: summary[k] for k in ("n_injections", "sensitive_distance_mpc", "out")}
+    if "glitch" in summary:
+        on_glitch = summary["glitch"]["coincident"]["any"]
+        shown["glitch"] = {k: on_glitch[k] for k in ("n_triggers", "n_with_injection",
+                                                      "n_far_le_1_per_day_without_injection")}
+    print(json.dumps(shown))
     return 0
 
 
@@ -108,6 +113,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="directory for summary.json and the plots")
     p.add_argument("--far-per-day", type=float, nargs="+", default=[1.0, 10.0, 100.0],
                    help="FAR thresholds of the summary table (per day)")
+    p.add_argument("--glitches", default=None, metavar="PATH",
+                   help="glitch file (gwstream simulate --glitches): add the 'glitch' section (foreground triggers "
+                        "on glitches, their FARs) to summary.json")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_evaluate)
 

@@ -24,6 +24,18 @@ injected chirp mass); for injections uniform in volume of luminosity distance
 ``V = (4 pi / 3) d_max^3 * found / N``; for injections uniform in distance
 ``V = 4 pi d_max * sum_found d^2 / N``. Sensitive distance ``(3 V / 4 pi)^(1/3)``,
 with the binomial (or weighted) standard error of ``V`` propagated.
+
+Glitches (``--glitches``, the glitch file ``gwstream simulate --glitches`` writes) add a
+``glitch`` section to ``summary.json`` (:func:`glitch_summary`): the number of glitches per
+detector and kind (all, and those centred inside the foreground's analysed segments), and the
+foreground triggers that coincide with a glitch. A trigger at ``t`` with ``var`` coincides with a
+glitch centred at ``t_g`` of duration ``d`` (in either detector) when
+``|t - t_g| <= var + d / 2``; it coincides with an injection when ``|t - tc| <= var`` (the
+rule injections are found by), which tells a signal on top of a glitch apart from a glitch
+alone. Per kind (a trigger near glitches of two kinds counts under both) and for any kind:
+how many triggers, how many of them also coincide with an injection, their FARs (per day,
+sorted, and min/median/max) and how many have FAR <= 1/day and <= 1/month (30 days), in all
+and without an injection (false alarms a glitch caused).
 """
 
 from __future__ import annotations
@@ -36,14 +48,17 @@ import h5py
 import numpy as np
 from gwstream.daemon.errors import FrameFileError
 from gwstream.daemon.io.archive import read_triggers
-from gwstream.daemon.io.framefiles import read_injection_file
+from gwstream.daemon.io.framefiles import GLITCH_KINDS, read_glitch_file, read_injection_file
 from gwstream.daemon.sim.injections import chirp_mass
 from gwstream.daemon.stream.background import Background, far_hz
 
-__all__ = ["match_injections", "far_from_background", "sensitive_volume", "run_evaluate"]
+__all__ = ["match_injections", "far_from_background", "sensitive_volume", "glitch_summary", "run_evaluate"]
 
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
+MONTH_S = 30.0 * DAY_S
+GLITCH_RULE = "|t_trigger - t_glitch| <= var + duration_s / 2 (glitch in either detector); " \
+              "with an injection: |t_trigger - tc| <= var"
 
 
 def match_injections(tc: np.ndarray, time: np.ndarray, stat: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -106,6 +121,94 @@ def _distance(v):
     return float((3.0 * v / (4.0 * np.pi)) ** (1.0 / 3.0))
 
 
+def _near_injection(time: np.ndarray, var: np.ndarray, tc: np.ndarray) -> np.ndarray:
+    """Whether each trigger lies within its ``var`` of some injection ``tc``."""
+    time = np.asarray(time, dtype=np.float64)
+    tc = np.sort(np.asarray(tc, dtype=np.float64))
+    if not tc.size or not time.size:
+        return np.zeros(time.size, dtype=bool)
+    k = np.searchsorted(tc, time)
+    before, after = tc[np.clip(k - 1, 0, tc.size - 1)], tc[np.clip(k, 0, tc.size - 1)]
+    nearest = np.minimum(np.abs(time - before), np.abs(time - after))
+    return nearest <= np.asarray(var, dtype=np.float64)
+
+
+def _near_glitch(time: np.ndarray, var: np.ndarray, g_time: np.ndarray, g_duration: np.ndarray) -> np.ndarray:
+    """Whether each trigger lies within ``var + duration / 2`` of some glitch."""
+    time = np.asarray(time, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    out = np.zeros(time.size, dtype=bool)
+    if not time.size:
+        return out
+    order = np.argsort(time)
+    t_sorted = time[order]
+    vmax = float(var.max())
+    for tg, dg in zip(np.asarray(g_time, dtype=np.float64), np.asarray(g_duration, dtype=np.float64)):
+        lo = np.searchsorted(t_sorted, tg - vmax - dg / 2, side="left")
+        hi = np.searchsorted(t_sorted, tg + vmax + dg / 2, side="right")
+        cand = order[lo:hi]
+        out[cand[np.abs(time[cand] - tg) <= var[cand] + dg / 2]] = True
+    return out
+
+
+def _far_entry(sel: np.ndarray, far_hz: np.ndarray, with_inj: np.ndarray) -> dict:
+    f_day = np.sort(far_hz[sel] * DAY_S)
+    alone = sel & ~with_inj
+    return {
+        "n_triggers": int(sel.sum()),
+        "n_with_injection": int((sel & with_inj).sum()),
+        "n_without_injection": int(alone.sum()),
+        "far_per_day": [float(x) for x in f_day],
+        "far_per_day_quantiles": ({"min": float(f_day[0]), "median": float(np.median(f_day)), "max": float(f_day[-1])}
+                                  if f_day.size else None),
+        "n_far_le_1_per_day": int((sel & (far_hz <= 1.0 / DAY_S)).sum()),
+        "n_far_le_1_per_month": int((sel & (far_hz <= 1.0 / MONTH_S)).sum()),
+        "n_far_le_1_per_day_without_injection": int((alone & (far_hz <= 1.0 / DAY_S)).sum()),
+        "n_far_le_1_per_month_without_injection": int((alone & (far_hz <= 1.0 / MONTH_S)).sum()),
+    }
+
+
+def glitch_summary(glitches: dict, ifos, time: np.ndarray, var: np.ndarray, far_hz: np.ndarray,
+                   injection_tc: np.ndarray, segments: np.ndarray | None = None) -> dict:
+    """The ``glitch`` section of ``summary.json`` (see the module notes).
+
+    Parameters
+    ----------
+    glitches : dict
+        Glitch table (:func:`~gwstream.daemon.io.framefiles.read_glitch_file`).
+    ifos : sequence of str
+        Detectors to count glitches in (each gets every kind, zeros included).
+    time, var, far_hz : numpy.ndarray
+        Foreground triggers: GPS time (s), ``var`` (s) and FAR (Hz).
+    injection_tc : numpy.ndarray
+        Injection merger times, GPS s.
+    segments : numpy.ndarray or None
+        The foreground's analysed segments (GPS s, ``(n, 2)``); None counts every glitch as analysed.
+    """
+    time = np.asarray(time, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    far_hz = np.asarray(far_hz, dtype=np.float64)
+    g_time = np.asarray(glitches["time"], dtype=np.float64)
+    g_kind, g_ifo = np.asarray(glitches["kind"]), np.asarray(glitches["ifo"])
+    inside = _inside(g_time, segments)
+    ifos = list(dict.fromkeys([*ifos, *sorted(set(g_ifo))]))
+    counts = {ifo: {k: int(np.sum((g_ifo == ifo) & (g_kind == k))) for k in GLITCH_KINDS} for ifo in ifos}
+    analysed = {ifo: {k: int(np.sum((g_ifo == ifo) & (g_kind == k) & inside)) for k in GLITCH_KINDS} for ifo in ifos}
+    with_inj = _near_injection(time, var, injection_tc)
+    near = {k: _near_glitch(time, var, g_time[g_kind == k], np.asarray(glitches["duration_s"])[g_kind == k])
+            for k in GLITCH_KINDS}
+    near_any = np.logical_or.reduce([near[k] for k in GLITCH_KINDS]) if time.size else np.zeros(0, dtype=bool)
+    coincident = {"any": _far_entry(near_any, far_hz, with_inj)}
+    coincident.update({k: _far_entry(near[k], far_hz, with_inj) for k in GLITCH_KINDS})
+    return {
+        "rule": GLITCH_RULE,
+        "n_glitches": counts,
+        "n_glitches_analysed": analysed,
+        "n_foreground_triggers": int(time.size),
+        "coincident": coincident,
+    }
+
+
 def _inside(t: np.ndarray, segments: np.ndarray | None) -> np.ndarray:
     if segments is None or len(segments) == 0:
         return np.ones(t.size, dtype=bool)
@@ -116,11 +219,17 @@ def _inside(t: np.ndarray, segments: np.ndarray | None) -> np.ndarray:
 
 
 def run_evaluate(injections: str | Path, foreground: str | Path, background: str | Path, out: str | Path,
-                 *, far_per_day=(1.0, 10.0, 100.0), distribution: str | None = None) -> dict:
-    """Found fraction and sensitive distance versus FAR; writes ``summary.json`` and PNG plots under ``out``."""
+                 *, far_per_day=(1.0, 10.0, 100.0), distribution: str | None = None,
+                 glitches: str | Path | None = None) -> dict:
+    """Found fraction and sensitive distance versus FAR; writes ``summary.json`` and PNG plots under ``out``.
+
+    With ``glitches`` (a glitch file), ``summary.json`` gains the ``glitch`` section
+    (:func:`glitch_summary`).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     inj = read_injection_file(injections)
+    glitch_table = read_glitch_file(glitches) if glitches is not None else None
+    out.mkdir(parents=True, exist_ok=True)
     with h5py.File(injections, "r") as f:
         attrs = {k: f.attrs[k] for k in f.attrs}
     distribution = distribution or str(attrs.get("distance", "chirp_uniform_volume"))
@@ -179,6 +288,14 @@ def run_evaluate(injections: str | Path, foreground: str | Path, background: str
         "at_far_per_day": table, "curve": curve,
         "foreground_model": fg_attrs.get("model_sha256"), "background_model": bg_model,
     }
+    if glitch_table is not None:
+        with h5py.File(glitches, "r") as f:
+            g_ifos = [i for i in str(f.attrs.get("ifos", "")).split(",") if i]
+        summary["glitch"] = {"file": str(glitches), **glitch_summary(
+            glitch_table, g_ifos, fg["time"], fg["var"], far, inj["tc"], fg_attrs.get("segments"))}
+        log.info("evaluate: %d glitches, %d foreground triggers on a glitch (%d without an injection at FAR <= 1/day)",
+                 len(glitch_table["time"]), summary["glitch"]["coincident"]["any"]["n_triggers"],
+                 summary["glitch"]["coincident"]["any"]["n_far_le_1_per_day_without_injection"])
     if summary["foreground_model"] != summary["background_model"]:
         log.warning("foreground and background were searched with different models (%s, %s)",
                     summary["foreground_model"], summary["background_model"])

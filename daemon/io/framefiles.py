@@ -43,6 +43,10 @@ __all__ = [
     "write_hdf5_layout_attrs",
     "write_injection_file",
     "read_injection_file",
+    "GLITCH_COLUMNS",
+    "GLITCH_KINDS",
+    "write_glitch_file",
+    "read_glitch_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -458,3 +462,122 @@ def read_injection_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if "tc" not in table:
         raise FrameFileError(f"injection file {str(path)!r}: found columns {sorted(table)}, expected 'tc' among them")
     return table
+
+
+# ------------------------------------------------------------- glitch tables
+#: columns of a glitch table, in file order: detector, GPS of the centre/peak (s), population, optimal SNR in
+#: that detector, central (blip, loud) or arch-top (scatter) frequency (Hz), quality factor (NaN for
+#: scatter), duration (s; 2 tau for sine-Gaussians, the arch length for scatter)
+GLITCH_COLUMNS = ("ifo", "time", "kind", "snr", "f0_hz", "q", "duration_s")
+#: glitch populations (:mod:`gwstream.daemon.sim.glitches`)
+GLITCH_KINDS = ("blip", "scatter", "loud")
+_GLITCH_FORMAT = "gwstream-glitches-1"
+_GLITCH_STRINGS = ("ifo", "kind")
+
+
+def _check_glitch_table(where: str, table: Mapping[str, np.ndarray], error: type) -> dict[str, np.ndarray]:
+    """The columns of ``table`` as typed arrays, or ``error`` naming ``where`` and the bad field."""
+    missing = [c for c in GLITCH_COLUMNS if c not in table]
+    if missing:
+        raise error(f"glitch file {where}: column(s) {missing} missing, expected {list(GLITCH_COLUMNS)}")
+    out: dict[str, np.ndarray] = {}
+    for col in GLITCH_COLUMNS:
+        values = np.asarray(table[col])
+        if values.ndim != 1:
+            raise error(f"glitch file {where}: column {col!r} has shape {values.shape}, expected one dimension")
+        if col in _GLITCH_STRINGS:
+            out[col] = values.astype(str)
+        else:
+            try:
+                out[col] = values.astype(np.float64)
+            except (TypeError, ValueError):
+                raise error(f"glitch file {where}: column {col!r} is {values.dtype}, expected numbers") from None
+    lengths = {c: len(v) for c, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise error(f"glitch file {where}: columns differ in length {lengths}")
+    bad_kind = sorted({str(k) for k in out["kind"]} - set(GLITCH_KINDS))
+    if bad_kind:
+        raise error(f"glitch file {where}: column 'kind' holds {bad_kind}, expected values among {list(GLITCH_KINDS)}")
+    for col, rule, ok in (("time", "finite GPS seconds", np.isfinite(out["time"])),
+                          ("snr", "finite values > 0", np.isfinite(out["snr"]) & (out["snr"] > 0)),
+                          ("f0_hz", "finite values > 0 Hz", np.isfinite(out["f0_hz"]) & (out["f0_hz"] > 0)),
+                          ("q", "values > 0 or NaN", np.isnan(out["q"]) | (out["q"] > 0)),
+                          ("duration_s", "finite values > 0 s",
+                           np.isfinite(out["duration_s"]) & (out["duration_s"] > 0))):
+        if not np.all(ok):
+            i = int(np.flatnonzero(~ok)[0])
+            raise error(f"glitch file {where}: column {col!r} row {i} = {float(out[col][i])!r}, expected {rule}")
+    return out
+
+
+def write_glitch_file(path: str | os.PathLike, table: Mapping[str, np.ndarray],
+                      attrs: Mapping[str, object] | None = None) -> None:
+    """Write a glitch table to HDF5 atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination ``.hdf`` file.
+    table : mapping of str to numpy.ndarray
+        The :data:`GLITCH_COLUMNS` (:meth:`gwstream.daemon.sim.simulate.Simulator.glitch_table`),
+        equal lengths; other keys are refused.
+    attrs : mapping, optional
+        More root attributes (how the glitches were drawn: rates, ranges, duration).
+
+    Raises
+    ------
+    ValueError
+        A column missing, unknown, of another length, or holding an impossible value (the
+        message names the file and the column).
+
+    Notes
+    -----
+    One dataset per column (``ifo`` and ``kind`` as byte strings); root attributes ``format``
+    (``gwstream-glitches-1``), ``ifos`` (comma-separated, sorted) and ``n_glitches``.
+    """
+    path = Path(path)
+    extra = sorted(set(table) - set(GLITCH_COLUMNS))
+    if extra:
+        raise ValueError(f"glitch file {str(path)!r}: unknown column(s) {extra}, expected {list(GLITCH_COLUMNS)}")
+    cols = _check_glitch_table(repr(str(path)), table, ValueError)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
+        for key in GLITCH_COLUMNS:
+            values = cols[key]
+            fh.create_dataset(key, data=values.astype("S") if key in _GLITCH_STRINGS else values)
+        fh.attrs["format"] = _GLITCH_FORMAT
+        fh.attrs["ifos"] = ",".join(sorted(set(cols["ifo"])))
+        fh.attrs["n_glitches"] = len(cols["time"])
+        for key, value in (attrs or {}).items():
+            fh.attrs[key] = value
+
+
+def read_glitch_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read and check a glitch table written by :func:`write_glitch_file`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The :data:`GLITCH_COLUMNS`; ``ifo`` and ``kind`` as ``str``, the others float64.
+
+    Raises
+    ------
+    FrameFileError
+        Missing or unreadable file, a missing column, columns of different lengths, an unknown
+        ``kind`` or an impossible value (the message names the file and the column).
+    """
+    where = repr(str(path))
+    if not Path(path).is_file():
+        raise FrameFileError(f"glitch file {where}: no such file")
+    try:
+        with h5py.File(path, "r") as fh:
+            table = {}
+            for key, dset in fh.items():
+                if not isinstance(dset, h5py.Dataset):
+                    continue
+                values = dset[()]
+                if isinstance(values, np.ndarray) and values.dtype.kind == "S":
+                    values = values.astype(str)
+                table[key] = values
+    except OSError as exc:
+        raise FrameFileError(f"glitch file {where}: cannot read ({exc})") from None
+    return _check_glitch_table(where, table, FrameFileError)

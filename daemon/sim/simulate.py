@@ -1,10 +1,12 @@
-"""Simulated detector data: coloured Gaussian noise plus BBH injections.
+"""Simulated detector data: coloured Gaussian noise plus BBH injections and glitches.
 
 :class:`Simulator` produces strain for every detector of a
 :class:`~gwstream.daemon.config.SimulateConfig`, chunk by chunk or by random
 access, finite or endless; the strain of a seed is bit-identical however it is
-chunked. :func:`run_simulate` writes it to HDF5 (community mock-data layout)
-or 1-s GWF frames, plus the injection file (``gwstream simulate``).
+chunked. Glitches and per-segment PSD variation (``[simulate.glitches]``,
+:mod:`gwstream.daemon.sim.glitches`) are added when the configuration asks for
+them. :func:`run_simulate` writes it to HDF5 (community mock-data layout)
+or 1-s GWF frames, plus the injection and glitch files (``gwstream simulate``).
 
 Examples
 --------
@@ -26,8 +28,16 @@ import numpy as np
 from gwstream.daemon.config import IFO_NAMES, SimulateConfig
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.io.atomic import atomic_path
-from gwstream.daemon.io.framefiles import gwf_name, write_gwf_frame, write_hdf5_layout_attrs, write_injection_file
+from gwstream.daemon.io.framefiles import (
+    gwf_name,
+    write_glitch_file,
+    write_gwf_frame,
+    write_hdf5_layout_attrs,
+    write_injection_file,
+)
+from gwstream.daemon.settings import section_to_dict
 
+from .glitches import GlitchInjector, SegmentedNoise, glitch_columns_empty
 from .injections import InjectionProjector
 from .noise import ColoredNoise, load_psd
 
@@ -47,7 +57,7 @@ def _derived_seed(seed: int, *words: int) -> int:
 
 
 class Simulator:
-    """Noise plus injections for every detector of ``cfg``.
+    """Noise plus injections plus glitches for every detector of ``cfg``.
 
     Times are seconds after ``cfg.start_gps``; sample 0 of every stream is
     ``cfg.start_gps``.
@@ -59,20 +69,26 @@ class Simulator:
     seed : int
         Master seed, >= 0. Detector ``ifo``'s noise uses a seed derived from
         ``(seed, 0, IFO_NAMES.index(ifo))``, so it does not change when other
-        detectors are added; injections use ``seed`` directly.
+        detectors are added; injections use ``seed`` directly; glitches and
+        the PSD-variation factors use seeds derived from ``(seed, 2, index)``
+        and ``(seed, 3, index)``.
     duration_s : int or None
         Length of the data, s; None for an endless stream.
     injections : bool
         Add injections (drawn from ``cfg.injections``).
     noise : bool
         Add noise; ``False`` gives signal-only data (tests, SNR checks).
+        Glitches are added when ``cfg.glitches`` has a rate > 0, whatever
+        ``noise`` and ``injections`` say, after the noise and the injections.
 
     Attributes
     ----------
     sample_rate_hz : int
     ifos : tuple of str
-    noise : dict of str to ColoredNoise
+    noise : dict of str to ColoredNoise or SegmentedNoise
+        SegmentedNoise when ``cfg.glitches.psd_variation > 0``.
     projector : InjectionProjector or None
+    glitcher : GlitchInjector or None
     """
 
     def __init__(
@@ -94,24 +110,39 @@ class Simulator:
         self.sample_rate_hz = int(cfg.sample_rate_hz)
         self.ifos = tuple(cfg.ifos)
         self._psd_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-        self.noise: dict[str, ColoredNoise] = {}
+        self.noise: dict[str, ColoredNoise | SegmentedNoise] = {}
+        gcfg = cfg.glitches
         if noise:
             freqs, psd = self.psd(1.0 / NOISE_FIR_S)
             for ifo in self.ifos:
-                self.noise[ifo] = ColoredNoise(
-                    freqs, psd, self.sample_rate_hz, _derived_seed(self.seed, 0, IFO_NAMES.index(ifo)),
-                    fir_duration_s=NOISE_FIR_S,
-                )
+                noise_seed = _derived_seed(self.seed, 0, IFO_NAMES.index(ifo))
+                if gcfg.psd_variation > 0:
+                    self.noise[ifo] = SegmentedNoise(
+                        freqs, psd, self.sample_rate_hz, noise_seed, sigma=gcfg.psd_variation,
+                        segment_s=gcfg.psd_segment_s, gain_seed=_derived_seed(self.seed, 3, IFO_NAMES.index(ifo)),
+                        fir_duration_s=NOISE_FIR_S,
+                    )
+                else:
+                    self.noise[ifo] = ColoredNoise(freqs, psd, self.sample_rate_hz, noise_seed,
+                                                   fir_duration_s=NOISE_FIR_S)
         self.projector: InjectionProjector | None = None
         if injections:
             self.projector = InjectionProjector(
                 cfg.injections, seed=self.seed, ifos=self.ifos, sample_rate_hz=self.sample_rate_hz,
                 start_gps=cfg.start_gps, psd_fn=self.psd, low_frequency_hz=cfg.low_frequency_hz,
             )
+        self.glitcher: GlitchInjector | None = None
+        if gcfg.blip_rate_per_hour or gcfg.scatter_rate_per_hour or gcfg.loud_rate_per_hour:
+            self.glitcher = GlitchInjector(
+                gcfg, seed=self.seed, ifos=self.ifos, sample_rate_hz=self.sample_rate_hz, start_gps=cfg.start_gps,
+                psd_fn=self.psd, low_frequency_hz=cfg.low_frequency_hz,
+            )
         logger.info(
-            "simulator ifos=%s gps=%d seed=%d duration_s=%s rate_hz=%d noise=%s injections=%s psd=%s",
+            "simulator ifos=%s gps=%d seed=%d duration_s=%s rate_hz=%d noise=%s injections=%s psd=%s "
+            "glitches_per_hour=%g/%g/%g psd_variation=%g",
             ",".join(self.ifos), cfg.start_gps, self.seed, self.duration_s, self.sample_rate_hz,
-            bool(noise), bool(injections), cfg.psd_file or cfg.psd,
+            bool(noise), bool(injections), cfg.psd_file or cfg.psd, gcfg.blip_rate_per_hour,
+            gcfg.scatter_rate_per_hour, gcfg.loud_rate_per_hour, gcfg.psd_variation,
         )
 
     def psd(self, delta_f_hz: float) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +182,8 @@ class Simulator:
         }
         if self.projector is not None:
             self.projector.add_to(start, out)
+        if self.glitcher is not None:
+            self.glitcher.add_to(start, out)
         return out
 
     def iter_chunks(self, start_s: int = 0, chunk_s: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -189,6 +222,23 @@ class Simulator:
             return {c: np.array([], dtype=str if c == "approximant" else float) for c in injection_columns(self.ifos)}
         return self.projector.table(start_s, stop_s)
 
+    def glitch_table(self, start_s: float = 0, stop_s: float | None = None) -> dict[str, np.ndarray]:
+        """Glitches centred in ``[start_s, stop_s)`` s after ``cfg.start_gps``, by time.
+
+        Columns (:data:`~gwstream.daemon.io.framefiles.GLITCH_COLUMNS`): ``ifo`` (str), ``time``
+        (GPS of the centre, s), ``kind`` (``blip``, ``scatter``, ``loud``), ``snr`` (optimal SNR
+        in that detector), ``f0_hz`` (central frequency; the arch's top for scatter), ``q``
+        (NaN for scatter), ``duration_s``. ``stop_s`` defaults to ``duration_s``; an endless
+        stream needs it. Without glitches every column is empty. Needs no strain.
+        """
+        if stop_s is None:
+            if self.duration_s is None:
+                raise ValueError("stop_s is required for an endless stream (duration_s = None)")
+            stop_s = self.duration_s
+        if self.glitcher is None:
+            return glitch_columns_empty()
+        return self.glitcher.table(start_s, stop_s)
+
     def state_vector(self, n_seconds: int) -> np.ndarray:
         """``cfg.state_word`` at 16 Hz for ``n_seconds``, uint32."""
         return np.full(int(n_seconds) * STATE_RATE_HZ, self.cfg.state_word, dtype=np.uint32)
@@ -210,6 +260,7 @@ def run_simulate(
     injections_path: str | None = None,
     dtype: str = "float64",
     progress: bool = True,
+    glitches_path: str | None = None,
 ) -> dict:
     """Write simulated data to HDF5 or 1-s GWF frames (``gwstream simulate``).
 
@@ -231,6 +282,10 @@ def run_simulate(
         and ``<IFO>:<state_channel>`` (uint32, 16 Hz).
     injections_path : str or None
         Where to write the injection table; None means no injections.
+    glitches_path : str or None
+        Where to write the glitch table
+        (:func:`~gwstream.daemon.io.framefiles.write_glitch_file`); glitches are
+        in the data whenever ``cfg.glitches`` asks for them, written or not.
     dtype : {"float64", "float32"}
         Stored strain type.
     progress : bool
@@ -239,7 +294,7 @@ def run_simulate(
     Returns
     -------
     dict
-        ``files`` (paths written), ``n_injections``, ``duration_s``,
+        ``files`` (paths written), ``n_injections``, ``n_glitches``, ``duration_s``,
         ``seed``, ``format``, ``start_gps``, ``sample_rate_hz``, ``ifos``.
     """
     if fmt not in ("hdf5", "gwf"):
@@ -294,13 +349,24 @@ def run_simulate(
             "distance": "snr" if inj.snr else inj.distance, "distance_mpc": np.asarray(inj.distance_mpc, float),
             "snr": np.asarray(inj.snr, float), "duration_s": float(duration_s)})
         files.append(str(injections_path))
+    glitches = sim.glitch_table(0, duration_s)
+    n_glitches = len(glitches["time"])
+    if glitches_path is not None:
+        Path(glitches_path).parent.mkdir(parents=True, exist_ok=True)
+        attrs = {k: np.asarray(v, float) if isinstance(v, list) else v
+                 for k, v in section_to_dict(cfg.glitches).items()}
+        write_glitch_file(glitches_path, glitches, attrs={
+            **attrs, "start_gps": cfg.start_gps, "duration_s": float(duration_s), "seed": int(seed),
+            "sample_rate_hz": fs, "ifos": ",".join(sim.ifos)})
+        files.append(str(glitches_path))
     logger.info(
-        "simulated format=%s gps=%d duration_s=%d seed=%d files=%d n_injections=%d",
-        fmt, cfg.start_gps, duration_s, seed, len(files), n_injections,
+        "simulated format=%s gps=%d duration_s=%d seed=%d files=%d n_injections=%d n_glitches=%d",
+        fmt, cfg.start_gps, duration_s, seed, len(files), n_injections, n_glitches,
     )
     return {
         "files": files,
         "n_injections": n_injections,
+        "n_glitches": n_glitches,
         "duration_s": duration_s,
         "seed": int(seed),
         "format": fmt,
