@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gwstream.daemon.io.trigger import Trigger
 from gwstream.daemon.stream.background import Background, far_to_ifar_years
@@ -35,6 +35,7 @@ class MergedSearch:
     live_windows: int
     segments: list[list[int]]
     counters: Counter
+    gates: list = field(default_factory=list)  # (ifo, GPS s, peak sigma), in time order
 
 
 def merge_backgrounds(backgrounds: list[Background], into: Background | None = None) -> Background:
@@ -101,5 +102,6 @@ def merge_spans(results: list[SpanResult], *, initial: Background | None = None,
         live += r.live_windows
         runs += r.segments
         counters.update(r.counters)
-    return MergedSearch(triggers, prefix, live, join_segments(runs), counters)
+    gates = sorted((g for r in ordered for g in r.gates), key=lambda g: (g[1], g[0]))
+    return MergedSearch(triggers, prefix, live, join_segments(runs), counters, gates)
 

@@ -136,6 +136,10 @@ def plan_spans(segments: list[tuple[int, int]], cfg: Config, n_slides: int, *, s
     starts = [t0] + [a for a, b in zip(cuts, bounds[2:]) if owned(a, b) > 0]
     ends = starts[1:] + [t1]
     rank_lead = seconds_to_ns(RANK_LEAD_S)
+    if cfg.ranking.removal_ifar_days > 0 and n_slides > 0:
+        # hierarchical removal: the zones of every loud zero-lag trigger the slides still reach come from
+        # triggers this span must decide itself, so the whole reach is scored and ranked in full
+        rank_lead = max(rank_lead, margin)
     spans = []
     for k, (a, b) in enumerate(zip(starts, ends)):
         if k == 0:
@@ -181,6 +185,7 @@ class SpanResult:
     lead_s: float = 0.0
     meta: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)  # wall s of set-up and each phase; s of data of each lead-in phase
+    gates: list = field(default_factory=list)  # autogating: (ifo, GPS s, peak sigma) opened in owned blocks
 
 
 @functools.lru_cache(maxsize=2)
@@ -280,7 +285,7 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
                       exit_digest, exit_state, unreadable, seed is not None, time.monotonic() - t_wall, lead_s,
                       meta={"n_slides": stage.n_slides, "model": scorer.name, "model_sha256": scorer.sha256,
                             "merger_offset_s": stage.merger_offset_s, "stride_ns": r.stride_ns},
-                      timing={k: round(v, 3) for k, v in timing.items()})
+                      timing={k: round(v, 3) for k, v in timing.items()}, gates=list(stage.gates))
 
 
 def _owns_file(span: Span, path: str) -> bool:

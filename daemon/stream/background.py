@@ -216,6 +216,17 @@ class Background:
             far = far_hz(n, t) if t > 0 else np.full(np.shape(n), np.inf)
         return far, n == 0
 
+    def stat_at_far(self, far: float) -> float:
+        """The smallest statistic whose :meth:`far` is at most ``far`` (Hz), from the exact list: just above the
+        ``(n+1)``-th loudest entry, where ``n = floor(far * T) - 1`` louder ones are allowed; when not even the
+        loudest may be passed (``far * T < 1``), just above the loudest. Never below the floor (the binned
+        counts there are not exact). ``inf`` for an empty background."""
+        if not self.loudest.size:
+            return float("inf")
+        allowed = int(np.floor(far * self.livetime_s * (1 + 1e-12))) - 1
+        at = float(self.loudest[min(max(allowed, 0), self.loudest.size - 1)])
+        return float(np.nextafter(max(at, self.floor), np.inf))
+
     def count_parts(self, stat: float) -> tuple[int, int]:
         """What :meth:`far_joined` needs of this background at ``stat``: ``(n, binned)``.
 

@@ -74,12 +74,27 @@ class RankingStage:
         Starting background (e.g. precomputed offline); a fresh one otherwise.
     meta : dict
         What the background is valid for (model sha256, slide step, ...).
+    slide_windows : int
+        Slide step in windows: slide ``k`` pairs H1's window ``i`` with L1's ``i - k * slide_windows``.
+    removal_stat : float or None
+        Hierarchical removal (None: off). A zero-lag local maximum whose
+        statistic is at least this is treated as a real signal, not noise: every
+        slid pair with either detector's window within ``removal_windows`` of
+        its peak is kept out of the background, clusters and live time alike
+        (see :meth:`removal_zones`), as the offline matched-filter searches
+        remove their loudest foreground events. Without it, one loud signal's
+        H1 window paired with L1's past and its L1 window paired with H1's
+        future fill the background with loud slid triggers, and the next
+        signals' FARs rise.
+    removal_windows : int
+        Half-width of the zone around such a peak, in windows.
     """
 
     def __init__(self, *, stride_ns: int, cluster_window_s: float, merger_offset_ns: int, var_s: float,
                  n_slides: int, background: Background | None = None, meta: dict | None = None,
                  n_exact: int = _RANKING.background_exact, time_plateau: float = _RANKING.time_plateau,
-                 locate: Callable[[int, int], int | None] | None = None):
+                 locate: Callable[[int, int], int | None] | None = None, slide_windows: int = 16,
+                 removal_stat: float | None = None, removal_windows: int = 32):
         if int(stride_ns) <= 0:
             raise ValueError(f"stride_ns = {stride_ns!r}, expected > 0")
         if not cluster_window_s > 0:
@@ -115,6 +130,21 @@ class RankingStage:
         # when a list: per trigger, (background live windows, Background.count_parts) at the moment it was
         # ranked, so its FAR can be recomputed against backgrounds this stage never saw (a distributed search)
         self.far_inputs: list[tuple[int, int, int]] | None = None
+        # hierarchical removal: zones [first, last] (grid indices) around loud zero-lag peaks; slid clusters and
+        # live windows wait `_delay` windows (until every zone that can touch them is known) before they count
+        self.slide_windows = int(slide_windows)
+        self.removal_stat = None if removal_stat is None else float(removal_stat)
+        self.removal_windows = int(removal_windows)
+        if self.removal_stat is not None and (self.slide_windows < 1 or self.removal_windows < 0):
+            raise ValueError(f"slide_windows = {slide_windows!r}, removal_windows = {removal_windows!r}: "
+                             "expected >= 1 and >= 0")
+        self._delay = self.removal_windows + self.half_width + 2
+        self.zones: list[tuple[int, int]] = []
+        self.removed_zones = 0  # zones opened so far
+        self.removed_windows = 0  # slid live windows kept out of the background
+        self.removed_clusters = 0  # slid clusters kept out
+        self._pending_live: list[tuple[int, np.ndarray]] = []  # (first grid index, valid (K, m)) of slid rows
+        self._pending_bg = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))  # slide, index, stat
 
     # --------------------------------------------------------------- properties
     @property
@@ -178,6 +208,14 @@ class RankingStage:
 
     def _decide(self, stats, valid, *, final: bool, first_index: int) -> list[Trigger]:
         self.foreground_live_windows += int(valid[0].sum())
+        removal = self.removal_stat is not None and self.n_slides > 0
+        if removal and self.zones and stats.shape[1]:
+            gone = self._zone_mask(first_index, stats.shape[1])
+            self.removed_windows += int((valid[1:] & gone).sum())
+            valid = valid.copy()
+            stats = stats.copy()
+            valid[1:][gone] = False
+            stats[1:][gone] = -np.inf
         bg_live = int(valid[1:].sum())
         prev = self._carry[0]
         mask, offset, self._carry = kcl.local_maxima_stream(stats, valid, self.half_width, self._carry,
@@ -188,13 +226,21 @@ class RankingStage:
         full = np.concatenate([prev, stats], axis=1)  # column j is grid index first_index + j - 2h
         vals = full[:, base:base + mask.shape[1]]
         bg_rows, bg_cols = np.nonzero(mask[1:])
-        self.background.add(vals[1:][bg_rows, bg_cols], bg_live, self.n_slides)
+        if removal:
+            self._pending_live.append((first_index, valid[1:].copy()))
+            k, i, v = self._pending_bg
+            self._pending_bg = (np.concatenate([k, bg_rows + 1]), np.concatenate([i, first_index + offset + bg_cols]),
+                                np.concatenate([v, vals[1:][bg_rows, bg_cols]]))
+        else:
+            self.background.add(vals[1:][bg_rows, bg_cols], bg_live, self.n_slides)
         triggers = []
         for c in np.nonzero(mask[0])[0]:
             index = first_index + offset + int(c)
             if index <= self.last_trigger_index:
                 continue
             stat = float(vals[0, c])
+            if removal and stat >= self.removal_stat:
+                self._open_zone(index)
             far, sat = self.background.far(stat)
             far = float(far)
             window_ns = index * self.stride_ns
@@ -216,7 +262,68 @@ class RankingStage:
                 self.far_inputs.append((self.background.live_windows, *self.background.count_parts(stat)))
             self.last_trigger_index, self.last_trigger_ns = index, int(located)
         self.n_triggers += len(triggers)
+        if removal:
+            self._release(None if final else first_index + stats.shape[1] - self._delay)
         return triggers
+
+    # ------------------------------------------------------ hierarchical removal
+    def _open_zone(self, index: int) -> None:
+        zone = (index - self.removal_windows, index + self.removal_windows)
+        if self.zones and zone[0] <= self.zones[-1][1] + 1:  # overlaps or touches the last: one zone
+            self.zones[-1] = (min(self.zones[-1][0], zone[0]), max(self.zones[-1][1], zone[1]))
+        else:
+            self.zones.append(zone)
+        self.removed_zones += 1
+        log.info("hierarchical removal: zero-lag peak at gps=%.3f above removal_stat=%.3f: slid pairs with a "
+                 "window in [%.3f, %.3f] kept out of the background", index * self.stride_ns / NS,
+                 self.removal_stat, zone[0] * self.stride_ns / NS, (zone[1] + 1) * self.stride_ns / NS)
+
+    def removal_zones(self, slides: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Whether slid pair ``(slide k, H1 window index)`` touches a zone: H1's window ``index`` or L1's
+        ``index - k * slide_windows`` lies in one (arrays broadcast)."""
+        out = np.zeros(np.broadcast(slides, index).shape, dtype=bool)
+        l1 = index - slides * self.slide_windows
+        for a, b in self.zones:
+            out |= ((index >= a) & (index <= b)) | ((l1 >= a) & (l1 <= b))
+        return out
+
+    def _zone_mask(self, first: int, n: int) -> np.ndarray:
+        """(K, n): slid pairs of windows ``first .. first + n - 1`` that touch a zone."""
+        return self.removal_zones(np.arange(1, self.n_slides + 1)[:, None], first + np.arange(n)[None, :])
+
+    def _release(self, before: int | None) -> None:
+        """Count the pending slid clusters and live windows of grid indices ``< before`` (all: None), less those
+        that touch a zone, into the background; forget zones no later pair can touch."""
+        live = 0
+        keep: list[tuple[int, np.ndarray]] = []
+        for first, v in self._pending_live:
+            n = v.shape[1] if before is None else min(v.shape[1], max(0, before - first))
+            if n:
+                part = v[:, :n]
+                gone = self._zone_mask(first, n) & part if self.zones else None
+                live += int(part.sum())
+                if gone is not None:
+                    g = int(gone.sum())
+                    live -= g
+                    self.removed_windows += g
+            if n < v.shape[1]:
+                keep.append((first + n, v[:, n:]))
+        self._pending_live = keep
+        k, i, vals = self._pending_bg
+        out = np.ones(i.size, dtype=bool) if before is None else i < before
+        if out.any():
+            ok = out.copy()
+            if self.zones:
+                gone = out & self.removal_zones(k, i)
+                self.removed_clusters += int(gone.sum())
+                ok &= ~gone
+            self.background.add(vals[ok], live, self.n_slides)
+            self._pending_bg = (k[~out], i[~out], vals[~out])
+        elif live:
+            self.background.add(np.zeros(0), live, self.n_slides)
+        if before is not None:  # a zone matters while some later H1 window's slid L1 partner can fall in it
+            horizon = before - self.n_slides * self.slide_windows
+            self.zones = [z for z in self.zones if z[1] >= horizon]
 
     def _plateau(self, row: np.ndarray, j: int, stat: float) -> tuple[int, int]:
         """Edges ``(a <= 0, b >= 0)``, relative to column ``j``, of the run around it within ``time_plateau``."""
@@ -252,6 +359,17 @@ class RankingStage:
             g.attrs["n_triggers"] = int(self.n_triggers)
             g.create_dataset("carry_stats", data=self._carry[0])
             g.create_dataset("carry_valid", data=self._carry[1])
+            # hierarchical removal's zones and the slid clusters and live windows still waiting for them
+            g.create_dataset("removal_zones", data=np.asarray(self.zones, dtype=np.int64).reshape(-1, 2))
+            g.create_dataset("pending_live_first", data=np.asarray([f for f, _ in self._pending_live], np.int64))
+            g.create_dataset("pending_live_width", data=np.asarray([v.shape[1] for _, v in self._pending_live],
+                                                                   np.int64))
+            g.create_dataset("pending_live", data=np.concatenate(
+                [v for _, v in self._pending_live], axis=1) if self._pending_live else
+                np.zeros((self.n_slides, 0), dtype=bool))
+            for name, arr in zip(("pending_slide", "pending_index", "pending_stat"), self._pending_bg):
+                g.create_dataset(name, data=arr)
+            g.attrs["removed"] = [self.removed_zones, self.removed_windows, self.removed_clusters]
         return path
 
     def _config(self) -> dict:
@@ -295,6 +413,20 @@ class RankingStage:
                 attrs = {k: g.attrs[k] for k in ("next_index", "has_next", "last_trigger_index",
                                                  "foreground_live_windows", "n_triggers")}
                 attrs["last_trigger_ns"] = g.attrs.get("last_trigger_ns", -(2**62))  # older state files lack it
+                zones, pending_live, pending_bg, removed = [], [], self._pending_bg, (0, 0, 0)
+                if "removal_zones" in g:  # older state files have no removal state
+                    zones = [(int(a), int(b)) for a, b in np.asarray(g["removal_zones"][()]).reshape(-1, 2)]
+                    lv = np.asarray(g["pending_live"][()], dtype=bool)
+                    edges = np.cumsum(np.concatenate([[0], g["pending_live_width"][()]])).astype(int)
+                    if lv.shape != (self.n_slides, edges[-1]):
+                        raise BackgroundError(f"{path}: pending live windows of shape {lv.shape}, expected "
+                                              f"({self.n_slides}, {edges[-1]})")
+                    pending_live = [(int(f), lv[:, a:b]) for f, a, b in
+                                    zip(g["pending_live_first"][()], edges[:-1], edges[1:])]
+                    pending_bg = (np.asarray(g["pending_slide"][()], np.int64),
+                                  np.asarray(g["pending_index"][()], np.int64),
+                                  np.asarray(g["pending_stat"][()], np.float64))
+                    removed = tuple(int(x) for x in g.attrs["removed"])
         except OSError as exc:
             raise BackgroundError(f"{path}: unreadable as HDF5 ({exc})") from None
         except (KeyError, ValueError) as exc:
@@ -308,6 +440,10 @@ class RankingStage:
         self.last_trigger_ns = int(attrs["last_trigger_ns"])
         self.foreground_live_windows = int(attrs["foreground_live_windows"])
         self.n_triggers = int(attrs["n_triggers"])
+        self.zones, self._pending_live, self._pending_bg = zones, pending_live, pending_bg
+        self.removed_zones, self.removed_windows, self.removed_clusters = removed
+        if self.removal_stat is None:  # saved with removal on, restored without: what waited counts now
+            self._release(None)
         log.info("restored ranking state from %s: background livetime_s=%.1f triggers=%d next_gps=%s",
                  path, bg.livetime_s, bg.n_triggers,
                  None if self.next_index is None else self.next_index * self.stride_ns / NS)
