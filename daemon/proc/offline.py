@@ -287,6 +287,8 @@ def run_search(input_path, output: str | Path, cfg: Config, *, model: str | Path
         "model_sha256": scorer.sha256, "merger_offset_s": stage.merger_offset_s,
         "counters": dict(stage.counters) | dict(counters),
         "unreadable": [{"file": f, "error": e} for f, e in unreadable],
+        "gates": [{"ifo": i, "gps": t, "peak_sigma": p} for i, t, p in stage.gates],
+        "removal_stat": stage.ranking.removal_stat,
     }
     write_search_output(output, triggers, summary, stage.analysed_segments(), bg, background_out)
     log.info("search done: %.0f s of data in %.1f s (%.0fx real time), %d triggers, live %.0f s, background "

@@ -86,7 +86,10 @@ class Conditioned:
         Absolute analysis-rate sample index (``gps_ns * rate / 1e9``) of
         ``stream[:, 0]``; None while no PSD exists.
     stream_bad : numpy.ndarray
-        bool, shape ``(n_ifo, m)``: the FIR span of the sample touches invalid input.
+        bool, shape ``(n_ifo, m)``: the FIR span of the sample touches invalid input, or a gate.
+    gates : tuple
+        Autogating: ``(ifo index, GPS ns of the gate's centre, peak |whitened| in standard deviations)`` of
+        each gate opened in this block (see :class:`Conditioner`).
     """
 
     status: Status
@@ -100,6 +103,7 @@ class Conditioned:
     stream: np.ndarray | None = None
     stream_start: int | None = None
     stream_bad: np.ndarray | None = None
+    gates: tuple = ()
 
     @property
     def n_windows(self) -> int:
@@ -144,6 +148,17 @@ class Conditioner:
         Window length and stride (s), whole numbers of analysis samples.
     design_length_s : float
         Filter design grid, see :func:`gwstream.kernels.whiten.design_fir`.
+    gate_threshold, gate_half_width_s, gate_taper_s
+        Autogating (PyCBC's, on the whitened stream): a whitened sample
+        above ``gate_threshold`` standard deviations (0: off) opens a gate
+        centred on the loudest sample of its cluster: the stream is zeroed
+        within ``± gate_half_width_s`` with a Tukey taper of ``gate_taper_s``
+        on each side, and every sample from the taper's start (less the
+        filter's look-ahead) to the filter's length after its end (the
+        whitening filter's ringing of the glitch) is marked invalid, so no
+        window touching it is analysed and live time excludes it. A gate
+        reaches back ``gate_half_width_s + gate_taper_s`` (plus the look-ahead),
+        so the stream is held back that long before windows are cut.
     copy_windows : bool
         Cut each window into a C-contiguous float32 batch (what a joint model
         scores). ``False`` gives read-only views of the whitened stream instead
@@ -190,6 +205,9 @@ class Conditioner:
         window_s: float = _WINDOWS.window_s,
         stride_s: float = _WINDOWS.stride_s,
         design_length_s: float = 64.0,
+        gate_threshold: float = _WHITEN.gate_threshold,
+        gate_half_width_s: float = _WHITEN.gate_half_width_s,
+        gate_taper_s: float = _WHITEN.gate_taper_s,
         copy_windows: bool = True,
     ):
         self.ifos = tuple(ifos)
@@ -242,6 +260,18 @@ class Conditioner:
         psd_warm_s = ((psd_min - 1) * self._psd.step + 2 * self._psd.nperseg) / self.rate
         self.warmup_s = max(psd_warm_s + self._rs_delay / self.rate, fill_s) + self.window_s + self.stride_s + \
             self.lookahead_s
+        # ---- autogating
+        if not gate_threshold >= 0 or not gate_half_width_s > 0 or not gate_taper_s >= 0:
+            raise ValueError(f"gate_threshold = {gate_threshold!r}, gate_half_width_s = {gate_half_width_s!r} s, "
+                             f"gate_taper_s = {gate_taper_s!r} s: expected >= 0, > 0 and >= 0")
+        self.gate_threshold = float(gate_threshold)
+        self._g_half = int(round(gate_half_width_s * self.rate))
+        self._g_taper = int(round(gate_taper_s * self.rate))
+        self._g_pre = self._wh_delay  # a linear-phase filter rings before the glitch too
+        self._g_post = self.n_taps  # and every filter after it, for its length
+        self._g_hold = self._g_half + self._g_taper + self._g_pre if self.gate_threshold > 0 else 0
+        for name in ("lookahead_s", "refill_s", "warmup_s"):
+            setattr(self, name, getattr(self, name) + self._g_hold / self.rate)
         self._out = np.empty((0, len(self.ifos), self.window), dtype=np.float32)
         self.reset()
 
@@ -263,7 +293,8 @@ class Conditioner:
             fftlength_s=p.fftlength_s, overlap=p.overlap, average=p.average, psd_length_s=p.psd_length_s,
             psd_refresh_s=p.refresh_s, psd_max_change=p.max_change, psd_min_change=p.min_change,
             fduration_s=w.fduration_s, highpass_hz=w.highpass_hz, phase=w.phase,
-            window_s=win.window_s, stride_s=win.stride_s, copy_windows=copy_windows,
+            window_s=win.window_s, stride_s=win.stride_s, gate_threshold=w.gate_threshold,
+            gate_half_width_s=w.gate_half_width_s, gate_taper_s=w.gate_taper_s, copy_windows=copy_windows,
         )
 
     # ------------------------------------------------------------------ state
@@ -291,6 +322,11 @@ class Conditioner:
         self._warm = False  # a window not flagged invalid was emitted since the restart
         # no window may start before the data does (analysis index of the restart)
         self._an_origin = None if in_index is None else -(-in_index // self.factor)
+        # autogating: the whitened samples held back (a gate reaches back), their start, the gates open
+        self._g_buf = np.zeros((c, 0))
+        self._g_bad = np.zeros((c, 0), dtype=bool)
+        self._g_start = None
+        self._gates = np.zeros((0, 3), dtype=np.int64)  # ifo, centre sample, peak (1/1000 sigma)
 
     def snapshot(self) -> dict:
         """The whole state as a dict of arrays and ints (restorable into an equal configuration)."""
@@ -306,6 +342,8 @@ class Conditioner:
             "wh_hist": self._wh_hist.copy(),
             "win_buf": self._win_buf.copy(), "win_bad": self._win_bad.copy(), "win_start": self._win_start,
             "warm": self._warm, "an_origin": self._an_origin,
+            "g_buf": self._g_buf.copy(), "g_bad": self._g_bad.copy(), "g_start": self._g_start,
+            "gates": self._gates.copy(),
         }
 
     def restore(self, state: dict) -> None:
@@ -331,6 +369,8 @@ class Conditioner:
         self._win_buf, self._win_bad = state["win_buf"].copy(), state["win_bad"].copy()
         self._win_start, self._warm = state["win_start"], bool(state["warm"])
         self._an_origin = state["an_origin"]
+        self._g_buf, self._g_bad = state["g_buf"].copy(), state["g_bad"].copy()
+        self._g_start, self._gates = state["g_start"], state["gates"].copy()
 
     def state_digest(self) -> str:
         """SHA-256 of the state that decides every later output, in a form independent of where the stream began.
@@ -363,7 +403,8 @@ class Conditioner:
         put(self._geometry(), p["buf"], p["buf_valid"], p["next_index"], ends[live][order], p["pg"][live][order],
             p["last_refresh"], p["psd"], p["psd_index"], p["n_rejected"], self._taps, self._next_gps_ns,
             self._in_next, self._rs_state.history, self._rs_state.offset, self._rs_next, self._wh_hist,
-            self._win_buf, self._win_bad, self._win_start, self._warm)
+            self._win_buf, self._win_bad, self._win_start, self._warm, self._g_buf, self._g_bad, self._g_start,
+            self._gates)
         if self._in_next is not None:
             put(np.maximum(self._in_last_bad, self._in_next - self._rs_ntaps - 1))
         if self._rs_next is not None:
@@ -372,7 +413,8 @@ class Conditioner:
 
     def _geometry(self) -> tuple:
         return (self.ifos, self.input_rate_hz, self.rate, self.n_taps, self.phase, self.window, self.stride,
-                self._psd.nperseg, self._psd.step, self._psd.max_segments)
+                self._psd.nperseg, self._psd.step, self._psd.max_segments, self.gate_threshold, self._g_half,
+                self._g_taper)
 
     @property
     def taps(self) -> np.ndarray | None:
@@ -431,6 +473,9 @@ class Conditioner:
                     self.design_length_s,
                 )
         wh, wh_bad, wh_start = self._whiten(an_x, an_valid, an_start)
+        gates = ()
+        if self._g_hold:
+            wh, wh_bad, wh_start, gates = self._gate(wh, wh_bad, wh_start)
         windows, gps, inv_ifo = self._cut(wh, wh_bad, wh_start)
         invalid = inv_ifo.any(axis=1)
         if invalid.size and not invalid.all():
@@ -439,7 +484,7 @@ class Conditioner:
             status = Status.OK if self._taps is not None and self._warm else Status.WARMING_UP
         stream = wh.astype(np.float32) if wh_start is not None else wh[:, :0].astype(np.float32)
         return Conditioned(status, block.gps_ns, block.seq, windows, gps, invalid, inv_ifo, upd, stream, wh_start,
-                           wh_bad)
+                           wh_bad, gates)
 
     def _check_block(self, block: Block) -> None:
         if tuple(block.ifos) != self.ifos:
@@ -502,6 +547,49 @@ class Conditioner:
         y, self._wh_hist = kwh.convolve_stream(x, self._taps, self._wh_hist)
         w_start = start - self._wh_delay
         return y, ~ok, w_start
+
+    def _gate(self, wh: np.ndarray, bad: np.ndarray, start: int | None):
+        """Autogating: find gates in the new whitened samples, emit all but the held-back tail with every gate
+        applied; returns (samples, bad, absolute index of the first, gates opened here)."""
+        c = len(self.ifos)
+        if start is None:
+            self._g_buf, self._g_bad, self._g_start = np.zeros((c, 0)), np.zeros((c, 0), dtype=bool), None
+            return wh, bad, start, ()
+        if self._g_start is None or self._g_start + self._g_buf.shape[1] != start:
+            self._g_buf, self._g_bad, self._g_start = wh[:, :0], bad[:, :0], start
+        x = np.concatenate([self._g_buf, wh], axis=1)
+        b = np.concatenate([self._g_bad, bad], axis=1)
+        s0, m = self._g_start, self._g_buf.shape[1]
+        half, taper = self._g_half, self._g_taper
+        opened = []
+        for i in range(c):
+            hits = np.nonzero(np.abs(x[i, m:]) > self.gate_threshold)[0] + m
+            if not hits.size:
+                continue
+            # one gate per cluster of loud samples (less than a gate's width apart), at its loudest
+            for group in np.split(hits, np.nonzero(np.diff(hits) > 2 * half)[0] + 1):
+                j = int(group[np.argmax(np.abs(x[i, group]))])
+                opened.append((i, s0 + j, int(round(1000 * abs(x[i, j])))))
+        if opened:
+            self._gates = np.concatenate([self._gates, np.asarray(opened, dtype=np.int64)])
+        n_out = max(0, x.shape[1] - self._g_hold)
+        y, yb = x[:, :n_out].copy(), b[:, :n_out].copy()
+        end = s0 + n_out
+        for i, centre, _ in self._gates:
+            lo, hi = max(s0, centre - half - taper), min(end, centre + half + taper + 1)
+            if lo < hi:
+                dist = np.maximum(np.abs(np.arange(lo, hi) - centre) - half, 0)
+                y[i, lo - s0:hi - s0] *= np.where(dist == 0, 0.0, 0.5 * (1 - np.cos(np.pi * dist / (taper + 1))))
+            lo, hi = max(s0, centre - half - taper - self._g_pre), min(end, centre + half + taper + self._g_post + 1)
+            if lo < hi:
+                yb[i, lo - s0:hi - s0] = True
+        # a gate is forgotten once the last sample it marks has gone out
+        self._gates = self._gates[self._gates[:, 1] + half + taper + self._g_post >= end]
+        self._g_buf, self._g_bad, self._g_start = x[:, n_out:], b[:, n_out:], end
+        gates = tuple((int(i), samples_to_ns(int(t), self.rate), p / 1000) for i, t, p in opened)
+        for i, t, p in gates:
+            log.info("gate ifo=%s gps=%.4f peak_sigma=%.1f", self.ifos[i], t / NS, p)
+        return y, yb, s0, gates
 
     def _cut(self, wh: np.ndarray, bad: np.ndarray, start: int | None):
         c = len(self.ifos)

@@ -19,7 +19,7 @@ from gwstream.daemon.config import Config
 from gwstream.daemon.io.wire import Block
 from gwstream.daemon.units import NS, sample_time_ns, samples_to_ns, seconds_to_ns
 
-from .background import Background, initial_background_path
+from .background import Background, BackgroundMismatch, initial_background_path
 from .conditioning import Conditioned, Conditioner, Status
 from .identity import check_whitening, conditioning_meta
 from .ranking import RankingStage, Trigger
@@ -39,6 +39,34 @@ def analysed_segments(segments: list[list[int]], stride_ns: int, merger_offset_n
         return np.zeros((0, 2))
     return np.stack([(seg[:, 0] * stride_ns + merger_offset_ns) / NS,
                      ((seg[:, 1] + 1) * stride_ns + merger_offset_ns) / NS], axis=1)
+
+
+def removal_stat(cfg: Config, stride_ns: int, meta: dict, n_slides: int) -> float | None:
+    """The statistic above which a zero-lag trigger is removed from the slid background (hierarchical removal),
+    or None when removal is off: ``ranking.removal_ifar_days`` turned into a statistic by
+    ``ranking.removal_background``, a fixed background, so that the threshold never moves with the background
+    it protects (and every span of a distributed search removes the same triggers)."""
+    r = cfg.ranking
+    if not r.removal_ifar_days > 0 or n_slides <= 0:
+        return None
+    path = initial_background_path(r.removal_background)
+    if path is None:
+        return None
+    try:
+        ref = Background.load(path)
+        Background(stride_ns, meta).check_compatible(ref, f"ranking.removal_background ({path})")
+    except BackgroundMismatch as exc:
+        if r.removal_background.strip().lower() != "default":
+            raise
+        log.warning("hierarchical removal off: the shipped background does not fit this search (%s = %r here, %r "
+                    "there); set ranking.removal_background to a background of this search", exc.setting,
+                    exc.expected, exc.found)
+        return None
+    stat = ref.stat_at_far(1.0 / (r.removal_ifar_days * 86400.0))
+    log.info("hierarchical removal: zero-lag triggers with statistic >= %.4f (FAR <= 1/%g days against %s, "
+             "live time %.1f days) are kept out of the time-slid background", stat, r.removal_ifar_days, path,
+             ref.livetime_s / 86400)
+    return stat
 
 
 class SearchStage:
@@ -93,10 +121,13 @@ class SearchStage:
                                     merger_offset_ns=seconds_to_ns(self.merger_offset_s), var_s=var_s,
                                     time_plateau=r.time_plateau, locate=self._locate if templates else None,
                                     n_slides=self.n_slides, background=background, meta=meta,
-                                    n_exact=r.background_exact)
+                                    n_exact=r.background_exact, slide_windows=self.slides.slide_windows,
+                                    removal_stat=removal_stat(cfg, stride_ns, meta, self.n_slides),
+                                    removal_windows=int(round(r.removal_window_s / cfg.windows.stride_s)))
         self.conditioner: Conditioner | None = None
         self.segments: list[list[int]] = []  # analysed zero-lag window starts, merged: [first, last] grid index
         self.counters: Counter[str] = Counter()
+        self.gates: list[tuple[str, float, float]] = []  # autogating: (ifo, GPS s of the centre, peak sigma)
         self.last_block_end_ns: int | None = None
         # the whitened stream's recent past, for the follow-up of triggers (SNR series, sky maps)
         self.snapshot_queue: SnapshotQueue | None = None
@@ -177,8 +208,10 @@ class SearchStage:
         r.foreground_live_windows = 0
         r.n_triggers = 0
         r.far_inputs = []
+        r.removed_zones = r.removed_windows = r.removed_clusters = 0
         self.segments = []
         self.counters = Counter()
+        self.gates = []
 
     @property
     def background(self) -> Background:
@@ -221,6 +254,9 @@ class SearchStage:
                 self.snapshot_queue.history.add(int(cond.stream_start), cond.stream, cond.stream_bad)
             self.counters["blocks"] += 1
             self.last_block_end_ns = block.end_ns
+            for i, t_ns, peak in cond.gates:
+                self.gates.append((self.cfg.data.ifos[i], t_ns / NS, peak))
+                self.counters["gates"] += 1
             if cond.status is Status.GAP:
                 self.counters["gaps"] += 1
             elif cond.status is Status.WARMING_UP:
@@ -240,8 +276,13 @@ class SearchStage:
         self._track_segments(first, valid[0])
         self.counters["windows"] += stats.shape[1]
         self.counters["valid_windows"] += int(valid[0].sum())
-        triggers = self.ranking.add(first, stats, valid)
+        r = self.ranking
+        triggers = r.add(first, stats, valid)
         self.counters["triggers"] += len(triggers)
+        if r.removal_stat is not None:
+            self.counters.update(removed_zones=r.removed_zones - self.counters["removed_zones"],
+                                 removed_windows=r.removed_windows - self.counters["removed_windows"],
+                                 removed_clusters=r.removed_clusters - self.counters["removed_clusters"])
         return triggers
 
     def _track_segments(self, first: int, ok: np.ndarray) -> None:
@@ -262,6 +303,11 @@ class SearchStage:
 
     def finish(self) -> list[Trigger]:
         """End of data: the last open clusters become triggers."""
-        triggers = self.ranking.flush()
+        r = self.ranking
+        triggers = r.flush()
         self.counters["triggers"] += len(triggers)
+        if r.removal_stat is not None:
+            self.counters.update(removed_zones=r.removed_zones - self.counters["removed_zones"],
+                                 removed_windows=r.removed_windows - self.counters["removed_windows"],
+                                 removed_clusters=r.removed_clusters - self.counters["removed_clusters"])
         return triggers
