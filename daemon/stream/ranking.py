@@ -30,12 +30,14 @@ from gwstream.daemon.io.trigger import TRIGGER_FIELDS, Trigger
 from gwstream.daemon.units import NS
 from gwstream.kernels import cluster as kcl
 
-from .background import Background, BackgroundError, far_to_ifar_years
+from .background import Background, BackgroundError, far_hz, far_to_ifar_years
 
 __all__ = ["Trigger", "RankingStage", "TRIGGER_FIELDS"]
 
 log = logging.getLogger(__name__)
 _STATE_VERSION = 1
+#: slides of a loud zero-lag peak's L1 window (with H1's next windows) checked before it is removed
+CHECK_SLIDES = 8
 _RANKING = RankingConfig()  # defaults of the settings the stage shares with the config
 
 
@@ -138,7 +140,15 @@ class RankingStage:
         if self.removal_stat is not None and (self.slide_windows < 1 or self.removal_windows < 0):
             raise ValueError(f"slide_windows = {slide_windows!r}, removal_windows = {removal_windows!r}: "
                              "expected >= 1 and >= 0")
-        self._delay = self.removal_windows + self.half_width + 2
+        # a candidate is checked once the first `_check_slides` slides of its L1 window (with later H1 windows)
+        # are in: a loud window in one detector alone is a glitch, which the background must keep
+        self._check_slides = min(self.n_slides, CHECK_SLIDES)
+        self._wait = max(self._check_slides * self.slide_windows, 2 * self.half_width + 1) + self.half_width + 1
+        self._delay = self.removal_windows + self.half_width + self._wait + 2
+        self._candidates: list[tuple[int, float]] = []  # (peak index, statistic) waiting for their check
+        self._loud_peaks: list[int] = []  # every recent zero-lag peak above the threshold (checked or not)
+        self._recent: list[tuple[int, np.ndarray]] = []  # (first index, stats (K+1, m)) of the last windows
+        self.kept_candidates = 0  # loud zero-lag peaks not removed: one detector alone was as loud in a slide
         self.zones: list[tuple[int, int]] = []
         self.removed_zones = 0  # zones opened so far
         self.removed_windows = 0  # slid live windows kept out of the background
@@ -193,7 +203,15 @@ class RankingStage:
             else:
                 pad_s, pad_v = self._pad(gap)
                 out += self._decide(pad_s, pad_v, final=False, first_index=self.next_index)
-        out += self._decide(stats, valid, final=False, first_index=first_index)
+        # a loud peak's removal check falls on a fixed window (its index + _wait): the scores are cut there, so
+        # which slid pairs are clustered with its zone known does not depend on how the windows come in blocks
+        while stats.shape[1]:
+            cut = min([i + self._wait - first_index for i, _ in self._candidates
+                       if 0 < i + self._wait - first_index < stats.shape[1]], default=stats.shape[1])
+            if self.removal_stat is not None:  # a peak found in a piece is checked after it
+                cut = min(cut, self._wait - 3 * self.half_width - 1)
+            out += self._decide(stats[:, :cut], valid[:, :cut], final=False, first_index=first_index)
+            stats, valid, first_index = stats[:, cut:], valid[:, cut:], first_index + cut
         return out
 
     def flush(self) -> list[Trigger]:
@@ -240,8 +258,15 @@ class RankingStage:
                 continue
             stat = float(vals[0, c])
             if removal and stat >= self.removal_stat:
-                self._open_zone(index)
-            far, sat = self.background.far(stat)
+                self._candidates.append((index, stat))
+                self._loud_peaks.append(index)
+            extra_live, extra_n = self._pending_counts(stat) if removal else (0, 0)
+            if extra_live or extra_n:
+                n = int(self.background.count_at_least(stat)) + extra_n
+                live_s = (self.background.live_windows + extra_live) * self.stride_ns / NS
+                far, sat = (far_hz(n, live_s) if live_s > 0 else np.inf), n == 0
+            else:
+                far, sat = self.background.far(stat)
             far = float(far)
             window_ns = index * self.stride_ns
             a, b = self._plateau(full[0], base + int(c), stat)
@@ -259,14 +284,68 @@ class RankingStage:
             triggers.append(Trigger(int(located), window_ns, stat, self.var_s, far,
                                     float(far_to_ifar_years(far)), bool(sat)))
             if self.far_inputs is not None:
-                self.far_inputs.append((self.background.live_windows, *self.background.count_parts(stat)))
+                n, binned = self.background.count_parts(stat)
+                self.far_inputs.append((self.background.live_windows + extra_live, n + extra_n if n >= 0 else -1,
+                                        binned + extra_n))
             self.last_trigger_index, self.last_trigger_ns = index, int(located)
         self.n_triggers += len(triggers)
         if removal:
-            self._release(None if final else first_index + stats.shape[1] - self._delay)
+            newest = first_index + stats.shape[1]
+            if stats.shape[1]:
+                self._recent.append((first_index, stats[1:].copy()))
+                keep_from = min([i for i, _ in self._candidates] + [newest - self._wait]) - self.half_width - 1
+                self._recent = [(f, v) for f, v in self._recent if f + v.shape[1] > keep_from]
+            waiting = []
+            for index, stat in self._candidates:
+                if final or index + self._wait <= newest:
+                    self._check_candidate(index, stat)
+                else:
+                    waiting.append((index, stat))
+            self._candidates = waiting
+            self._release(None if final else newest - self._delay)
         return triggers
 
     # ------------------------------------------------------ hierarchical removal
+    def _slid(self, slides: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Slid statistics (slide ``k >= 1``, H1 window ``index``) from the recent windows; -inf where unknown,
+        invalid, or touching a zone."""
+        out = np.full(index.shape, -np.inf)
+        for first, v in self._recent:
+            inside = (index >= first) & (index < first + v.shape[1])
+            if inside.any():
+                out[inside] = v[slides[inside] - 1, index[inside] - first]
+        if self.zones:
+            out[self.removal_zones(slides, index)] = -np.inf
+        return out
+
+    def _check_candidate(self, index: int, stat: float) -> None:
+        """Open a zone around a loud zero-lag peak unless one detector's window alone reaches the removal
+        threshold in a slide: H1's (every slide, paired with L1's past) or L1's (the first few slides, paired
+        with H1's future), around the peak. Pairs whose other window lies near a loud zero-lag peak (this one or
+        another: two signals paired by a slide) or in a zone do not count."""
+        h, r, sw = self.half_width, self.removal_windows, self.slide_windows
+        near = np.arange(-h, h + 1)
+        peaks = np.asarray(self._loud_peaks, dtype=np.int64)
+
+        def alone(slides: np.ndarray, cols: np.ndarray, partner: np.ndarray) -> float:
+            v = self._slid(slides, cols)
+            if peaks.size:
+                v[(np.abs(partner[:, None] - peaks[None, :]) <= r).any(axis=1)] = -np.inf
+            return float(v.max(initial=-np.inf))
+
+        k1 = np.repeat(np.arange(1, self.n_slides + 1), near.size)
+        c1 = index + np.tile(near, self.n_slides)
+        k2 = np.repeat(np.arange(1, self._check_slides + 1), near.size)
+        c2 = index + k2 * sw + np.tile(near, self._check_slides)
+        loudest = max(alone(k1, c1, c1 - k1 * sw), alone(k2, c2, c2))
+        if loudest >= self.removal_stat:
+            self.kept_candidates += 1
+            log.info("hierarchical removal: zero-lag peak at gps=%.3f (statistic %.3f) kept in the background: "
+                     "one detector alone reaches %.3f in a time slide (a glitch, not a signal)",
+                     index * self.stride_ns / NS, stat, loudest)
+            return
+        self._open_zone(index)
+
     def _open_zone(self, index: int) -> None:
         zone = (index - self.removal_windows, index + self.removal_windows)
         if self.zones and zone[0] <= self.zones[-1][1] + 1:  # overlaps or touches the last: one zone
@@ -290,6 +369,21 @@ class RankingStage:
     def _zone_mask(self, first: int, n: int) -> np.ndarray:
         """(K, n): slid pairs of windows ``first .. first + n - 1`` that touch a zone."""
         return self.removal_zones(np.arange(1, self.n_slides + 1)[:, None], first + np.arange(n)[None, :])
+
+    def _pending_counts(self, stat: float) -> tuple[int, int]:
+        """Live windows and clusters ``>= stat`` that wait for zones, less those touching one: a zero-lag
+        trigger's FAR counts them as if released now (a glitch's own slides, H1's with L1's past, are among
+        them: without them its FAR would be its background's floor)."""
+        live = 0
+        for first, v in self._pending_live:
+            live += int(v.sum())
+            if self.zones:
+                live -= int((self._zone_mask(first, v.shape[1]) & v).sum())
+        k, i, vals = self._pending_bg
+        louder = vals >= stat
+        if self.zones and louder.any():
+            louder &= ~self.removal_zones(k, i)
+        return live, int(louder.sum())
 
     def _release(self, before: int | None) -> None:
         """Count the pending slid clusters and live windows of grid indices ``< before`` (all: None), less those
@@ -324,6 +418,7 @@ class RankingStage:
         if before is not None:  # a zone matters while some later H1 window's slid L1 partner can fall in it
             horizon = before - self.n_slides * self.slide_windows
             self.zones = [z for z in self.zones if z[1] >= horizon]
+            self._loud_peaks = [p for p in self._loud_peaks if p + self.removal_windows >= horizon]
 
     def _plateau(self, row: np.ndarray, j: int, stat: float) -> tuple[int, int]:
         """Edges ``(a <= 0, b >= 0)``, relative to column ``j``, of the run around it within ``time_plateau``."""
@@ -369,6 +464,13 @@ class RankingStage:
                 np.zeros((self.n_slides, 0), dtype=bool))
             for name, arr in zip(("pending_slide", "pending_index", "pending_stat"), self._pending_bg):
                 g.create_dataset(name, data=arr)
+            g.create_dataset("candidates", data=np.asarray(self._candidates, dtype=np.float64).reshape(-1, 2))
+            g.create_dataset("recent_first", data=np.asarray([f for f, _ in self._recent], np.int64))
+            g.create_dataset("recent_width", data=np.asarray([v.shape[1] for _, v in self._recent], np.int64))
+            g.create_dataset("recent", data=np.concatenate([v for _, v in self._recent], axis=1) if self._recent
+                             else np.zeros((self.n_slides, 0)))
+            g.attrs["kept_candidates"] = self.kept_candidates
+            g.create_dataset("loud_peaks", data=np.asarray(self._loud_peaks, dtype=np.int64))
             g.attrs["removed"] = [self.removed_zones, self.removed_windows, self.removed_clusters]
         return path
 
@@ -414,6 +516,7 @@ class RankingStage:
                                                  "foreground_live_windows", "n_triggers")}
                 attrs["last_trigger_ns"] = g.attrs.get("last_trigger_ns", -(2**62))  # older state files lack it
                 zones, pending_live, pending_bg, removed = [], [], self._pending_bg, (0, 0, 0)
+                candidates, recent, kept, loud_peaks = [], [], 0, []
                 if "removal_zones" in g:  # older state files have no removal state
                     zones = [(int(a), int(b)) for a, b in np.asarray(g["removal_zones"][()]).reshape(-1, 2)]
                     lv = np.asarray(g["pending_live"][()], dtype=bool)
@@ -427,6 +530,12 @@ class RankingStage:
                                   np.asarray(g["pending_index"][()], np.int64),
                                   np.asarray(g["pending_stat"][()], np.float64))
                     removed = tuple(int(x) for x in g.attrs["removed"])
+                    candidates = [(int(i), float(v)) for i, v in np.asarray(g["candidates"][()]).reshape(-1, 2)]
+                    rv = np.asarray(g["recent"][()], dtype=np.float64)
+                    edges = np.cumsum(np.concatenate([[0], g["recent_width"][()]])).astype(int)
+                    recent = [(int(f), rv[:, a:b]) for f, a, b in zip(g["recent_first"][()], edges[:-1], edges[1:])]
+                    kept = int(g.attrs["kept_candidates"])
+                    loud_peaks = [int(p) for p in g["loud_peaks"][()]]
         except OSError as exc:
             raise BackgroundError(f"{path}: unreadable as HDF5 ({exc})") from None
         except (KeyError, ValueError) as exc:
@@ -442,6 +551,8 @@ class RankingStage:
         self.n_triggers = int(attrs["n_triggers"])
         self.zones, self._pending_live, self._pending_bg = zones, pending_live, pending_bg
         self.removed_zones, self.removed_windows, self.removed_clusters = removed
+        self._candidates, self._recent, self.kept_candidates = candidates, recent, kept
+        self._loud_peaks = loud_peaks
         if self.removal_stat is None:  # saved with removal on, restored without: what waited counts now
             self._release(None)
         log.info("restored ranking state from %s: background livetime_s=%.1f triggers=%d next_gps=%s",
