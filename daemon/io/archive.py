@@ -109,13 +109,15 @@ def read_archive(directory: str | Path) -> dict[str, np.ndarray]:
 
 
 def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict | None = None,
-                   segments: np.ndarray | None = None) -> Path:
+                   segments: np.ndarray | None = None, gates: list | None = None) -> Path:
     """Write a trigger archive (HDF5, one row per zero-lag trigger), atomically.
 
     Datasets ``time`` (GPS s, float64), ``stat``, ``var`` (s), ``far`` (Hz),
     ``ifar_years``, ``saturated`` (bool), ``gps_ns`` and ``window_gps_ns``
     (int64 ns); ``segments`` (GPS s, ``(n, 2)``, the merger times the
-    analysed windows cover); file attributes from ``attrs`` (live times, model, config).
+    analysed windows cover); group ``gates`` (datasets ``ifo``, ``gps``,
+    ``peak_sigma``: the autogating's gates, from ``gates``, a list of dicts with those keys);
+    file attributes from ``attrs`` (live times, model, config).
     """
     import h5py
     from gwstream.daemon.io.atomic import atomic_path
@@ -137,6 +139,11 @@ def write_triggers(path: str | Path, triggers: Iterable[Trigger], *, attrs: dict
         for k, v in cols.items():
             f.create_dataset(k, data=v)
         f.create_dataset("segments", data=np.zeros((0, 2)) if segments is None else np.asarray(segments, float))
+        if gates is not None:
+            g = f.create_group("gates")
+            g.create_dataset("ifo", data=np.array([x["ifo"] for x in gates], dtype="S2"))
+            g.create_dataset("gps", data=np.array([x["gps"] for x in gates], dtype=np.float64))
+            g.create_dataset("peak_sigma", data=np.array([x["peak_sigma"] for x in gates], dtype=np.float64))
         f.attrs["format"] = _ARCHIVE_FORMAT
         for k, v in (attrs or {}).items():
             f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
@@ -157,6 +164,10 @@ def read_triggers(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
                 raise FrameFileError(f"{path}: not a trigger archive (datasets {missing} missing)")
             cols = {k: np.asarray(f[k][()]) for k in f.keys() if isinstance(f[k], h5py.Dataset) and k != "segments"}
             attrs_segments = np.asarray(f["segments"][()]) if "segments" in f else None
+            gates = None
+            if "gates" in f:
+                gates = [{"ifo": i.decode(), "gps": float(t), "peak_sigma": float(p)} for i, t, p in
+                         zip(f["gates"]["ifo"][()], f["gates"]["gps"][()], f["gates"]["peak_sigma"][()])]
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     except OSError as exc:
         raise FrameFileError(f"{path}: unreadable as HDF5 ({exc})") from None
@@ -164,6 +175,8 @@ def read_triggers(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     if len(n) > 1:
         raise FrameFileError(f"{path}: columns of different lengths {sorted(n)}")
     attrs["segments"] = attrs_segments
+    if gates is not None:
+        attrs["gates"] = gates
     for k in ("livetime_s", "background_livetime_s"):
         if k in attrs:
             attrs[k] = float(attrs[k])

@@ -304,7 +304,7 @@ def _input_name(inputs) -> str:
 def write_search_output(output, triggers: list[Trigger], summary: dict, segments: np.ndarray, background,
                         background_out=None) -> None:
     """The trigger archive (``summary`` as its attributes, nested values as JSON) and, optionally, the background."""
-    attrs = {k: v for k, v in summary.items() if v is not None}
-    write_triggers(output, triggers, attrs=attrs, segments=segments)
+    attrs = {k: v for k, v in summary.items() if v is not None and k != "gates"}
+    write_triggers(output, triggers, attrs=attrs, segments=segments, gates=summary.get("gates"))
     if background_out:
         background.save(background_out)

@@ -57,3 +57,15 @@ def test_unreadable_hour_is_set_aside_not_lost(tmp_path):
     a.flush()
     assert bad.with_suffix(".unreadable").exists()
     assert read_archive(tmp_path)["time"].size == 1
+
+
+def test_gates_round_trip_as_a_group(tmp_path):
+    from gwstream.daemon.io.archive import read_triggers, write_triggers
+
+    gates = [{"ifo": "H1", "gps": 1000000012.25, "peak_sigma": 61.5}, {"ifo": "L1", "gps": 1000000100.5,
+                                                                        "peak_sigma": 1500.0}]
+    write_triggers(tmp_path / "t.h5", [], attrs={"n": 1}, gates=gates)
+    cols, attrs = read_triggers(tmp_path / "t.h5")
+    assert attrs["gates"] == gates and "gates" not in cols
+    write_triggers(tmp_path / "u.h5", [])
+    assert "gates" not in read_triggers(tmp_path / "u.h5")[1]
