@@ -304,7 +304,7 @@ def _inverse_fft():
 
 def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: list[_Segment], *, nfft: int,
                  kmin: int, kmax: int, rate: int, f_lower_hz: float, snr_threshold: float, width: int,
-                 coinc_n: int):
+                 coinc_n: int, n_slides: int = 0, slide_n: int = 0):
     """Coincident triggers of the templates ``rows`` (bank row numbers).
 
     Per template and detector, the SNR^2 samples ``>= snr_threshold^2`` of
@@ -316,7 +316,9 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
     -------
     coinc : dict of numpy.ndarray
         ``span``, ``h1``, ``l1`` (sample numbers in the span), ``snr2_h1``,
-        ``snr2_l1``, ``template`` (bank row) of each coincidence.
+        ``snr2_l1``, ``template`` (bank row), ``slide`` of each coincidence:
+        slide ``k`` pairs H1's trigger at sample ``s`` with L1's at
+        ``s - k * slide_n`` (0: zero lag), as gwstream's slides do.
     n_single : numpy.ndarray
         int ``(2,)``: single-detector triggers (all templates) of H1, L1.
     templates_s, filter_s : float
@@ -329,7 +331,7 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
     q = np.zeros(nfft, np.complex64)  # the negative frequencies stay zero: analytic (complex) SNR
     r = np.empty(max(g.keep.stop - g.keep.start for g in segments), np.float32)
     spans = sorted({g.span for g in segments})
-    out = {k: [] for k in ("span", "h1", "l1", "snr2_h1", "snr2_l1", "template")}
+    out = {k: [] for k in ("span", "h1", "l1", "snr2_h1", "snr2_l1", "template", "slide")}
     n_single = np.zeros(2, np.int64)
     templates_s = filter_s = 0.0
     ifft = _inverse_fft()[1]
@@ -368,19 +370,21 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
             (h_idx, h_val), (l_idx, l_val) = trig
             if not (h_idx.size and l_idx.size):
                 continue
-            lo = np.searchsorted(l_idx, h_idx - coinc_n, "left")
-            hi = np.searchsorted(l_idx, h_idx + coinc_n, "right")
-            for a in np.flatnonzero(hi > lo):
-                b = lo[a] + int(np.argmax(l_val[lo[a]:hi[a]]))
-                for key, value in (("span", sp), ("h1", h_idx[a]), ("l1", l_idx[b]), ("snr2_h1", h_val[a]),
-                                   ("snr2_l1", l_val[b]), ("template", rows[j])):
-                    out[key].append(value)
+            for k in range(n_slides + 1):
+                moved = l_idx + k * slide_n  # L1's trigger at s lands on H1's s + k * slide_n
+                lo = np.searchsorted(moved, h_idx - coinc_n, "left")
+                hi = np.searchsorted(moved, h_idx + coinc_n, "right")
+                for a in np.flatnonzero(hi > lo):
+                    b = lo[a] + int(np.argmax(l_val[lo[a]:hi[a]]))
+                    for key, value in (("span", sp), ("h1", h_idx[a]), ("l1", l_idx[b]), ("snr2_h1", h_val[a]),
+                                       ("snr2_l1", l_val[b]), ("template", rows[j]), ("slide", k)):
+                        out[key].append(value)
         t0 = time.perf_counter()
         filter_s += t0 - t1
         if (j + 1) % max(1, rows.size // 5) == 0:
             log.info("worker of rows %d...: templates %d/%d", rows[0], j + 1, rows.size)
     dtypes = {"span": np.int64, "h1": np.int64, "l1": np.int64, "snr2_h1": np.float64, "snr2_l1": np.float64,
-              "template": np.int64}
+              "template": np.int64, "slide": np.int64}
     coinc = {k: np.asarray(v, dtype=dtypes[k]) for k, v in out.items()}
     return coinc, n_single, templates_s, filter_s
 
@@ -402,13 +406,20 @@ def _cpu_s() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _write(out: Path, coinc: dict, bank: TemplateBank, attrs: dict) -> None:
-    """Triggers, bank parameters and summary to HDF5 (via a temporary file)."""
+def _write(out: Path, coinc: dict, bank: TemplateBank, attrs: dict, background: dict | None = None,
+           segments: np.ndarray | None = None) -> None:
+    """Triggers, bank parameters, slid triggers, searched segments and summary to HDF5 (via a temporary file)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     with h5py.File(tmp, "w") as fh:
         for k, v in coinc.items():
             fh.create_dataset(k, data=v)
+        if background is not None:
+            g = fh.create_group("background")
+            for k, v in background.items():
+                g.create_dataset(k, data=v)
+        if segments is not None:
+            fh.create_dataset("segments", data=segments)
         g = fh.create_group("bank")
         for k, v in bank.params.items():
             g.create_dataset(k, data=v)
@@ -418,11 +429,62 @@ def _write(out: Path, coinc: dict, bank: TemplateBank, attrs: dict) -> None:
     tmp.replace(out)
 
 
+def _gate(spans: list[_Span], gates: list, half_s: float, taper_s: float) -> int:
+    """Apply ``gates`` (``(detector, GPS s)``) to the spans' strain in place (``pycbc.strain.gate_data``);
+    returns how many fell in the data."""
+    from pycbc.strain import gate_data
+    from pycbc.types import TimeSeries
+
+    used = 0
+    for span in spans:
+        t0 = span.gps_start_ns / NS
+        t1 = t0 + span.strain.shape[1] / span.rate
+        for i, ifo in enumerate(IFOS):
+            mine = [(float(t), half_s, taper_s) for g_ifo, t in gates
+                    if g_ifo == ifo and t0 - half_s - taper_s < float(t) < t1 + half_s + taper_s]
+            if mine:
+                ts = TimeSeries(span.strain[i].copy(), delta_t=1.0 / span.rate, epoch=t0)
+                span.strain[i] = gate_data(ts, mine).numpy()
+                used += len(mine)
+    return used
+
+
+def mf_to_archive(triggers: str | Path, out_triggers: str | Path, out_background: str | Path,
+                  var_s: float = 0.25) -> dict:
+    """Turn a :func:`run_mf_search` file into what ``gwstream evaluate`` reads: a trigger archive (statistic:
+    network SNR; FAR from the file's own time slides, ``(n_louder + 1) / T``) and a background file.
+
+    The background is a :class:`~gwstream.daemon.stream.background.Background` with a 1-ms stride, so the
+    slides' live time is counted to the millisecond.
+    """
+    from gwstream.daemon.io.archive import write_triggers
+    from gwstream.daemon.io.trigger import Trigger
+    from gwstream.daemon.stream.background import Background, far_to_ifar_years
+
+    with h5py.File(triggers, "r") as fh:
+        gps, snr = fh["gps"][()], fh["network_snr"][()]
+        bg_snr = fh["background"]["network_snr"][()] if "background" in fh else np.zeros(0)
+        segments = fh["segments"][()] if "segments" in fh else None
+        live_s = float(fh.attrs.get("background_livetime_s", 0.0))
+    stride_ns = 1_000_000
+    bg = Background(stride_ns, {"model": "matched_filter"}, hist_range=(0.0, 1000.0))
+    bg.add(bg_snr, live_windows=int(round(live_s * NS / stride_ns)), n_slides=1)
+    far, sat = bg.far(snr) if len(snr) else (np.zeros(0), np.zeros(0, bool))
+    rows = [Trigger(int(round(t * NS)), int(round(t * NS)), float(s), float(var_s), float(f),
+                    float(far_to_ifar_years(f)), bool(z)) for t, s, f, z in zip(gps, snr, far, sat)]
+    write_triggers(out_triggers, rows, attrs={"model": "matched_filter", "background_livetime_s": bg.livetime_s,
+                                              "livetime_s": float(np.sum(np.diff(segments, axis=1)))
+                                              if segments is not None else 0.0}, segments=segments)
+    bg.save(out_background)
+    return {"n_triggers": len(rows), "background_livetime_s": bg.livetime_s, "n_background": int(bg_snr.size)}
+
+
 # ------------------------------------------------------------------ search
 def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, threads: int = 2,
                   segment_s: float = 256.0, psd_segment_s: float = 4.0, psd_inverse_s: float = 4.0,
                   f_lower_hz: float = 20.0, snr_threshold: float = 5.5, cluster_s: float = 1.0,
-                  coinc_s: float = 0.015) -> dict:
+                  coinc_s: float = 0.015, gates: list | None = None, gate_half_width_s: float = 0.25,
+                  gate_taper_s: float = 0.25, n_slides: int = 0, slide_step_s: float = 1.0) -> dict:
     """Matched-filter search of the H1/L1 strain in ``path`` with ``bank``; coincident triggers to ``out``.
 
     Parameters
@@ -455,6 +517,18 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
         Clustering window (s): a trigger is the largest SNR within ``+-cluster_s / 2``.
     coinc_s : float
         Largest H1-L1 trigger time difference (s).
+    gates : list of (str, float), optional
+        ``(detector, GPS s)`` of gates to apply to the strain before anything
+        else (``pycbc.strain.gate_data``: zero within ``± gate_half_width_s``,
+        Tukey taper of ``gate_taper_s`` each side). Pass the gates of a
+        ``gwstream search`` of the same data (its archive's ``gates``) to filter
+        the data that search analysed, gated where it gated.
+    n_slides, slide_step_s : int, float
+        Time slides of the single-detector triggers, gwstream's convention (slide
+        ``k``: H1 at ``t`` with L1 at ``t - k * slide_step_s``), coincident and
+        clustered over the bank like zero lag; written to the group ``background``
+        (``network_snr``, ``slide``; attribute ``livetime_s``, the analysed merger
+        time both detectors share at each slide, summed).
 
     Returns
     -------
@@ -490,6 +564,7 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
     if not 0 < f_lower_hz < rate / 2:
         raise ValueError(f"f_lower_hz = {f_lower_hz!r}: expected in (0, {rate / 2}) Hz (Nyquist of the data)")
     data_s = sum(s.strain.shape[1] for s in spans) / rate
+    n_gates = _gate(spans, gates or [], gate_half_width_s, gate_taper_s)
     t0 = time.perf_counter()
     timing["read"] = t0 - t_start
 
@@ -523,8 +598,9 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
 
     width = int(round(cluster_s * rate)) | 1
     parts = [np.arange(w, len(bank), threads, dtype=np.int64) for w in range(min(threads, len(bank)))]
+    slide_n = int(round(slide_step_s * rate))
     kw = dict(nfft=nfft, kmin=kmin, kmax=kmax, rate=rate, f_lower_hz=f_lower_hz, snr_threshold=snr_threshold,
-              width=width, coinc_n=int(math.floor(coinc_s * rate)))
+              width=width, coinc_n=int(math.floor(coinc_s * rate)), n_slides=int(n_slides), slide_n=slide_n)
     if len(parts) == 1:
         results = [_filter_bank(parts[0], bank.params, bank.approximant, segments, **kw)]
     else:
@@ -540,16 +616,29 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
     # the coincidences of all templates, clustered over the bank: the loudest within +-cluster_s / 2
     c = {k: np.concatenate([r[0][k] for r in results]) for k in results[0][0]}
     network2 = c["snr2_h1"] + c["snr2_l1"]
-    kept = []
-    for sp in np.unique(c["span"]):
-        mine = np.flatnonzero(c["span"] == sp)
+    clustered = []
+    for sp, k in sorted(set(zip(c["span"].tolist(), c["slide"].tolist()))):
+        mine = np.flatnonzero((c["span"] == sp) & (c["slide"] == k))
         mine = mine[np.argsort(c["h1"][mine], kind="stable")]
-        kept.append(mine[_cluster(c["h1"][mine], network2[mine], width)])
-    kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+        clustered.append(mine[_cluster(c["h1"][mine], network2[mine], width)])
+    clustered = np.concatenate(clustered) if clustered else np.zeros(0, np.int64)
+    kept = clustered[c["slide"][clustered] == 0]
+    slid = clustered[c["slide"][clustered] > 0]
+    # merger samples each span searches (the segments' kept parts tile one stretch): a slide k pairs k steps less
+    searched = {}
+    for g in segments:
+        a, b = g.start + g.keep.start, g.start + g.keep.stop
+        lo, hi = searched.get(g.span, (a, b))
+        searched[g.span] = (min(lo, a), max(hi, b))
+    live_slides = sum(max(0, (b - a) - k * slide_n) for a, b in searched.values()
+                      for k in range(1, int(n_slides) + 1)) / rate
     gps0 = np.array([s.gps_start_ns / NS for s in spans])[c["span"][kept]]
     coinc = {"gps": gps0 + c["h1"][kept] / rate, "gps_l1": gps0 + c["l1"][kept] / rate,
              "snr_h1": np.sqrt(c["snr2_h1"][kept]), "snr_l1": np.sqrt(c["snr2_l1"][kept]),
              "network_snr": np.sqrt(network2[kept]), "template": c["template"][kept]}
+    background = {"network_snr": np.sqrt(network2[slid]), "slide": c["slide"][slid]}
+    segs = np.array([[spans[i].gps_start_ns / NS + a / rate, spans[i].gps_start_ns / NS + b / rate]
+                     for i, (a, b) in sorted(searched.items())]).reshape(-1, 2)
     n_single = sum(r[1] for r in results)
     t1 = time.perf_counter()
     timing["triggers"] = t1 - t0
@@ -563,8 +652,11 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
         "pad_s": [pad0 / rate, pad1 / rate], "longest_template_s": max_dur, "f_lower_hz": f_lower_hz,
         "psd": f"welch median {psd_segment_s:g} s, inverse truncated to {psd_inverse_s:g} s",
         "snr_threshold": snr_threshold, "cluster_s": cluster_s, "coinc_s": coinc_s,
+        "n_gates": n_gates, "n_slides": int(n_slides), "slide_step_s": slide_step_s,
+        "background_livetime_s": live_slides, "n_background": int(slid.size),
     }
-    _write(Path(out), coinc, bank, {k: json.dumps(v) if isinstance(v, dict) else v for k, v in summary.items()})
+    _write(Path(out), coinc, bank, {k: json.dumps(v) if isinstance(v, dict) else v for k, v in summary.items()},
+           background=background, segments=segs)
     t_end = time.perf_counter()
     timing["write"] = t_end - t1
     wall = t_end - t_start
@@ -586,6 +678,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes generating waveforms if the bank is placed")
     ap.add_argument("--segment-s", type=float, default=256.0)
     ap.add_argument("--snr-threshold", type=float, default=5.5)
+    ap.add_argument("--slides", type=int, default=0, help="time slides (gwstream's convention), for FARs")
+    ap.add_argument("--slide-step-s", type=float, default=1.0)
+    ap.add_argument("--gates-from", default=None, help="a gwstream trigger archive: apply its gates to the strain")
+    ap.add_argument("--archive-out", nargs=2, metavar=("TRIGGERS", "BACKGROUND"), default=None,
+                    help="also write a gwstream trigger archive (FARs from the slides) and background, for "
+                         "gwstream evaluate")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.bank_size is not None and args.bank_size < 1:
@@ -603,9 +701,18 @@ def main() -> None:
             ap.error(f"--bank-size = {args.bank_size}: the bank has {n_full} templates")
         bank = bank.subset(np.arange(args.bank_size))
     bank_s = time.perf_counter() - t0
+    gates = None
+    if args.gates_from:
+        from gwstream.daemon.io.archive import read_triggers
+
+        _, attrs = read_triggers(args.gates_from)
+        gates = [(g["ifo"], g["gps"]) for g in attrs.get("gates") or []]
     summary = run_mf_search(args.data, bank=bank, out=args.out, threads=args.threads, segment_s=args.segment_s,
-                            snr_threshold=args.snr_threshold)
+                            snr_threshold=args.snr_threshold, gates=gates, n_slides=args.slides,
+                            slide_step_s=args.slide_step_s)
     summary.update(bank=source, bank_templates_full=n_full, bank_s=round(bank_s, 2))
+    if args.archive_out:
+        summary["archive"] = mf_to_archive(args.out, *args.archive_out)
     print(json.dumps(summary), flush=True)
 
 

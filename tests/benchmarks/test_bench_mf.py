@@ -136,3 +136,38 @@ def test_file_without_l1_is_refused(tmp_path, bank):
         write_hdf5_layout_attrs(dset, 1_000_000_000, FS)
     with pytest.raises(FrameFileError, match="L1"):
         bench_mf.run_mf_search(path, bank=bank, out=tmp_path / "t.h5", threads=1)
+
+
+def test_slides_give_a_background_and_the_loud_injection_its_far(data, bank, tmp_path):
+    """Slides of the single-detector triggers: live time sum(L - k step), the injection's slides are in the
+    background (its H1 with L1's noise) but quieter than it; the evaluate files carry its FAR from them."""
+    out = tmp_path / "slid.h5"
+    s = bench_mf.run_mf_search(data / "inj.hdf", bank=bank, out=out, threads=1, n_slides=5, slide_step_s=1.0,
+                               snr_threshold=4.0)
+    searched = s["analysed_s"]
+    assert s["background_livetime_s"] == pytest.approx(sum(searched - k for k in range(1, 6)))
+    with h5py.File(out, "r") as fh:
+        bg = fh["background"]["network_snr"][()]
+        slides = fh["background"]["slide"][()]
+    assert set(slides.tolist()) <= set(range(1, 6))
+    trig = _triggers(out)
+    assert bg.size and bg.max() < trig["network_snr"].max()
+    summary = bench_mf.mf_to_archive(out, tmp_path / "arch.h5", tmp_path / "bg.h5")
+    from gwstream.daemon.io.archive import read_triggers
+    from gwstream.daemon.stream.background import Background
+
+    cols, attrs = read_triggers(tmp_path / "arch.h5")
+    b = Background.load(tmp_path / "bg.h5")
+    assert summary["n_background"] == bg.size and b.livetime_s == pytest.approx(s["background_livetime_s"])
+    loudest = int(np.argmax(cols["stat"]))
+    assert cols["far"][loudest] == pytest.approx(1.0 / b.livetime_s) and cols["saturated"][loudest]
+
+
+def test_gates_from_the_search_zero_the_strain_where_it_gated(data, bank, tmp_path):
+    row = read_injection_file(data / "inj-table.hdf")
+    tc = float(row["tc"][0])
+    out = tmp_path / "gated.h5"
+    s = bench_mf.run_mf_search(data / "inj.hdf", bank=bank, out=out, threads=1, gates=[("H1", tc), ("L1", tc)])
+    assert s["n_gates"] == 2
+    trig = _triggers(out)
+    assert not (np.abs(trig["gps"] - tc) < 0.04).any() or trig["network_snr"].max() < 8
