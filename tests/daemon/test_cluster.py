@@ -163,7 +163,10 @@ def test_spans_merged_in_any_order_equal_the_one_process_search(data, span_resul
     for before, after in zip(results[:-1], results[1:]):
         if not after.span.cold:  # the lead-in reached the state one process had there
             assert after.entry_digest == before.exit_digest
-    single, _ = read_triggers(data / "single.h5")
+    single, attrs = read_triggers(data / "single.h5")
+    counters = attrs["counters"] if isinstance(attrs["counters"], dict) else json.loads(attrs["counters"])
+    assert counters["removed_zones"] > 0  # hierarchical removal took part, and the spans agree on it
+    assert sum(r.counters.get("removed_zones", 0) for r in results) == counters["removed_zones"]
     want_bg = Background.load(data / "single-bg.h5")
     for order in (results, results[::-1], random.Random(3).sample(results, len(results))):
         merged = merge_spans(copy.deepcopy(order), n_spans=len(plan))
