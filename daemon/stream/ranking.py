@@ -155,6 +155,10 @@ class RankingStage:
         self.removed_clusters = 0  # slid clusters kept out
         self._pending_live: list[tuple[int, np.ndarray]] = []  # (first grid index, valid (K, m)) of slid rows
         self._pending_bg = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))  # slide, index, stat
+        # kept up to date as zones open (a FAR counts them at every zero-lag trigger): which waiting clusters touch
+        # a zone, and each waiting chunk's live windows that do not
+        self._touch = np.zeros(0, dtype=bool)
+        self._free: list[int] = []
 
     # --------------------------------------------------------------- properties
     @property
@@ -245,10 +249,16 @@ class RankingStage:
         vals = full[:, base:base + mask.shape[1]]
         bg_rows, bg_cols = np.nonzero(mask[1:])
         if removal:
+            # the zones known now are masked out of these windows already; a cluster can still peak in the carry,
+            # windows that came before the zone
             self._pending_live.append((first_index, valid[1:].copy()))
+            self._free.append(bg_live)
             k, i, v = self._pending_bg
-            self._pending_bg = (np.concatenate([k, bg_rows + 1]), np.concatenate([i, first_index + offset + bg_cols]),
+            new_k, new_i = bg_rows + 1, first_index + offset + bg_cols
+            self._pending_bg = (np.concatenate([k, new_k]), np.concatenate([i, new_i]),
                                 np.concatenate([v, vals[1:][bg_rows, bg_cols]]))
+            self._touch = np.concatenate([self._touch, self.removal_zones(new_k, new_i) if self.zones
+                                          else np.zeros(new_i.size, dtype=bool)])
         else:
             self.background.add(vals[1:][bg_rows, bg_cols], bg_live, self.n_slides)
         triggers = []
@@ -353,6 +363,7 @@ class RankingStage:
         else:
             self.zones.append(zone)
         self.removed_zones += 1
+        self._recount()
         log.info("hierarchical removal: zero-lag peak at gps=%.3f above removal_stat=%.3f: slid pairs with a "
                  "window in [%.3f, %.3f] kept out of the background", index * self.stride_ns / NS,
                  self.removal_stat, zone[0] * self.stride_ns / NS, (zone[1] + 1) * self.stride_ns / NS)
@@ -374,47 +385,45 @@ class RankingStage:
         """Live windows and clusters ``>= stat`` that wait for zones, less those touching one: a zero-lag
         trigger's FAR counts them as if released now (a glitch's own slides, H1's with L1's past, are among
         them: without them its FAR would be its background's floor)."""
-        live = 0
-        for first, v in self._pending_live:
-            live += int(v.sum())
-            if self.zones:
-                live -= int((self._zone_mask(first, v.shape[1]) & v).sum())
-        k, i, vals = self._pending_bg
-        louder = vals >= stat
-        if self.zones and louder.any():
-            louder &= ~self.removal_zones(k, i)
-        return live, int(louder.sum())
+        return sum(self._free), int(((self._pending_bg[2] >= stat) & ~self._touch).sum())
+
+    def _recount(self) -> None:
+        """Which waiting clusters touch a zone, and each waiting chunk's live windows that do not (after a zone
+        opened, or a restore)."""
+        k, i, _ = self._pending_bg
+        self._touch = self.removal_zones(k, i) if self.zones else np.zeros(i.size, dtype=bool)
+        self._free = [int((v & ~self._zone_mask(first, v.shape[1])).sum()) if self.zones else int(v.sum())
+                      for first, v in self._pending_live]
 
     def _release(self, before: int | None) -> None:
         """Count the pending slid clusters and live windows of grid indices ``< before`` (all: None), less those
         that touch a zone, into the background; forget zones no later pair can touch."""
         live = 0
         keep: list[tuple[int, np.ndarray]] = []
-        for first, v in self._pending_live:
+        free: list[int] = []
+        for (first, v), f in zip(self._pending_live, self._free):
             n = v.shape[1] if before is None else min(v.shape[1], max(0, before - first))
-            if n:
+            if n == v.shape[1]:
+                live += f
+                self.removed_windows += int(v.sum()) - f
+                continue
+            if n:  # a chunk cut at `before`: its released part counted afresh
                 part = v[:, :n]
-                gone = self._zone_mask(first, n) & part if self.zones else None
-                live += int(part.sum())
-                if gone is not None:
-                    g = int(gone.sum())
-                    live -= g
-                    self.removed_windows += g
-            if n < v.shape[1]:
-                keep.append((first + n, v[:, n:]))
-        self._pending_live = keep
+                part_free = int((part & ~self._zone_mask(first, n)).sum()) if self.zones else int(part.sum())
+                live += part_free
+                self.removed_windows += int(part.sum()) - part_free
+                f -= part_free
+            keep.append((first + n, v[:, n:]))
+            free.append(f)
+        self._pending_live, self._free = keep, free
         k, i, vals = self._pending_bg
         out = np.ones(i.size, dtype=bool) if before is None else i < before
-        if out.any():
-            ok = out.copy()
-            if self.zones:
-                gone = out & self.removal_zones(k, i)
-                self.removed_clusters += int(gone.sum())
-                ok &= ~gone
-            self.background.add(vals[ok], live, self.n_slides)
+        if out.any() or live:
+            gone = out & self._touch
+            self.removed_clusters += int(gone.sum())
+            self.background.add(vals[out & ~self._touch], live, self.n_slides)
             self._pending_bg = (k[~out], i[~out], vals[~out])
-        elif live:
-            self.background.add(np.zeros(0), live, self.n_slides)
+            self._touch = self._touch[~out]
         if before is not None:  # a zone matters while some later H1 window's slid L1 partner can fall in it
             horizon = before - self.n_slides * self.slide_windows
             self.zones = [z for z in self.zones if z[1] >= horizon]
@@ -553,6 +562,7 @@ class RankingStage:
         self.removed_zones, self.removed_windows, self.removed_clusters = removed
         self._candidates, self._recent, self.kept_candidates = candidates, recent, kept
         self._loud_peaks = loud_peaks
+        self._recount()
         if self.removal_stat is None:  # saved with removal on, restored without: what waited counts now
             self._release(None)
         log.info("restored ranking state from %s: background livetime_s=%.1f triggers=%d next_gps=%s",
