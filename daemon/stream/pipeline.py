@@ -208,7 +208,7 @@ class SearchStage:
         r.foreground_live_windows = 0
         r.n_triggers = 0
         r.far_inputs = []
-        r.removed_zones = r.removed_windows = r.removed_clusters = 0
+        r.removed_zones = r.removed_windows = r.removed_clusters = r.kept_candidates = 0
         self.segments = []
         self.counters = Counter()
         self.gates = []
@@ -280,10 +280,14 @@ class SearchStage:
         triggers = r.add(first, stats, valid)
         self.counters["triggers"] += len(triggers)
         if r.removal_stat is not None:
-            self.counters.update(removed_zones=r.removed_zones - self.counters["removed_zones"],
-                                 removed_windows=r.removed_windows - self.counters["removed_windows"],
-                                 removed_clusters=r.removed_clusters - self.counters["removed_clusters"])
+            self._count_removal()
         return triggers
+
+    def _count_removal(self) -> None:
+        r = self.ranking
+        for key, value in (("removed_zones", r.removed_zones), ("removed_windows", r.removed_windows),
+                           ("removed_clusters", r.removed_clusters), ("removal_kept", r.kept_candidates)):
+            self.counters[key] = value
 
     def _track_segments(self, first: int, ok: np.ndarray) -> None:
         idx = first + np.nonzero(ok)[0]
@@ -307,7 +311,5 @@ class SearchStage:
         triggers = r.flush()
         self.counters["triggers"] += len(triggers)
         if r.removal_stat is not None:
-            self.counters.update(removed_zones=r.removed_zones - self.counters["removed_zones"],
-                                 removed_windows=r.removed_windows - self.counters["removed_windows"],
-                                 removed_clusters=r.removed_clusters - self.counters["removed_clusters"])
+            self._count_removal()
         return triggers

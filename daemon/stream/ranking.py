@@ -146,7 +146,6 @@ class RankingStage:
         self._wait = max(self._check_slides * self.slide_windows, 2 * self.half_width + 1) + self.half_width + 1
         self._delay = self.removal_windows + self.half_width + self._wait + 2
         self._candidates: list[tuple[int, float]] = []  # (peak index, statistic) waiting for their check
-        self._loud_peaks: list[int] = []  # every recent zero-lag peak above the threshold (checked or not)
         self._recent: list[tuple[int, np.ndarray]] = []  # (first index, stats (K+1, m)) of the last windows
         self.kept_candidates = 0  # loud zero-lag peaks not removed: one detector alone was as loud in a slide
         self.zones: list[tuple[int, int]] = []
@@ -269,7 +268,6 @@ class RankingStage:
             stat = float(vals[0, c])
             if removal and stat >= self.removal_stat:
                 self._candidates.append((index, stat))
-                self._loud_peaks.append(index)
             extra_live, extra_n = self._pending_counts(stat) if removal else (0, 0)
             if extra_live or extra_n:
                 n = int(self.background.count_at_least(stat)) + extra_n
@@ -329,30 +327,33 @@ class RankingStage:
         return out
 
     def _check_candidate(self, index: int, stat: float) -> None:
-        """Open a zone around a loud zero-lag peak unless one detector's window alone reaches the removal
-        threshold in a slide: H1's (every slide, paired with L1's past) or L1's (the first few slides, paired
-        with H1's future), around the peak. Pairs whose other window lies near a loud zero-lag peak (this one or
-        another: two signals paired by a slide) or in a zone do not count."""
-        h, r, sw = self.half_width, self.removal_windows, self.slide_windows
+        """Open a zone around a loud zero-lag peak unless it looks like a glitch: one detector's window alone, in
+        a *typical* slide, already as loud as halfway from the removal threshold to the peak.
+
+        A glitch in one detector is in every slide of its window, so the slides' median (over the peak's
+        neighbourhood, per slide) is about the zero-lag statistic; a signal in both detectors loses its
+        coincidence in the slides and the median falls to what one detector alone gives. The median, not the
+        maximum, so a slide that pairs the window with another signal does not count. H1's window is checked
+        over every slide (paired with L1's past), L1's over the first :data:`CHECK_SLIDES` (H1's next windows).
+        """
+        h, sw = self.half_width, self.slide_windows
         near = np.arange(-h, h + 1)
-        peaks = np.asarray(self._loud_peaks, dtype=np.int64)
 
-        def alone(slides: np.ndarray, cols: np.ndarray, partner: np.ndarray) -> float:
-            v = self._slid(slides, cols)
-            if peaks.size:
-                v[(np.abs(partner[:, None] - peaks[None, :]) <= r).any(axis=1)] = -np.inf
-            return float(v.max(initial=-np.inf))
+        def typical(slides: np.ndarray, cols: np.ndarray) -> float:
+            v = self._slid(np.repeat(slides, near.size), cols).reshape(slides.size, near.size).max(axis=1)
+            v = v[np.isfinite(v)]  # unknown, invalid or in a zone: no evidence
+            return float(np.median(v)) if v.size else -np.inf
 
-        k1 = np.repeat(np.arange(1, self.n_slides + 1), near.size)
-        c1 = index + np.tile(near, self.n_slides)
-        k2 = np.repeat(np.arange(1, self._check_slides + 1), near.size)
-        c2 = index + k2 * sw + np.tile(near, self._check_slides)
-        loudest = max(alone(k1, c1, c1 - k1 * sw), alone(k2, c2, c2))
-        if loudest >= self.removal_stat:
+        k1 = np.arange(1, self.n_slides + 1)
+        h1 = typical(k1, index + np.tile(near, k1.size))
+        k2 = np.arange(1, self._check_slides + 1)
+        l1 = typical(k2, index + np.repeat(k2, near.size) * sw + np.tile(near, k2.size))
+        level = (self.removal_stat + stat) / 2
+        if max(h1, l1) >= level:
             self.kept_candidates += 1
             log.info("hierarchical removal: zero-lag peak at gps=%.3f (statistic %.3f) kept in the background: "
-                     "one detector alone reaches %.3f in a time slide (a glitch, not a signal)",
-                     index * self.stride_ns / NS, stat, loudest)
+                     "%s's window alone reaches %.3f in a typical time slide (>= %.3f: a glitch, not a signal)",
+                     index * self.stride_ns / NS, stat, "H1" if h1 >= l1 else "L1", max(h1, l1), level)
             return
         self._open_zone(index)
 
@@ -427,7 +428,6 @@ class RankingStage:
         if before is not None:  # a zone matters while some later H1 window's slid L1 partner can fall in it
             horizon = before - self.n_slides * self.slide_windows
             self.zones = [z for z in self.zones if z[1] >= horizon]
-            self._loud_peaks = [p for p in self._loud_peaks if p + self.removal_windows >= horizon]
 
     def _plateau(self, row: np.ndarray, j: int, stat: float) -> tuple[int, int]:
         """Edges ``(a <= 0, b >= 0)``, relative to column ``j``, of the run around it within ``time_plateau``."""
@@ -479,7 +479,6 @@ class RankingStage:
             g.create_dataset("recent", data=np.concatenate([v for _, v in self._recent], axis=1) if self._recent
                              else np.zeros((self.n_slides, 0)))
             g.attrs["kept_candidates"] = self.kept_candidates
-            g.create_dataset("loud_peaks", data=np.asarray(self._loud_peaks, dtype=np.int64))
             g.attrs["removed"] = [self.removed_zones, self.removed_windows, self.removed_clusters]
         return path
 
@@ -525,7 +524,7 @@ class RankingStage:
                                                  "foreground_live_windows", "n_triggers")}
                 attrs["last_trigger_ns"] = g.attrs.get("last_trigger_ns", -(2**62))  # older state files lack it
                 zones, pending_live, pending_bg, removed = [], [], self._pending_bg, (0, 0, 0)
-                candidates, recent, kept, loud_peaks = [], [], 0, []
+                candidates, recent, kept = [], [], 0
                 if "removal_zones" in g:  # older state files have no removal state
                     zones = [(int(a), int(b)) for a, b in np.asarray(g["removal_zones"][()]).reshape(-1, 2)]
                     lv = np.asarray(g["pending_live"][()], dtype=bool)
@@ -544,7 +543,6 @@ class RankingStage:
                     edges = np.cumsum(np.concatenate([[0], g["recent_width"][()]])).astype(int)
                     recent = [(int(f), rv[:, a:b]) for f, a, b in zip(g["recent_first"][()], edges[:-1], edges[1:])]
                     kept = int(g.attrs["kept_candidates"])
-                    loud_peaks = [int(p) for p in g["loud_peaks"][()]]
         except OSError as exc:
             raise BackgroundError(f"{path}: unreadable as HDF5 ({exc})") from None
         except (KeyError, ValueError) as exc:
@@ -561,7 +559,6 @@ class RankingStage:
         self.zones, self._pending_live, self._pending_bg = zones, pending_live, pending_bg
         self.removed_zones, self.removed_windows, self.removed_clusters = removed
         self._candidates, self._recent, self.kept_candidates = candidates, recent, kept
-        self._loud_peaks = loud_peaks
         self._recount()
         if self.removal_stat is None:  # saved with removal on, restored without: what waited counts now
             self._release(None)
