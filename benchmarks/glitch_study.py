@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--work", default="out/glitch_study")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "glitch-study.json"))
     ap.add_argument("--rewrite", action="store_true", help="only re-render --out's JSON as markdown")
+    ap.add_argument("--reuse", action="store_true", help="keep the runs already in --out (same --work), run the rest")
     args = ap.parse_args()
     if args.rewrite:
         write(json.loads(Path(args.out).read_text()), Path(args.out))
@@ -57,6 +58,8 @@ def main() -> None:
     duration = int(round(args.hours * 3600))
     gw = [sys.executable, "-m", "gwstream.daemon.cli"]
     res = {"benchmark": "glitch_study", "hours": args.hours, "seed": args.seed, "n_slides": args.slides, "runs": {}}
+    if args.reuse and Path(args.out).exists():
+        res = json.loads(Path(args.out).read_text())
     data = {}
     for noise, cfg in (("clean", "simulate.toml"), ("glitchy", "simulate-glitchy.toml")):
         out = work / f"{noise}-{duration}s-seed{args.seed}"
@@ -71,6 +74,8 @@ def main() -> None:
     plans = [("clean", "clean", None), ("glitchy", "glitchy, no gating", None)]
     plans += [("glitchy", f"glitchy, gating at {g:g} sigma", g) for g in args.gates]
     for noise, name, gate in plans:
+        if name in res["runs"]:
+            continue
         tag = f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate"
         trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
         cfg = []
