@@ -1,7 +1,8 @@
-"""FAR calibration of the whole search on pure simulated Gaussian noise (the long form of the test).
+"""FAR calibration of the whole search on pure simulated noise (the long form of the test).
 
 Simulates ``--hours`` of H1/L1 coloured Gaussian noise (design PSD, no
-injections) with ``gwstream simulate``, searches it with ``gwstream search``
+injections; with glitches when ``--config`` asks for them, e.g. a copy of
+``configs/simulate-glitchy.toml`` with a ``[whiten]`` gate) with ``gwstream simulate``, searches it with ``gwstream search``
 (the shipped model, ``--slides`` time slides), and compares, for FAR
 thresholds ``f`` over two or more decades, the number of zero-lag triggers with
 ``FAR <= f`` against the expectation ``f * T`` (T the analysed zero-lag live
@@ -66,6 +67,7 @@ def main() -> None:
         rows.append({"far_hz": float(f), "far_per_day": float(f * 86400), "observed": n, "expected": mu,
                      "sigma": float(np.sqrt(mu)), "z": float((n - mu) / np.sqrt(mu)) if mu > 0 else 0.0})
     res = {"benchmark": "far_calibration", "hours": args.hours, "seed": args.seed, "n_slides": args.slides,
+           "config": args.config,
            "livetime_s": t, "background_livetime_s": float(attrs["background_livetime_s"]),
            "n_triggers": int(far.size), "model_sha256": attrs.get("model_sha256"),
            "simulate_s": round(t_sim, 1), "search_s": round(t_search, 1),
@@ -88,7 +90,8 @@ def write(res: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     t = res["livetime_s"]
-    lines = [f"# FAR calibration: {res['hours']:g} h of Gaussian noise, {res['n_slides']} time slides",
+    noise = "Gaussian noise" if not res.get("config") else f"noise simulated and searched with `{res['config']}`"
+    lines = [f"# FAR calibration: {res['hours']:g} h of {noise}, {res['n_slides']} time slides",
              "", f"Zero-lag live time {t:.0f} s, background live time {res['background_livetime_s']:.3g} s, "
              f"{res['n_triggers']} zero-lag triggers ({rate:.3f} Hz); search {res['search_x_real_time']}x real time "
              f"(simulate {res['simulate_s']:.0f} s, search {res['search_s']:.0f} s).",

@@ -127,7 +127,7 @@ def write(res: dict, out: Path) -> None:
         for f in FARS:
             d, _, _ = dist(r["evaluate"], f)
             dc, _, _ = dist(runs["clean"]["evaluate"], f) if clean else (None, None, None)
-            cells += [f"{d:.0f}" if d else "-", f"{d / dc:.3f}" if d and dc else "-"]
+            cells += [f"{d:.0f}" if d is not None else "-", f"{d / dc:.3f}" if d is not None and dc else "-"]
         lines.append(f"| {name} | {r.get('n_gates', '-')} | {r['search_x_real_time']} | " + " | ".join(cells) + " |")
     for name, r in runs.items():
         g = r["evaluate"].get("glitch")

@@ -25,7 +25,7 @@ arches.
 
 Chunk invariance: time is cut into blocks of :data:`GLITCH_BLOCK_S` from sample 0; population
 ``p`` (index in ``GLITCH_KINDS``) of detector ``i`` (index in ``IFO_NAMES``) in block ``k`` comes
-from ``SeedSequence([s_i, p, k])``, ``s_i = _derived_seed(seed, 2, i)``: a Poisson count, sorted
+from ``SeedSequence([s_i, p, k])``, ``s_i = derived_seed(seed, 2, i)``: a Poisson count, sorted
 uniform centre times in the block, then an ``(n, 4)`` array of uniforms in a fixed column order.
 A glitch's waveform is computed once on its absolute sample grid and the part overlapping a
 requested chunk is added, glitches in (block, population, index) order, so the strain of a seed
@@ -37,7 +37,7 @@ PSD variation (:class:`SegmentedNoise`): the noise is split into bands by amplit
 ``sum_b v_b = 1``), each band coloured from the *same* white noise with the FIR of
 ``sqrt(S) v_b``, so the bands add up to the stationary noise. Band ``b`` is multiplied by
 ``a_b = exp(N(0, sigma))``, drawn per segment of ``psd_segment_s`` from
-``SeedSequence([_derived_seed(seed, 3, i), segment])``; at each segment edge the factor moves to
+``SeedSequence([derived_seed(seed, 3, i), segment])``; at each segment edge the factor moves to
 the next segment's by a raised cosine over :data:`PSD_RAMP_S`, so the data stay continuous. Within
 a segment the ASD is the stationary one times the log-f interpolation of the ``a_b``. The SNRs of
 glitches and injections are against the stationary PSD.
@@ -55,7 +55,7 @@ import numpy as np
 from gwstream.daemon.config import IFO_NAMES, GlitchConfig
 from gwstream.daemon.io.framefiles import GLITCH_COLUMNS, GLITCH_KINDS
 
-from .noise import ColoredNoise
+from .noise import ColoredNoise, derived_seed
 
 __all__ = [
     "GLITCH_BLOCK_S",
@@ -158,7 +158,7 @@ class GlitchInjector:
     cfg : GlitchConfig
         Rates and distributions.
     seed : int
-        Master seed; detector ``ifo`` uses ``_derived_seed(seed, 2, IFO_NAMES.index(ifo))``.
+        Master seed; detector ``ifo`` uses ``derived_seed(seed, 2, IFO_NAMES.index(ifo))``.
     ifos : sequence of str
         Detectors.
     sample_rate_hz : int
@@ -185,7 +185,6 @@ class GlitchInjector:
         low_frequency_hz: float,
         cache_size: int = 64,
     ):
-        from .simulate import _derived_seed
 
         self.cfg = cfg
         self.seed = int(seed)
@@ -197,7 +196,7 @@ class GlitchInjector:
         self.cache_size = int(cache_size)
         self.rates = {"blip": cfg.blip_rate_per_hour, "scatter": cfg.scatter_rate_per_hour,
                       "loud": cfg.loud_rate_per_hour}
-        self._ifo_seed = {ifo: _derived_seed(self.seed, 2, IFO_NAMES.index(ifo)) for ifo in self.ifos}
+        self._ifo_seed = {ifo: derived_seed(self.seed, 2, IFO_NAMES.index(ifo)) for ifo in self.ifos}
         spans = {
             "blip": _SG_CUT_TAUS * _tau(cfg.blip_f0_hz[0], cfg.blip_q[1]),
             "scatter": 0.5 * cfg.scatter_duration_s[1],

@@ -24,7 +24,7 @@ import numpy as np
 from gwstream.daemon.errors import ConfigError, FrameFileError
 from scipy.signal import fftconvolve, get_window
 
-__all__ = ["load_psd", "ColoredNoise"]
+__all__ = ["load_psd", "ColoredNoise", "derived_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,12 @@ def _read_psd_file(path: str, is_asd: bool) -> tuple[np.ndarray, np.ndarray]:
             f"PSD file {path!r}: expected finite, non-negative values at strictly increasing frequencies"
         )
     return freqs, values**2 if is_asd else values
+
+
+def derived_seed(seed: int, *words: int) -> int:
+    """A 64-bit seed derived from ``seed`` and ``words``: independent streams of one master seed (a detector's
+    noise, its glitches, its PSD variation)."""
+    return int(np.random.SeedSequence([int(seed), *words]).generate_state(1, dtype=np.uint64)[0])
 
 
 def load_psd(

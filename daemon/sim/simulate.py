@@ -39,7 +39,7 @@ from gwstream.daemon.settings import section_to_dict
 
 from .glitches import GlitchInjector, SegmentedNoise, glitch_columns_empty
 from .injections import InjectionProjector
-from .noise import ColoredNoise, load_psd
+from .noise import ColoredNoise, derived_seed, load_psd
 
 __all__ = ["Simulator", "run_simulate", "STATE_RATE_HZ", "NOISE_FIR_S"]
 
@@ -49,11 +49,6 @@ logger = logging.getLogger(__name__)
 STATE_RATE_HZ = 16
 #: colouring FIR length, s (PSD resolution 1/16 Hz)
 NOISE_FIR_S = 16.0
-
-
-def _derived_seed(seed: int, *words: int) -> int:
-    """A 64-bit seed derived from ``seed`` and ``words`` (independent streams)."""
-    return int(np.random.SeedSequence([int(seed), *words]).generate_state(1, dtype=np.uint64)[0])
 
 
 class Simulator:
@@ -115,11 +110,11 @@ class Simulator:
         if noise:
             freqs, psd = self.psd(1.0 / NOISE_FIR_S)
             for ifo in self.ifos:
-                noise_seed = _derived_seed(self.seed, 0, IFO_NAMES.index(ifo))
+                noise_seed = derived_seed(self.seed, 0, IFO_NAMES.index(ifo))
                 if gcfg.psd_variation > 0:
                     self.noise[ifo] = SegmentedNoise(
                         freqs, psd, self.sample_rate_hz, noise_seed, sigma=gcfg.psd_variation,
-                        segment_s=gcfg.psd_segment_s, gain_seed=_derived_seed(self.seed, 3, IFO_NAMES.index(ifo)),
+                        segment_s=gcfg.psd_segment_s, gain_seed=derived_seed(self.seed, 3, IFO_NAMES.index(ifo)),
                         fir_duration_s=NOISE_FIR_S,
                     )
                 else:
