@@ -112,8 +112,9 @@ def test_removal_changes_nothing_without_a_loud_trigger():
     stats, valid, _ = slid_scores(h1, l1, ok1, ok2)
     a, b = make_stage(), make_stage(removal_stat=50.0)
     got_a, got_b = feed(a, stats, valid), feed(b, stats, valid)
-    # the same triggers; their FARs come from a background a few windows behind (what waits for zones)
-    assert [(t.gps_ns, t.stat) for t in got_a] == [(t.gps_ns, t.stat) for t in got_b]
+    # the same triggers with the same FARs: what waits for zones counts in a FAR as if it had been counted
+    assert [(t.gps_ns, t.stat, t.far, t.saturated) for t in got_a] == [(t.gps_ns, t.stat, t.far, t.saturated)
+                                                                       for t in got_b]
     assert np.array_equal(a.background.loudest, b.background.loudest)
     assert np.array_equal(a.background.counts, b.background.counts)
     assert a.background.live_windows == b.background.live_windows
