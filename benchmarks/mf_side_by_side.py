@@ -137,8 +137,8 @@ def write(res: dict, out: Path) -> None:
         g, gs = dist(res["gwstream"], f)
         m, ms = dist(res["matched filter"], f)
         ratio = f"{g / m:.3f}" if g and m else "-"
-        lines.append(f"| 1/{1 / f:g} days | {g:.0f} ± {gs:.0f} | {m:.0f} ± {ms:.0f} | {ratio} |" if g and m else
-                     f"| 1/{1 / f:g} days | {g} | {m} | - |")
+        cell = [f"{d:.0f} ± {e:.0f}" if d else "0 (none found)" if d is not None else "-" for d, e in ((g, gs), (m, ms))]
+        lines.append(f"| 1/{1 / f:g} days | {cell[0]} | {cell[1]} | {ratio} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
