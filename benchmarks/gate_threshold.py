@@ -23,24 +23,19 @@ import numpy as np
 def whitened(path: str, hours: float):
     """(first absolute analysis sample, rate, whitened stream (2, n)) of the first ``hours`` of ``path``."""
     from gwstream.daemon.config import Config
-    from gwstream.daemon.io.framefiles import iter_hdf5_segments
-    from gwstream.daemon.io.wire import Block
+    from gwstream.daemon.proc.offline import file_blocks
     from gwstream.daemon.stream.conditioning import Conditioner
     from gwstream.daemon.units import NS
 
     cfg = Config()
-    data, fs, g0 = {}, None, None
-    for seg in iter_hdf5_segments(path, ifos=("H1", "L1")):
-        if seg.ifo not in data:
-            fs, g0 = int(seg.sample_rate), seg.gps_start_ns // NS
-            data[seg.ifo] = np.asarray(seg.dataset[:int(hours * 3600) * fs], dtype=np.float64)
-    n = min(x.size for x in data.values())
-    cond = Conditioner.from_config(cfg, input_rate_hz=fs, copy_windows=False)
-    ok = np.ones(fs, bool)
+    cond, data_s = None, 0.0
     parts, start = [], None
-    for s in range(n // fs):
-        r = cond.process(Block((g0 + s) * NS, NS, ("H1", "L1"), (fs, fs),
-                               (data["H1"][s * fs:(s + 1) * fs], data["L1"][s * fs:(s + 1) * fs]), (ok, ok), s))
+    for block in file_blocks(path, cfg):  # the blocks `gwstream search` reads
+        if data_s >= hours * 3600:
+            break
+        cond = cond or Conditioner.from_config(cfg, input_rate_hz=block.sample_rates[0], copy_windows=False)
+        r = cond.process(block)
+        data_s += block.duration_ns / NS
         if r.stream_start is None or not r.stream.shape[1]:
             continue
         if start is None:

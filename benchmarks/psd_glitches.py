@@ -23,32 +23,25 @@ import numpy as np
 
 def probe(path: str, hours: float) -> dict:
     from gwstream.daemon.config import Config
-    from gwstream.daemon.io.framefiles import iter_hdf5_segments
-    from gwstream.daemon.io.wire import Block
+    from gwstream.daemon.proc.offline import file_blocks
     from gwstream.daemon.stream.conditioning import Conditioner
     from gwstream.daemon.units import NS
 
     cfg = Config()
-    data, fs, g0 = {}, None, None
-    for seg in iter_hdf5_segments(path, ifos=("H1", "L1")):  # the first segment of each detector
-        if seg.ifo not in data:
-            fs, g0 = int(seg.sample_rate), seg.gps_start_ns // NS
-            data[seg.ifo] = np.asarray(seg.dataset[:int(hours * 3600) * fs], dtype=np.float64)
-    n = min(x.size for x in data.values())
-    h1, l1 = data["H1"][:n], data["L1"][:n]
-    cond = Conditioner.from_config(cfg, input_rate_hz=fs)
-    ok = np.ones(fs, bool)
+    cond, data_s = None, 0.0
     changes, accepted, rejected = [], 0, 0
-    for s in range(n // fs):
-        r = cond.process(Block((g0 + s) * NS, NS, ("H1", "L1"), (fs, fs), (h1[s * fs:(s + 1) * fs],
-                                                                           l1[s * fs:(s + 1) * fs]), (ok, ok), s))
-        u = r.psd_update
+    for block in file_blocks(path, cfg):  # the blocks `gwstream search` reads
+        if data_s >= hours * 3600:
+            break
+        cond = cond or Conditioner.from_config(cfg, input_rate_hz=block.sample_rates[0])
+        u = cond.process(block).psd_update
+        data_s += block.duration_ns / NS
         if u.estimated and np.isfinite(u.change):
             changes.append(float(u.change))
         accepted += bool(u.accepted)
         rejected += bool(u.rejected)
     ch = np.asarray(changes)
-    return {"file": str(path), "hours": n / fs / 3600, "estimates": int(ch.size), "accepted": accepted,
+    return {"file": str(path), "hours": data_s / 3600, "estimates": int(ch.size), "accepted": accepted,
             "rejected": rejected, "change_p50": float(np.median(ch)), "change_p99": float(np.percentile(ch, 99)),
             "change_max": float(ch.max()), "max_change": cfg.psd.max_change, "min_change": cfg.psd.min_change}
 
