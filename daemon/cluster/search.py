@@ -30,8 +30,7 @@ from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.proc.offline import input_paths, input_segments, write_search_output
 from gwstream.daemon.proc.preflight import load_scorer
 from gwstream.daemon.stream.background import Background, initial_background_path
-from gwstream.daemon.stream.identity import search_meta
-from gwstream.daemon.stream.pipeline import analysed_segments, removal_stat
+from gwstream.daemon.stream.pipeline import analysed_segments
 from gwstream.daemon.units import NS
 
 from .merge import merge_spans
@@ -156,8 +155,7 @@ def run_cluster_search(inputs, output: str | Path, cfg: Config, *, workers: int 
         "model_sha256": meta["model_sha256"], "merger_offset_s": meta["merger_offset_s"],
         "counters": dict(merged.counters), "unreadable": unreadable,
         "gates": [{"ifo": i, "gps": t, "peak_sigma": p} for i, t, p in merged.gates],
-        "removal_stat": removal_stat(scfg, meta["stride_ns"], {**search_meta(scfg, meta["model_sha256"]),
-                                                               "model": meta["model"]}, meta["n_slides"]),
+        "removal_stat": meta["removal_stat"],
         "workers": len(client.scheduler_info().get("workers", {})) if hasattr(client, "scheduler_info") else None,
         "spans": [{"span": r.span.index, "start": r.span.start_ns / NS, "end": r.span.end_ns / NS,
                    "data_s": r.span.data_s, "lead_s": round(r.lead_s, 1), "wall_s": round(r.wall_s, 2),

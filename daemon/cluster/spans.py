@@ -284,7 +284,8 @@ def run_span(inputs, cfg: Config, span: Span, *, model: str | None = None, n_sli
                       [list(s) for s in stage.segments], dict(stage.counters), None if span.cold else entry,
                       exit_digest, exit_state, unreadable, seed is not None, time.monotonic() - t_wall, lead_s,
                       meta={"n_slides": stage.n_slides, "model": scorer.name, "model_sha256": scorer.sha256,
-                            "merger_offset_s": stage.merger_offset_s, "stride_ns": r.stride_ns},
+                            "merger_offset_s": stage.merger_offset_s, "stride_ns": r.stride_ns,
+                            "removal_stat": r.removal_stat},
                       timing={k: round(v, 3) for k, v in timing.items()}, gates=list(stage.gates))
 
 
