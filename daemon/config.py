@@ -369,6 +369,13 @@ class SourceConfig:
         parse_speed(self.speed, f"{prefix}speed")
 
 
+def _training_glitches() -> GlitchConfig:
+    # loud transients are autogating's job: a few, capped at SNR 1000 (whitened peaks of hundreds of sigma),
+    # teach the network to rank them as noise when gating is off
+    return GlitchConfig(blip_rate_per_hour=20.0, scatter_rate_per_hour=6.0, loud_rate_per_hour=2.0,
+                        loud_snr=(200.0, 1000.0))
+
+
 def _training_injections() -> InjectionConfig:
     return InjectionConfig(approximant="IMRPhenomXPHM", mass1_msun=(7.0, 50.0), mass2_msun=(7.0, 50.0),
                            spin="isotropic", spin_max=0.99)
@@ -398,6 +405,8 @@ class TrainStage:
     hard_negative_span_s: int | None = setting(None, gt=0, unit="s", doc="train.hard_negative_span_s for this stage")
     loud_fraction: float | None = setting(None, ge=0, le=1, doc="train.loud_fraction for this stage")
     loud_snr: tuple[float, float] | None = setting(None, gt=0, doc="train.loud_snr for this stage")
+    glitch_fraction: float | None = setting(None, ge=0, lt=1, doc="train.glitch_fraction for this stage")
+    glitch_signal_fraction: float | None = setting(None, ge=0, le=1, doc="train.glitch_signal_fraction for this stage")
     snr_start: tuple[float, float] | None = setting(None, gt=0, doc="train.snr_start for this stage")
     snr_end: tuple[float, float] | None = setting(None, gt=0, doc="train.snr_end for this stage")
     curriculum_epochs: int | None = setting(None, ge=0, doc="train.curriculum_epochs for this stage")
@@ -427,6 +436,13 @@ class TrainConfig:
     loud_fraction: float = setting(0.0, ge=0, le=1, doc="signals whose network SNR is instead log-uniform in "
                                    "loud_snr (keeps the statistic rising with SNR)")
     loud_snr: tuple[float, float] = setting((16.0, 64.0), gt=0, doc="network SNR range of those")
+    glitch_fraction: float = setting(0.0, ge=0, lt=1, doc="noise windows (label 0) holding a simulated glitch "
+                                     "(train.glitches' shapes) in one detector, and with probability "
+                                     "glitch_both_fraction another, independent one in the other detector")
+    glitch_both_fraction: float = setting(0.25, ge=0, le=1, doc="of the glitch windows, those with a glitch in "
+                                          "both detectors (what a time slide pairs)")
+    glitch_signal_fraction: float = setting(0.0, ge=0, le=1, doc="signal windows that also hold a glitch in one "
+                                            "detector (a glitch must not veto a real signal)")
     snr_start: tuple[float, float] = setting((12.0, 30.0), gt=0, doc="network SNR range, first epoch")
     snr_end: tuple[float, float] = setting((5.0, 20.0), gt=0, doc="network SNR range after the curriculum")
     curriculum_epochs: int = setting(8, ge=0, doc="epochs to move from snr_start to snr_end")
@@ -479,6 +495,7 @@ class TrainConfig:
                                   "diagonal_template_units: cheap for hundreds of templates; a dense init_weights "
                                   "network is converted)")
     injections: InjectionConfig = dataclasses.field(default_factory=_training_injections)
+    glitches: GlitchConfig = dataclasses.field(default_factory=_training_glitches)
     stages: tuple[TrainStage, ...] = setting((), doc="[[train.stages]]: train in stages, each changing some keys "
                                              "of [train] (empty: one stage, [train] itself)")
 
@@ -505,6 +522,17 @@ class TrainConfig:
                               f"< 1 - signal_fraction - single_ifo_fraction = "
                               f"{1 - self.signal_fraction - self.single_ifo_fraction:g} (some windows must be "
                               f"plain noise)")
+        used = self.signal_fraction + self.single_ifo_fraction + self.hard_negative_fraction
+        if used + self.glitch_fraction >= 1:
+            raise ConfigError(f"{prefix}glitch_fraction", self.glitch_fraction,
+                              f"< 1 - signal_fraction - single_ifo_fraction - hard_negative_fraction = {1 - used:g} "
+                              f"(some windows must be plain noise)")
+        if (self.glitch_fraction > 0 or self.glitch_signal_fraction > 0) and not any(
+                (self.glitches.blip_rate_per_hour, self.glitches.scatter_rate_per_hour,
+                 self.glitches.loud_rate_per_hour)):
+            raise ConfigError(f"{prefix}glitches.blip_rate_per_hour", self.glitches.blip_rate_per_hour,
+                              "a positive rate for at least one population when train.glitch_fraction or "
+                              "train.glitch_signal_fraction is set (the rates weigh the populations)")
         if self.hard_negative_fraction > 0 and self.hard_negative_span_s + self.hard_negative_slides > self.stretch_s:
             raise ConfigError(f"{prefix}hard_negative_span_s", self.hard_negative_span_s,
                               f"<= stretch_s - hard_negative_slides = {self.stretch_s - self.hard_negative_slides} s "

@@ -67,6 +67,7 @@ __all__ = [
     "band_weights",
     "SegmentedNoise",
     "glitch_columns_empty",
+    "glitch_parameters",
     "optimal_snr",
     "unit_waveform",
 ]
@@ -124,6 +125,30 @@ def unit_waveform(g: Glitch, t: np.ndarray) -> np.ndarray:
         return np.where(inside, h, 0.0)
     tau = _tau(g.f0_hz, g.q)
     return np.exp(-((t / tau) ** 2)) * np.sin(2.0 * np.pi * g.f0_hz * t + g.phase)
+
+
+def glitch_parameters(cfg: GlitchConfig, kind: str, u: np.ndarray):
+    """Parameters of glitches of population ``kind`` from uniforms ``u`` of shape ``(n, 4)`` (columns 0-2;
+    column 3 is the phase's): ``(q, f0_hz, snr, duration_s, half_span_s)``, arrays of ``n``."""
+    n = u.shape[0]
+    c = cfg
+    if kind == "blip":
+        q = c.blip_q[0] + (c.blip_q[1] - c.blip_q[0]) * u[:, 0]
+        f0 = _log_uniform(*c.blip_f0_hz, u[:, 1])
+        snr = _log_uniform(*c.snr, u[:, 2])
+        tau = q / (math.sqrt(2.0) * math.pi * f0)
+        return q, f0, snr, 2.0 * tau, _SG_CUT_TAUS * tau
+    if kind == "scatter":
+        f0 = c.scatter_f_max_hz[0] + (c.scatter_f_max_hz[1] - c.scatter_f_max_hz[0]) * u[:, 0]
+        duration = c.scatter_duration_s[0] + (c.scatter_duration_s[1] - c.scatter_duration_s[0]) * u[:, 1]
+        snr = _log_uniform(*c.snr, u[:, 2])
+        return np.full(n, np.nan), f0, snr, duration, 0.5 * duration
+    if kind == "loud":
+        f0 = _log_uniform(*c.loud_f0_hz, u[:, 0])
+        snr = _log_uniform(*c.loud_snr, u[:, 2])
+        tau = LOUD_Q / (math.sqrt(2.0) * math.pi * f0)
+        return np.full(n, LOUD_Q), f0, snr, 2.0 * tau, _SG_CUT_TAUS * tau
+    raise ValueError(f"glitch kind {kind!r}: expected one of {GLITCH_KINDS}")
 
 
 def optimal_snr(h: np.ndarray, sample_rate_hz: int, psd_fn: Callable[[float], tuple[np.ndarray, np.ndarray]],
@@ -224,25 +249,7 @@ class GlitchInjector:
             n = int(rng.poisson(rate * GLITCH_BLOCK_S / 3600.0))
             times = np.sort(rng.uniform(0.0, GLITCH_BLOCK_S, n)) + block * GLITCH_BLOCK_S
             u = rng.random((n, 4))
-            c = self.cfg
-            if kind == "blip":
-                q = c.blip_q[0] + (c.blip_q[1] - c.blip_q[0]) * u[:, 0]
-                f0 = _log_uniform(*c.blip_f0_hz, u[:, 1])
-                snr = _log_uniform(*c.snr, u[:, 2])
-                tau = q / (math.sqrt(2.0) * math.pi * f0)
-                duration, half = 2.0 * tau, _SG_CUT_TAUS * tau
-            elif kind == "scatter":
-                f0 = c.scatter_f_max_hz[0] + (c.scatter_f_max_hz[1] - c.scatter_f_max_hz[0]) * u[:, 0]
-                duration = c.scatter_duration_s[0] + (c.scatter_duration_s[1] - c.scatter_duration_s[0]) * u[:, 1]
-                snr = _log_uniform(*c.snr, u[:, 2])
-                q = np.full(n, np.nan)
-                half = 0.5 * duration
-            else:
-                f0 = _log_uniform(*c.loud_f0_hz, u[:, 0])
-                q = np.full(n, LOUD_Q)
-                snr = _log_uniform(*c.loud_snr, u[:, 2])
-                tau = LOUD_Q / (math.sqrt(2.0) * math.pi * f0)
-                duration, half = 2.0 * tau, _SG_CUT_TAUS * tau
+            q, f0, snr, duration, half = glitch_parameters(self.cfg, kind, u)
             phase = 2.0 * np.pi * u[:, 3]
             i = IFO_NAMES.index(ifo)
             glitches = [

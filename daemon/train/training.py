@@ -242,7 +242,10 @@ def _epoch_maker(maker: WindowMaker, st, picker: HardNegativePicker | None):
         out = maker.epoch((st.seed, epoch), st.windows_per_epoch, snr_range, st.signal_fraction,
                           single_fraction=st.single_ifo_fraction, single_snr_range=st.single_ifo_snr,
                           loud_fraction=st.loud_fraction, loud_snr_range=st.loud_snr,
-                          hard_fraction=st.hard_negative_fraction, hard_picker=picker)
+                          hard_fraction=st.hard_negative_fraction, hard_picker=picker,
+                          glitch_fraction=st.glitch_fraction, glitches=st.glitches,
+                          glitch_both_fraction=st.glitch_both_fraction,
+                          glitch_signal_fraction=st.glitch_signal_fraction)
         if picker is not None:
             log.info("epoch=%d hard negatives: %s", epoch + 1, picker.summary())
         return out

@@ -12,6 +12,13 @@ delays for an isotropic sky, delayed by an exact Fourier phase, whitened with
 the *same* FIR as the noise they are added to (whitening is linear), scaled to
 a target network SNR measured against that estimated PSD, and placed with the
 merger at a random point of ``merger_span_s`` inside the window.
+
+Glitches (``train.glitch_fraction``, ``train.glitch_signal_fraction``): the shapes of
+``gwstream simulate``'s populations (``[train.glitches]``, daemon/sim/glitches.py: blips,
+scattered-light arches, loud ms transients; the populations' rates weigh how often each is
+drawn), whitened with the stretch's FIR like the signals, scaled to an SNR drawn from the
+population's range (the whitened waveform's energy, as a signal's), centred anywhere a part of
+it reaches the window.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 from gwstream.daemon.bank.waveforms import one_waveform
-from gwstream.daemon.config import InjectionConfig
+from gwstream.daemon.config import GlitchConfig, InjectionConfig
 from gwstream.daemon.io.atomic import atomic_path
+from gwstream.daemon.io.framefiles import GLITCH_KINDS
+from gwstream.daemon.sim.glitches import Glitch, glitch_parameters, unit_waveform
 from gwstream.daemon.sim.injections import draw_parameters
 from gwstream.daemon.sim.noise import load_psd
 from gwstream.kernels import psd as kpsd
@@ -248,11 +257,44 @@ class WindowMaker:
             out[:, i] = scipy.fft.irfft(spec, nfft, axis=1)[:, la:la + length]
         return out
 
+    def whitened_glitch(self, cfg: GlitchConfig, taps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One glitch drawn from ``cfg``'s populations, whitened with ``taps`` (one detector's FIR), cut to the
+        window: float64 ``(window,)``.
+
+        The population is drawn with probability proportional to its rate; the shape
+        (:func:`~gwstream.daemon.sim.glitches.glitch_parameters`) and the SNR as ``gwstream simulate``
+        draws them, the SNR being the whole whitened glitch's (its energy, as a signal's). The centre is
+        uniform over the times where part of the glitch lies in the window.
+        """
+        rates = np.array([cfg.blip_rate_per_hour, cfg.scatter_rate_per_hour, cfg.loud_rate_per_hour])
+        kind = GLITCH_KINDS[int(rng.choice(len(GLITCH_KINDS), p=rates / rates.sum()))]
+        u = rng.random((1, 4))
+        q, f0, snr, duration, half = (float(a[0]) for a in glitch_parameters(cfg, kind, u))
+        g = Glitch(ifo=self.pool.ifos[0], kind=kind, time_s=0.0, snr=snr, f0_hz=f0, q=q, duration_s=duration,
+                   phase=float(2.0 * np.pi * u[0, 3]), half_span_s=half, key=(0, 0, 0, 0))
+        reach = min(half, 0.5 * duration + 0.05)  # most of the energy lies within duration/2 of the centre
+        centre = rng.uniform(-reach, self.window / self.rate + reach)
+        n_taps = taps.size
+        first = math.floor((centre - half) * self.rate) - n_taps
+        h = unit_waveform(g, np.arange(first, math.ceil((centre + half) * self.rate) + n_taps + 1) / self.rate
+                          - centre)
+        la = kwh.lookahead_samples(n_taps, self.pool.phase)
+        nfft = scipy.fft.next_fast_len(h.size + n_taps, real=True)
+        w = scipy.fft.irfft(scipy.fft.rfft(h, nfft) * scipy.fft.rfft(taps, nfft), nfft)[la:la + h.size]
+        energy = float(np.sqrt((w ** 2).sum()))
+        out = np.zeros(self.window)
+        if energy > 0:
+            a, b = max(0, first), min(self.window, first + h.size)
+            if b > a:
+                out[a:b] = w[a - first:b - first] * (snr / energy)
+        return out
+
     def from_stretch(self, white: np.ndarray, taps: np.ndarray, rng: np.random.Generator, n_windows: int,
                      n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None,
                      n_single: int = 0, single_snr_range: tuple[float, float] = (5.0, 40.0),
                      loud_fraction: float = 0.0, loud_snr_range: tuple[float, float] = (16.0, 64.0),
-                     info: dict | None = None):
+                     info: dict | None = None, n_glitch: int = 0, glitches: GlitchConfig | None = None,
+                     glitch_both_fraction: float = 0.25, glitch_signal_fraction: float = 0.0):
         """``n_windows`` windows from one whitened stretch, the first ``n_signals`` with signals.
 
         A ``loud_fraction`` of the signals (when their SNR is drawn from
@@ -264,6 +306,13 @@ class WindowMaker:
         only (chosen at random), at a single-detector SNR drawn from
         ``single_snr_range``: what a time slide of a real event, or a glitch,
         looks like. A coincidence statistic must rank them as noise.
+
+        The next ``n_glitch`` windows (label 0) hold a glitch drawn from ``glitches``
+        (:meth:`whitened_glitch`) in one detector, and with probability
+        ``glitch_both_fraction`` an independent one in the other. A
+        ``glitch_signal_fraction`` of the signal windows also get a glitch in one
+        detector. Without glitches the random draws are those of a window set
+        without them.
 
         Returns ``(x float32 (n, n_ifo, window), label float32 (n,), snr float32 (n,))``.
         When a dict ``info`` is given, it receives per-window arrays (NaN or -1 where
@@ -319,13 +368,30 @@ class WindowMaker:
                 norm = np.sqrt((sig[j, which[j]] ** 2).sum())
                 if norm > 0:
                     x[n_signals + j, which[j]] += (one * (rho1[j] / norm)).astype(np.float32)
+        if n_glitch or (n_signals and glitch_signal_fraction > 0):
+            if glitches is None:
+                raise ValueError("glitch windows asked for without a GlitchConfig (glitches=...)")
+            if n_signals + n_single + n_glitch > n_windows:
+                raise ValueError(f"{n_signals} signal + {n_single} single-detector + {n_glitch} glitch windows > "
+                                 f"{n_windows} windows")
+            n_ifo = white.shape[0]
+            rows = [(n_signals + n_single + j, True) for j in range(n_glitch)]
+            rows += [(j, False) for j in np.flatnonzero(rng.random(n_signals) < glitch_signal_fraction)]
+            for row, may_pair in rows:
+                first = int(rng.integers(n_ifo))
+                hit = [first]
+                if may_pair and n_ifo > 1 and rng.random() < glitch_both_fraction:
+                    hit.append(int((first + 1 + rng.integers(n_ifo - 1)) % n_ifo))
+                for i in hit:
+                    x[row, i] += self.whitened_glitch(glitches, taps[i], rng).astype(np.float32)
         return x, label, snr
 
     def epoch(self, seed_words: tuple[int, ...], n: int, snr_range: tuple[float, float],
               signal_fraction: float = 0.5, windows_per_stretch: int = 64, single_fraction: float = 0.0,
               single_snr_range: tuple[float, float] = (5.0, 40.0), loud_fraction: float = 0.0,
               loud_snr_range: tuple[float, float] = (16.0, 64.0), hard_fraction: float = 0.0,
-              hard_picker=None):
+              hard_picker=None, glitch_fraction: float = 0.0, glitches: GlitchConfig | None = None,
+              glitch_both_fraction: float = 0.25, glitch_signal_fraction: float = 0.0):
         """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``.
 
         ``signal_fraction`` of them hold a signal (label 1); ``single_fraction``
@@ -336,7 +402,9 @@ class WindowMaker:
         time-slid against H1), e.g. the ones the current model scores highest;
         rows it has no pick for keep plain noise windows.
         Without a picker (or with ``hard_fraction = 0``) the draws are exactly
-        those of a plain epoch.
+        those of a plain epoch. A ``glitch_fraction`` of them hold glitches (label 0),
+        and a ``glitch_signal_fraction`` of the signal windows a glitch too
+        (:meth:`from_stretch`).
         """
         rng = np.random.default_rng(np.random.SeedSequence([*seed_words, 11]))
         xs, ys, ss = [], [], []
@@ -346,10 +414,14 @@ class WindowMaker:
             white, taps = self.pool.stretch((*seed_words, s), self.stretch_s, rng)
             n_sig = int(round(m * signal_fraction))
             n_one = min(m - n_sig, int(round(m * single_fraction)))
+            n_gl = min(m - n_sig - n_one, int(round(m * glitch_fraction)))
             x, y, snr = self.from_stretch(white, taps, rng, m, n_sig, snr_range, n_single=n_one,
                                           single_snr_range=single_snr_range, loud_fraction=loud_fraction,
-                                          loud_snr_range=loud_snr_range)
-            n_hard = min(m - n_sig - n_one, int(round(m * hard_fraction))) if hard_picker is not None else 0
+                                          loud_snr_range=loud_snr_range, n_glitch=n_gl, glitches=glitches,
+                                          glitch_both_fraction=glitch_both_fraction,
+                                          glitch_signal_fraction=glitch_signal_fraction)
+            n_hard = (min(m - n_sig - n_one - n_gl, int(round(m * hard_fraction)))
+                      if hard_picker is not None else 0)
             if n_hard > 0:
                 picks = hard_picker(white, n_hard)
                 if len(picks) > n_hard:

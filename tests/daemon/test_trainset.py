@@ -358,3 +358,58 @@ def test_validation_info_describes_each_signal_without_changing_the_windows(make
         assert np.all(info["window_snr"][sig] > 0.5 * snr[sig])
         lo, hi = maker.span
         assert np.all((info["merger_sample"][sig] >= lo) & (info["merger_sample"][sig] <= hi))
+
+
+def test_glitch_windows_are_labelled_noise_at_the_snr_drawn(maker):
+    """A glitch window holds the whitened glitch in one detector (or both) on top of the noise, its energy
+    inside the window at most the drawn SNR squared; blips of SNR 50-60 always show; labels stay 0."""
+    from gwstream.daemon.config import GlitchConfig
+
+    blips = GlitchConfig(blip_rate_per_hour=1.0, snr=(50.0, 60.0), blip_q=(4.0, 8.0), blip_f0_hz=(60.0, 200.0))
+    rng = np.random.default_rng(3)
+    white, taps = maker.pool.stretch((11,), 32, rng)
+    plain_rng, glitch_rng = np.random.default_rng(5), np.random.default_rng(5)
+    plain = maker.from_stretch(white, taps, plain_rng, 16, 4, (8.0, 12.0))
+    x, y, snr = maker.from_stretch(white, taps, glitch_rng, 16, 4, (8.0, 12.0), n_glitch=8, glitches=blips,
+                                   glitch_both_fraction=0.5)
+    np.testing.assert_array_equal(y, plain[1])
+    np.testing.assert_array_equal(x[:4], plain[0][:4])  # no glitch under the signals (fraction 0)
+    np.testing.assert_array_equal(x[12:], plain[0][12:])  # plain noise left alone
+    extra = np.sqrt(np.clip((x[4:12].astype(np.float64) ** 2 - plain[0][4:12].astype(np.float64) ** 2).sum(-1),
+                            0, None))
+    hit = extra.max(axis=1)
+    assert np.all(y[4:12] == 0) and np.all(snr[4:12] == 0)
+    assert np.all(hit > 10) and np.all(hit < 70)  # part of a blip of SNR 50-60 always lies in the window
+    assert 0 < (extra.min(axis=1) > 10).sum() < 8  # both detectors in some windows, not all
+
+
+def test_epoch_with_glitches_keeps_every_label_and_the_plain_draws_without_them(maker):
+    from gwstream.daemon.config import GlitchConfig
+
+    g = GlitchConfig(blip_rate_per_hour=2.0, scatter_rate_per_hour=1.0, loud_rate_per_hour=1.0,
+                     loud_snr=(200.0, 400.0))
+    plain = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20)
+    none = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, glitches=g)
+    for u, v in zip(plain, none):
+        np.testing.assert_array_equal(u, v)
+    x, y, snr = maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, glitch_fraction=0.3,
+                            glitches=g, glitch_signal_fraction=0.5)
+    assert y.sum() == 20 and np.all(np.isfinite(x))
+    loudest = np.abs(x).max(axis=(1, 2))
+    assert (loudest[y == 0] > 8).sum() >= 3  # the glitch windows show
+    with pytest.raises(ValueError, match="GlitchConfig"):
+        maker.epoch((1, 2), 40, (8.0, 12.0), 0.5, windows_per_stretch=20, glitch_fraction=0.3)
+
+
+def test_glitch_fraction_leaves_room_for_plain_noise():
+    import dataclasses
+
+    from gwstream.daemon.config import Config, GlitchConfig
+    from gwstream.daemon.errors import ConfigError
+
+    t = Config().train
+    with pytest.raises(ConfigError, match="glitch_fraction"):
+        dataclasses.replace(t, signal_fraction=0.5, single_ifo_fraction=0.2, glitch_fraction=0.3).check("train.")
+    with pytest.raises(ConfigError, match="glitches.blip_rate_per_hour"):
+        dataclasses.replace(t, glitch_fraction=0.1, glitches=GlitchConfig()).check("train.")
+    dataclasses.replace(t, glitch_fraction=0.1).check("train.")
