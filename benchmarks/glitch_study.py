@@ -49,6 +49,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "glitch-study.json"))
     ap.add_argument("--rewrite", action="store_true", help="only re-render --out's JSON as markdown")
     ap.add_argument("--reuse", action="store_true", help="keep the runs already in --out (same --work), run the rest")
+    ap.add_argument("--model", help="checkpoint searched with (default: the shipped model)")
+    ap.add_argument("--settings", help="TOML every search reads (e.g. a ranking.removal_background made with "
+                    "--model's own network); the gate threshold is added to its [whiten]")
+    ap.add_argument("--label", default="", help="prefix of the searches' files in --work (keeps runs of another "
+                    "model apart; the data are shared)")
     args = ap.parse_args()
     if args.rewrite:
         write(json.loads(Path(args.out).read_text()), Path(args.out))
@@ -57,7 +62,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     duration = int(round(args.hours * 3600))
     gw = [sys.executable, "-m", "gwstream.daemon.cli"]
-    res = {"benchmark": "glitch_study", "hours": args.hours, "seed": args.seed, "n_slides": args.slides, "runs": {}}
+    res = {"benchmark": "glitch_study", "hours": args.hours, "seed": args.seed, "n_slides": args.slides, "runs": {},
+           "model": args.model or "default", "settings": Path(args.settings).read_text() if args.settings else ""}
     if args.reuse and Path(args.out).exists():
         res = json.loads(Path(args.out).read_text())
     data = {}
@@ -76,15 +82,17 @@ def main() -> None:
     for noise, name, gate in plans:
         if name in res["runs"]:
             continue
-        tag = f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate"
+        tag = args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate")
         trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
         cfg = []
-        if gate:
+        text = with_gate(Path(args.settings).read_text() if args.settings else "", gate)
+        if text:
             toml = work / f"{tag}.toml"
-            toml.write_text(f"[whiten]\ngate_threshold = {gate}\n")
+            toml.write_text(text)
             cfg = ["--config", str(toml)]
+        model = ["--model", args.model] if args.model else []
         search_s = run([*gw, "search", data[noise]["data"], str(trig), "--slides", str(args.slides),
-                        "--background-out", str(bg), "--no-progress", "--log-level", "warning", *cfg])
+                        "--background-out", str(bg), "--no-progress", "--log-level", "warning", *cfg, *model])
         ev = work / f"{tag}-evaluate"
         glitches = ["--glitches", data[noise]["glitches"]] if noise == "glitchy" else []
         run([*gw, "evaluate", "--injections", data[noise]["injections"], "--foreground", str(trig), "--background",
@@ -103,6 +111,18 @@ def main() -> None:
     write(res, Path(args.out))
 
 
+def with_gate(text: str, gate: float | None) -> str:
+    """``text`` (TOML) with ``whiten.gate_threshold = gate`` added to its ``[whiten]`` table (made when missing)."""
+    if not gate:
+        return text
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.split("#")[0].strip() == "[whiten]":
+            lines.insert(i + 1, f"gate_threshold = {gate}")
+            return "\n".join(lines) + "\n"
+    return text + f"\n[whiten]\ngate_threshold = {gate}\n"
+
+
 def write(res: dict, out: Path) -> None:
     """JSON and markdown: sensitive distance at each FAR, and its ratio to the clean run's."""
     out.write_text(json.dumps(res, indent=1))
@@ -119,6 +139,8 @@ def write(res: dict, out: Path) -> None:
              f"seed {res['seed']}", "",
              "Command: `.venv/bin/python benchmarks/glitch_study.py --hours "
              f"{res['hours']:g} --slides {res['n_slides']}`", "",
+             f"Model: {res.get('model', 'default')}" + (f"; settings:\n\n```toml\n{res['settings'].strip()}\n```"
+                                                       if res.get("settings") else ""), "",
              "| run | gates | x real time | " + " | ".join(
                  f"distance at FAR 1/{1 / f:g} d (Mpc) | vs clean" for f in FARS) + " |",
              "|---|---|---|" + "---|---|" * len(FARS)]
