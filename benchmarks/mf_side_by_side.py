@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="matched-filter worker processes")
     ap.add_argument("--work", default="out/mf_side_by_side")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mf-side-by-side.json"))
+    ap.add_argument("--model", help="gwstream's checkpoint (default: the shipped model)")
+    ap.add_argument("--settings", help="TOML gwstream's search reads (e.g. a ranking.removal_background made with "
+                    "--model's own network); --gate is added to its [whiten]")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -87,13 +90,16 @@ def main() -> None:
     seconds = cut(args.data, args.injections, args.hours, data, inj)
     gw = [sys.executable, "-m", "gwstream.daemon.cli"]
     res = {"benchmark": "mf_side_by_side", "data": args.data, "hours": seconds / 3600, "n_slides": args.slides,
-           "gate_threshold": args.gate}
+           "gate_threshold": args.gate, "model": args.model or "default"}
     cfg = work / "search.toml"
-    cfg.write_text(f"[whiten]\ngate_threshold = {args.gate}\n")
+    from glitch_study import with_gate
+
+    cfg.write_text(with_gate(Path(args.settings).read_text() if args.settings else "", args.gate) or "\n")
+    model = ["--model", args.model] if args.model else []
     trig, bg = work / "gwstream-triggers.hdf", work / "gwstream-background.h5"
     t0 = time.perf_counter()
     subprocess.run([*gw, "search", str(data), str(trig), "--slides", str(args.slides), "--background-out", str(bg),
-                    "--config", str(cfg), "--no-progress", "--log-level", "warning"], check=True)
+                    "--config", str(cfg), "--no-progress", "--log-level", "warning", *model], check=True)
     res["gwstream_s"] = round(time.perf_counter() - t0, 1)
     mf, mf_trig, mf_bg = work / "mf.h5", work / "mf-triggers.hdf", work / "mf-background.h5"
     bank = work / "mf477.npz"  # the issue-4 reference bank (benchmarks/validate.py's placement), as bench_mf reads it
@@ -129,7 +135,8 @@ def write(res: dict, out: Path) -> None:
 
     lines = [f"# gwstream and the matched filter on {Path(res['data']).name}, first {res['hours']:.2f} h, "
              f"{res['n_slides']} slides each, gating {res['gate_threshold']:g} sigma" +
-             (" (off)" if not res["gate_threshold"] else ""), "",
+             (" (off)" if not res["gate_threshold"] else ""), "", f"gwstream's model: {res.get('model', 'default')}",
+             "",
              f"gwstream search {res['gwstream_s']} s; matched filter {res['mf_s']} s "
              f"({res['mf_summary'].get('n_templates')} templates, {res['mf_summary'].get('n_gates', 0)} gates applied).",
              "", "| FAR | gwstream (Mpc) | matched filter (Mpc) | gwstream / matched filter |", "|---|---|---|---|"]
