@@ -82,24 +82,27 @@ def main() -> None:
             m = min(maker.stretch_s - 2, args.n_noise - sum(len(x) for x in noise))
             noise.append(maker.from_stretch(white, taps, rng, m, 0)[0])
         rows["noise"] = np.concatenate(noise)
+        def row(make) -> np.ndarray:
+            """``per`` windows, up to 64 from each fresh stretch: ``make(white, taps, k)``."""
+            xs = []
+            while sum(len(x) for x in xs) < per:
+                white, taps = next_stretch()
+                xs.append(make(white, taps, min(64, per - sum(len(x) for x in xs))))
+            return np.concatenate(xs)
+
         for kind, snrs in GLITCHES:
             for snr in snrs:
                 for both in (False, True):
-                    white, taps = next_stretch()
-                    x, _, _ = maker.from_stretch(white, taps, rng, per, 0, n_glitch=per,
-                                                 glitches=population(kind, snr), glitch_both_fraction=float(both))
-                    rows[("pair " if both else "") + f"{kind} {snr:g}"] = x
+                    rows[("pair " if both else "") + f"{kind} {snr:g}"] = row(
+                        lambda white, taps, k: maker.from_stretch(
+                            white, taps, rng, k, 0, n_glitch=k, glitches=population(kind, snr),
+                            glitch_both_fraction=float(both))[0])
         for snr in SIGNAL_SNRS:
             for blip in SIGNAL_BLIPS:
-                xs = []
-                while sum(len(x) for x in xs) < per:
-                    white, taps = next_stretch()
-                    k = min(64, per - sum(len(x) for x in xs))
-                    x, _, _ = maker.from_stretch(white, taps, rng, k, k, snrs=np.full(k, snr),
-                                                 glitches=population("blip", blip or 16.0),
-                                                 glitch_signal_fraction=1.0 if blip else 0.0)
-                    xs.append(x)
-                rows[f"signal {snr:g}" + (f" + blip {blip:g}" if blip else "")] = np.concatenate(xs)
+                rows[f"signal {snr:g}" + (f" + blip {blip:g}" if blip else "")] = row(
+                    lambda white, taps, k: maker.from_stretch(
+                        white, taps, rng, k, k, snrs=np.full(k, snr), glitches=population("blip", blip or 16.0),
+                        glitch_signal_fraction=1.0 if blip else 0.0)[0])
         data[phase] = rows
         return rows
 

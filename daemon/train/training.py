@@ -376,6 +376,21 @@ def run_train(cfg: Config, *, progress: bool = True) -> dict:
     return meta
 
 
+def _glitch_sentence(t: dict) -> str:
+    """The model card's words on training with glitches (``t``: the train section as saved)."""
+    if not (t.get("glitch_fraction") or t.get("glitch_signal_fraction")):
+        return ""
+    g = t.get("glitches") or {}
+    rates = {k: g.get(f"{k}_rate_per_hour", 0) for k in ("blip", "scatter", "loud")}
+    total = sum(rates.values()) or 1.0
+    mix = ", ".join(f"{k} {v / total:.0%}" for k, v in rates.items() if v)
+    return (f" A {t.get('glitch_fraction', 0):.0%} share of the windows hold simulated glitches (`gwstream "
+            f"simulate`'s shapes: {mix}; blips and arches at SNR log-uniform in {g.get('snr')}, loud transients in "
+            f"{g.get('loud_snr')}), whitened like the signals, in one detector ({t.get('glitch_both_fraction', 0):.0%} "
+            f"of them an independent one in each), labelled noise; {t.get('glitch_signal_fraction', 0):.0%} of the "
+            f"signals also hold a glitch in one detector.")
+
+
 def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
     """Markdown model card: what the network is, how it was trained, how it scores."""
     import hashlib
@@ -422,7 +437,8 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
            f"{t.get('hard_negative_slides', 1) - 1} s, the noise windows the model of the moment scores highest "
            f"(about {t.get('hard_negative_slides', 0) * t.get('hard_negative_span_s', 0) * 256:,} windows scanned per "
            f"stretch), so training sees the loud tail of noise that sets the threshold at a low false-alarm rate."
-           if t.get("hard_negative_fraction") else ""),
+           if t.get("hard_negative_fraction") else "")
+        + _glitch_sentence(t),
         *([f"- **Initialised from**: `{t['init_weights']}` (sha256 `{meta.get('init_sha256', '?')}`), i.e. this run "
            f"fine-tunes that checkpoint (see its own model card for how it was trained); the wall time above is the "
            f"fine-tuning alone."] if t.get("init_weights") else []),
@@ -445,8 +461,8 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
                   "Each stage trains the model the previous one left, with `[train]`'s settings changed by its "
                   "`[[train.stages]]` table; banks, PSDs and validation windows are shared.", "",
                   "| stage | epochs | lr | seed | network SNR (curriculum) | single-detector | hard negatives | loud "
-                  "| kept | wall min |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| glitches | kept | wall min |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for st in stages:
             snr = (f"{st['snr_start']} → {st['snr_end']} over {st['curriculum_epochs']}"
                    if st["curriculum_epochs"] and st["snr_start"] != st["snr_end"] else f"{st['snr_end']}")
@@ -455,9 +471,11 @@ def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:
             hard = (f"{st['hard_negative_fraction']:.1%} of {st['hard_negative_span_s']} s × "
                     f"{st['hard_negative_slides']} slides" if st["hard_negative_fraction"] else "-")
             loud = f"{st['loud_fraction']:.0%}" if st["loud_fraction"] else "-"
+            glitch = (f"{st.get('glitch_fraction', 0):.0%} (+{st.get('glitch_signal_fraction', 0):.0%} of signals)"
+                      if st.get("glitch_fraction") or st.get("glitch_signal_fraction") else "-")
             mins = sum(h["wall_s"] for h in history if h.get("stage") == st["stage"]) / 60
             lines.append(f"| {st['stage']} | {st['epochs']} | {st['lr']:g} | {st['seed']} | {snr} | {single} | "
-                         f"{hard} | {loud} | {st['select_epoch']} | {mins:.1f} |")
+                         f"{hard} | {loud} | {glitch} | {st['select_epoch']} | {mins:.1f} |")
     lines += [
         "",
         "AUC per SNR bin: " + ", ".join(f"{b}: {v['auc_by_snr'][b]:.4f}" for b in snr_bins) + ".",
