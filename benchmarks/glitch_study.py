@@ -11,7 +11,13 @@ Runs, with the repository's CLI only:
    set (``--gates``, one search each); hierarchical removal as configured (on
    by default), so each search's own slides give an honest background;
 3. ``gwstream evaluate`` of each against its own background, with the glitch
-   file for the glitchy runs.
+   file for the glitchy runs;
+4. with ``--noise-seed S``, also injection-free data of each noise (seed S, the
+   same glitch population), searched like each run (same gates, model and
+   settings), and each run's triggers ranked against those slides: the
+   injections of a mock set (one every ~27 s) stay in the search's own slides
+   below the removal threshold, and pair with glitches there; real data has no
+   such crowd.
 
     .venv/bin/python benchmarks/glitch_study.py --hours 12 --slides 100 --gates 25
 
@@ -52,6 +58,10 @@ def main() -> None:
     ap.add_argument("--model", help="checkpoint searched with (default: the shipped model)")
     ap.add_argument("--settings", help="TOML every search reads (e.g. a ranking.removal_background made with "
                     "--model's own network); the gate threshold is added to its [whiten]")
+    ap.add_argument("--noise-seed", type=int, help="also rank each run against the slides of injection-free noise "
+                    "(the same configuration, this seed), searched the same way (gates, removal): a background no "
+                    "injection can pollute, as real data has")
+    ap.add_argument("--only", nargs="*", help="run only these runs (names as in the table)")
     ap.add_argument("--label", default="", help="prefix of the searches' files in --work (keeps runs of another "
                     "model apart; the data are shared)")
     args = ap.parse_args()
@@ -66,6 +76,9 @@ def main() -> None:
            "model": args.model or "default", "settings": Path(args.settings).read_text() if args.settings else ""}
     if args.reuse and Path(args.out).exists():
         res = json.loads(Path(args.out).read_text())
+    if args.noise_seed is not None:
+        res["noise_seed"] = args.noise_seed
+    res.setdefault("commands", []).append("benchmarks/glitch_study.py " + " ".join(sys.argv[1:]))
     data = {}
     for noise, cfg in (("clean", "simulate.toml"), ("glitchy", "simulate-glitchy.toml")):
         out = work / f"{noise}-{duration}s-seed{args.seed}"
@@ -76,23 +89,27 @@ def main() -> None:
                 [*gw, "simulate", "--config", str(ROOT / "configs" / cfg), "--duration", str(duration), "--seed",
                  str(args.seed), "--out", paths["data"], "--injections", paths["injections"], "--no-progress",
                  *extra]), 1)
+        if args.noise_seed is not None:
+            paths["noise"] = f"{work / noise}-{duration}s-seed{args.noise_seed}-noinj.hdf"
+            if not Path(paths["noise"]).exists():
+                run([*gw, "simulate", "--config", str(ROOT / "configs" / cfg), "--duration", str(duration), "--seed",
+                     str(args.noise_seed), "--out", paths["noise"], "--no-progress"])
         data[noise] = paths
     plans = [("clean", "clean", None), ("glitchy", "glitchy, no gating", None)]
     plans += [("glitchy", f"glitchy, gating at {g:g} sigma", g) for g in args.gates]
     for noise, name, gate in plans:
+        if args.only and name not in args.only:
+            continue
         if name in res["runs"]:
+            if args.noise_seed is not None and "evaluate_noise_background" not in res["runs"][name]:
+                res["runs"][name].update(noise_background(args, gw, work, noise, gate, data))
+                Path(args.out).write_text(json.dumps(res, indent=1))
             continue
         tag = args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate")
         trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
-        cfg = []
-        text = with_gate(Path(args.settings).read_text() if args.settings else "", gate)
-        if text:
-            toml = work / f"{tag}.toml"
-            toml.write_text(text)
-            cfg = ["--config", str(toml)]
-        model = ["--model", args.model] if args.model else []
         search_s = run([*gw, "search", data[noise]["data"], str(trig), "--slides", str(args.slides),
-                        "--background-out", str(bg), "--no-progress", "--log-level", "warning", *cfg, *model])
+                        "--background-out", str(bg), "--no-progress", "--log-level", "warning",
+                        *search_config(args, work, tag, gate)])
         ev = work / f"{tag}-evaluate"
         glitches = ["--glitches", data[noise]["glitches"]] if noise == "glitchy" else []
         run([*gw, "evaluate", "--injections", data[noise]["injections"], "--foreground", str(trig), "--background",
@@ -106,9 +123,37 @@ def main() -> None:
                              "search_x_real_time": round(duration / search_s, 1), "evaluate": summary,
                              "counters": json.loads(counters) if isinstance(counters, str) else counters,
                              "n_gates": len(attrs.get("gates") or [])}
+        if args.noise_seed is not None:
+            res["runs"][name].update(noise_background(args, gw, work, noise, gate, data))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1))
     write(res, Path(args.out))
+
+
+def search_config(args, work: Path, tag: str, gate: float | None) -> list[str]:
+    """``--config`` (and ``--model``) arguments of a search with ``--settings`` and the gate."""
+    text = with_gate(Path(args.settings).read_text() if args.settings else "", gate)
+    cfg = []
+    if text:
+        toml = work / f"{tag}.toml"
+        toml.write_text(text)
+        cfg = ["--config", str(toml)]
+    return cfg + (["--model", args.model] if args.model else [])
+
+
+def noise_background(args, gw: list[str], work: Path, noise: str, gate: float | None, data: dict) -> dict:
+    """The run's foreground ranked against the slides of injection-free noise searched the same way."""
+    tag = args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate") + f"-noinj{args.noise_seed}"
+    fg = work / (args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate") + "-triggers.hdf")
+    trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
+    search_s = run([*gw, "search", data[noise]["noise"], str(trig), "--slides", str(args.slides), "--background-out",
+                    str(bg), "--no-progress", "--log-level", "warning", *search_config(args, work, tag, gate)])
+    ev = work / f"{tag}-evaluate"
+    glitches = ["--glitches", data[noise]["glitches"]] if noise == "glitchy" else []
+    run([*gw, "evaluate", "--injections", data[noise]["injections"], "--foreground", str(fg), "--background",
+         str(bg), "--out", str(ev), "--far-per-day", *[str(f) for f in FARS], *glitches])
+    return {"noise_background_search_s": round(search_s, 1),
+            "evaluate_noise_background": json.loads((ev / "summary.json").read_text())}
 
 
 def with_gate(text: str, gate: float | None) -> str:
@@ -137,7 +182,8 @@ def write(res: dict, out: Path) -> None:
 
     lines = [f"# Sensitivity with glitches: {res['hours']:g} h, {res['n_slides']} slides (own background), "
              f"seed {res['seed']}", "",
-             "Command: `.venv/bin/python benchmarks/glitch_study.py --hours "
+             "Commands: " + ", then ".join(f"`.venv/bin/python {c}`" for c in res.get("commands", [])) if
+             res.get("commands") else "Command: `.venv/bin/python benchmarks/glitch_study.py --hours "
              f"{res['hours']:g} --slides {res['n_slides']}`", "",
              f"Model: {res.get('model', 'default')}" + (f"; settings:\n\n```toml\n{res['settings'].strip()}\n```"
                                                        if res.get("settings") else ""), "",
@@ -151,6 +197,21 @@ def write(res: dict, out: Path) -> None:
             dc, _, _ = dist(runs["clean"]["evaluate"], f) if clean else (None, None, None)
             cells += [f"{d:.0f}" if d is not None else "-", f"{d / dc:.3f}" if d is not None and dc else "-"]
         lines.append(f"| {name} | {r.get('n_gates', '-')} | {r['search_x_real_time']} | " + " | ".join(cells) + " |")
+    if any("evaluate_noise_background" in r for r in runs.values()):
+        lines += ["", f"Against the slides of injection-free noise (seed {res.get('noise_seed')}, the same "
+                  "configuration and searches, no injections to pollute them, as in real data):", "",
+                  "| run | " + " | ".join(f"distance at FAR 1/{1 / f:g} d (Mpc) | vs clean" for f in FARS) + " |",
+                  "|---|" + "---|---|" * len(FARS)]
+        for name, r in runs.items():
+            if "evaluate_noise_background" not in r:
+                continue
+            cells = []
+            for f in FARS:
+                d, _, _ = dist(r["evaluate_noise_background"], f)
+                c = runs.get("clean", {}).get("evaluate_noise_background")
+                dc = dist(c, f)[0] if c else None
+                cells += [f"{d:.0f}" if d is not None else "-", f"{d / dc:.3f}" if d is not None and dc else "-"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name, r in runs.items():
         g = r["evaluate"].get("glitch")
         if g:
