@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -78,7 +79,7 @@ def main() -> None:
         res = json.loads(Path(args.out).read_text())
     if args.noise_seed is not None:
         res["noise_seed"] = args.noise_seed
-    res.setdefault("commands", []).append("benchmarks/glitch_study.py " + " ".join(sys.argv[1:]))
+    res.setdefault("commands", []).append("benchmarks/glitch_study.py " + shlex.join(sys.argv[1:]))
     data = {}
     for noise, cfg in (("clean", "simulate.toml"), ("glitchy", "simulate-glitchy.toml")):
         out = work / f"{noise}-{duration}s-seed{args.seed}"
@@ -185,6 +186,7 @@ def write(res: dict, out: Path) -> None:
              "Commands: " + ", then ".join(f"`.venv/bin/python {c}`" for c in res.get("commands", [])) if
              res.get("commands") else "Command: `.venv/bin/python benchmarks/glitch_study.py --hours "
              f"{res['hours']:g} --slides {res['n_slides']}`", "",
+             *([res["note"], ""] if res.get("note") else []),
              f"Model: {res.get('model', 'default')}" + (f"; settings:\n\n```toml\n{res['settings'].strip()}\n```"
                                                        if res.get("settings") else ""), "",
              "| run | gates | x real time | " + " | ".join(
