@@ -144,8 +144,16 @@ def write(res: dict, out: Path) -> None:
         g, gs = dist(res["gwstream"], f)
         m, ms = dist(res["matched filter"], f)
         ratio = f"{g / m:.3f}" if g and m else "-"
-        cell = [f"{d:.0f} ± {e:.0f}" if d else "0 (none found)" if d is not None else "-" for d, e in ((g, gs), (m, ms))]
+        cell = []
+        for name, d, e in (("gwstream", g, gs), ("matched filter", m, ms)):
+            reach = res[name].get("background_livetime_s")
+            if not d and reach and reach * f < 86400.0:  # the background is shorter than 1/f: no trigger can get there
+                cell.append(f"unreachable ({reach / 86400:.1f} days of slides)")
+            else:
+                cell.append(f"{d:.0f} ± {e:.0f}" if d else "0 (none found)" if d is not None else "-")
         lines.append(f"| 1/{1 / f:g} days | {cell[0]} | {cell[1]} | {ratio} |")
+    extra = res.get("gwstream", {}).get("n_background_triggers"), res.get("mf_summary", {}).get("n_background")
+    lines += ["", f"Slid triggers in the backgrounds: gwstream {extra[0]}, matched filter {extra[1]}."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
