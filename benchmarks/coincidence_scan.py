@@ -27,6 +27,7 @@ import torch
 from gwstream.daemon.config import load_config
 from gwstream.daemon.train.trainset import WaveformBank, WindowMaker, make_validation_set
 from gwstream.models.scorer import load_checkpoint
+from gwstream.models.train import score_windows
 
 SNRS = (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 SINGLE = (8.0, 16.0, 32.0, 64.0)
@@ -65,16 +66,12 @@ def main() -> None:
         data[phase] = (x, y, snr, np.concatenate(singles), np.concatenate(single_snr))
         return data[phase]
 
-    def score(model, xs):
-        with torch.inference_mode():
-            return torch.cat([model(torch.from_numpy(xs[i:i + 256])) for i in range(0, len(xs), 256)]).numpy()
-
     results = {}
     for path in args.models:
         model, meta, sha = load_checkpoint(path)
         phase = (meta.get("whiten") or {}).get("phase", cfg.whiten.phase)  # as the model was trained and runs
         x, y, snr, x1, s1 = windows(phase)
-        s, o = score(model, x), score(model, x1)
+        s, o = score_windows(model, x), score_windows(model, x1)
         noise = np.sort(s[y == 0])
         thr = float(noise[int(len(noise) * (1 - 1e-3))])
         results[path] = {

@@ -29,6 +29,7 @@ import torch
 from gwstream.daemon.config import GlitchConfig, load_config
 from gwstream.daemon.train.trainset import WaveformBank, WindowMaker
 from gwstream.models.scorer import load_checkpoint
+from gwstream.models.train import score_windows
 
 GLITCHES = (("blip", (8.0, 16.0, 32.0, 64.0, 128.0, 256.0)), ("scatter", (8.0, 16.0, 32.0, 64.0, 128.0)),
             ("loud", (300.0, 1000.0)))
@@ -76,53 +77,44 @@ def main() -> None:
             stretch[0] += 1
             return maker.pool.stretch((args.seed, 1, stretch[0]), maker.stretch_s, rng)
 
-        noise = []
-        while sum(len(x) for x in noise) < args.n_noise:
-            white, taps = next_stretch()
-            m = min(maker.stretch_s - 2, args.n_noise - sum(len(x) for x in noise))
-            noise.append(maker.from_stretch(white, taps, rng, m, 0)[0])
-        rows["noise"] = np.concatenate(noise)
-        def row(make) -> np.ndarray:
-            """``per`` windows, up to 64 from each fresh stretch: ``make(white, taps, k)``."""
+        def row(make, n: int, per_stretch: int = 64) -> np.ndarray:
+            """``n`` windows, up to ``per_stretch`` from each fresh stretch: ``make(white, taps, k)``."""
             xs = []
-            while sum(len(x) for x in xs) < per:
+            while sum(len(x) for x in xs) < n:
                 white, taps = next_stretch()
-                xs.append(make(white, taps, min(64, per - sum(len(x) for x in xs))))
+                xs.append(make(white, taps, min(per_stretch, n - sum(len(x) for x in xs))))
             return np.concatenate(xs)
 
+        rows["noise"] = row(lambda white, taps, k: maker.from_stretch(white, taps, rng, k, 0)[0], args.n_noise,
+                            maker.stretch_s - 2)
         for kind, snrs in GLITCHES:
             for snr in snrs:
                 for both in (False, True):
                     rows[("pair " if both else "") + f"{kind} {snr:g}"] = row(
                         lambda white, taps, k: maker.from_stretch(
                             white, taps, rng, k, 0, n_glitch=k, glitches=population(kind, snr),
-                            glitch_both_fraction=float(both))[0])
+                            glitch_both_fraction=float(both))[0], per)
         for snr in SIGNAL_SNRS:
             for blip in SIGNAL_BLIPS:
                 rows[f"signal {snr:g}" + (f" + blip {blip:g}" if blip else "")] = row(
                     lambda white, taps, k: maker.from_stretch(
                         white, taps, rng, k, k, snrs=np.full(k, snr), glitches=population("blip", blip or 16.0),
-                        glitch_signal_fraction=1.0 if blip else 0.0)[0])
+                        glitch_signal_fraction=1.0 if blip else 0.0)[0], per)
         data[phase] = rows
         return rows
-
-    def score(model, xs):
-        with torch.inference_mode():
-            return torch.cat([model(torch.from_numpy(xs[i:i + 256])) for i in range(0, len(xs), 256)]).numpy()
 
     results = {}
     for path in args.models:
         model, meta, sha = load_checkpoint(path)
-        model.eval()
         phase = (meta.get("whiten") or {}).get("phase", cfg.whiten.phase)
         rows = windows(phase)
-        noise = np.sort(score(model, rows["noise"]))
+        noise = np.sort(score_windows(model, rows["noise"]))
         thr = {f"{f:g}": float(noise[int(len(noise) * (1 - f))]) for f in FPRS}
         res = {"sha256": sha, "whiten_phase": phase, "thresholds": thr, "rows": {}}
         for name, x in rows.items():
             if name == "noise":
                 continue
-            s = score(model, x)
+            s = score_windows(model, x)
             res["rows"][name] = {"median": float(np.median(s)),
                                  "above": {f: float(np.mean(s > v)) for f, v in thr.items()}}
         results[path] = res
