@@ -106,7 +106,7 @@ def main() -> None:
                 res["runs"][name].update(noise_background(args, gw, work, noise, gate, data))
                 Path(args.out).write_text(json.dumps(res, indent=1))
             continue
-        tag = args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate")
+        tag = run_tag(args, noise, gate)
         trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
         search_s = run([*gw, "search", data[noise]["data"], str(trig), "--slides", str(args.slides),
                         "--background-out", str(bg), "--no-progress", "--log-level", "warning",
@@ -131,6 +131,11 @@ def main() -> None:
     write(res, Path(args.out))
 
 
+def run_tag(args, noise: str, gate: float | None) -> str:
+    """Prefix of a run's files in ``--work``."""
+    return args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate")
+
+
 def search_config(args, work: Path, tag: str, gate: float | None) -> list[str]:
     """``--config`` (and ``--model``) arguments of a search with ``--settings`` and the gate."""
     text = with_gate(Path(args.settings).read_text() if args.settings else "", gate)
@@ -144,8 +149,8 @@ def search_config(args, work: Path, tag: str, gate: float | None) -> list[str]:
 
 def noise_background(args, gw: list[str], work: Path, noise: str, gate: float | None, data: dict) -> dict:
     """The run's foreground ranked against the slides of injection-free noise searched the same way."""
-    tag = args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate") + f"-noinj{args.noise_seed}"
-    fg = work / (args.label + (f"{noise}-gate{gate:g}" if gate else f"{noise}-nogate") + "-triggers.hdf")
+    tag = run_tag(args, noise, gate) + f"-noinj{args.noise_seed}"
+    fg = work / f"{run_tag(args, noise, gate)}-triggers.hdf"
     trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
     search_s = run([*gw, "search", data[noise]["noise"], str(trig), "--slides", str(args.slides), "--background-out",
                     str(bg), "--no-progress", "--log-level", "warning", *search_config(args, work, tag, gate)])
@@ -173,7 +178,6 @@ def write(res: dict, out: Path) -> None:
     """JSON and markdown: sensitive distance at each FAR, and its ratio to the clean run's."""
     out.write_text(json.dumps(res, indent=1))
     runs = res["runs"]
-    clean = runs.get("clean", {}).get("evaluate", {}).get("at_far_per_day", {})
 
     def dist(summary, f):
         for k, v in summary.get("at_far_per_day", {}).items():
@@ -192,28 +196,26 @@ def write(res: dict, out: Path) -> None:
              "| run | gates | x real time | " + " | ".join(
                  f"distance at FAR 1/{1 / f:g} d (Mpc) | vs clean" for f in FARS) + " |",
              "|---|---|---|" + "---|---|" * len(FARS)]
-    for name, r in runs.items():
-        cells = []
+    def cells(r: dict, key: str) -> str:
+        """Distance at each FAR of ``r[key]`` and its ratio to the clean run's ``key``."""
+        out = []
         for f in FARS:
-            d, _, _ = dist(r["evaluate"], f)
-            dc, _, _ = dist(runs["clean"]["evaluate"], f) if clean else (None, None, None)
-            cells += [f"{d:.0f}" if d is not None else "-", f"{d / dc:.3f}" if d is not None and dc else "-"]
-        lines.append(f"| {name} | {r.get('n_gates', '-')} | {r['search_x_real_time']} | " + " | ".join(cells) + " |")
+            d, _, _ = dist(r[key], f)
+            c = runs.get("clean", {}).get(key)
+            dc = dist(c, f)[0] if c else None
+            out += [f"{d:.0f}" if d is not None else "-", f"{d / dc:.3f}" if d is not None and dc else "-"]
+        return " | ".join(out)
+
+    for name, r in runs.items():
+        lines.append(f"| {name} | {r.get('n_gates', '-')} | {r['search_x_real_time']} | {cells(r, 'evaluate')} |")
     if any("evaluate_noise_background" in r for r in runs.values()):
         lines += ["", f"Against the slides of injection-free noise (seed {res.get('noise_seed')}, the same "
                   "configuration and searches, no injections to pollute them, as in real data):", "",
                   "| run | " + " | ".join(f"distance at FAR 1/{1 / f:g} d (Mpc) | vs clean" for f in FARS) + " |",
                   "|---|" + "---|---|" * len(FARS)]
         for name, r in runs.items():
-            if "evaluate_noise_background" not in r:
-                continue
-            cells = []
-            for f in FARS:
-                d, _, _ = dist(r["evaluate_noise_background"], f)
-                c = runs.get("clean", {}).get("evaluate_noise_background")
-                dc = dist(c, f)[0] if c else None
-                cells += [f"{d:.0f}" if d is not None else "-", f"{d / dc:.3f}" if d is not None and dc else "-"]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            if "evaluate_noise_background" in r:
+                lines.append(f"| {name} | {cells(r, 'evaluate_noise_background')} |")
     for name, r in runs.items():
         g = r["evaluate"].get("glitch")
         if g:
