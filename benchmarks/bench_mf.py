@@ -8,8 +8,8 @@ Plain script::
 ``DATA.hdf`` is what ``gwstream simulate`` writes (H1/L1 strain, read with
 :func:`~gwstream.daemon.io.framefiles.iter_hdf5_segments`, so any file the daemon
 reads as HDF5 will do). The search is the standard frequency-domain matched
-filter of a PyCBC search (``pycbc_inspiral``), without signal-consistency
-tests (the simulated noise is Gaussian):
+filter of a PyCBC search (``pycbc_inspiral``), with PyCBC's power chi-squared
+test as an option (``--chisq-bins``; off by default, where the noise is Gaussian):
 
 * **Segments.** The data both detectors hold are cut into analysis segments
   of ``segment_s`` (256 s) overlapping by ``pad_start + pad_end``; the inverse
@@ -52,6 +52,18 @@ tests (the simulated noise is Gaussian):
   the best templates of the two detectors can differ and their merger times
   be offset by 10-15 ms (2 of 40 injections of network SNR 15-25 in a
   20-minute test).
+* **Chi-squared** (``chisq_bins = p > 0``; Allen 2005, PyCBC's
+  ``--chisq-bins``). For each single-detector trigger that meets a trigger of
+  the other detector (at zero lag or in a slide), the template's band is cut
+  into ``p`` bins of equal template power ``<h|h>`` under the segment's PSD,
+  the complex SNR of each bin ``z_l`` is summed at the trigger's sample, and
+  ``chi^2 = p sum_l |z_l - z / p|^2`` (``2p - 2`` degrees of freedom; a glitch
+  puts its power in a few bins, a signal that matches the template spreads it
+  as the template does). The trigger is ranked on PyCBC's re-weighted SNR
+  ``rho / ((1 + chi_r^6) / 2)^(1/6)`` where ``chi_r^2 = chi^2 / (2p - 2) > 1``
+  (``rho`` otherwise), and coincidences on ``sqrt(rhohat_H1^2 +
+  rhohat_L1^2)``, zero lag and slides alike. The SNR threshold and the
+  clustering of single-detector triggers stay on ``rho``.
 
 :func:`run_mf_search` writes the coincident triggers (and the single-detector
 ones) to HDF5 and returns a summary; its ``wall_s`` covers everything the
@@ -302,15 +314,51 @@ def _inverse_fft():
     return "FFTW (pyfftw)", ifft
 
 
+def reweighted_snr(snr: np.ndarray, chisq_r: np.ndarray) -> np.ndarray:
+    """PyCBC's re-weighted SNR ("newsnr"): ``snr / ((1 + chisq_r^3) / 2)^(1/6)`` where the reduced chi-squared
+    ``chisq_r > 1``, ``snr`` unchanged where it is not."""
+    snr, chisq_r = np.asarray(snr, float), np.asarray(chisq_r, float)
+    return np.where(chisq_r > 1.0, snr * ((1.0 + chisq_r ** 3) / 2.0) ** (-1.0 / 6.0), snr)
+
+
+def _chisq_bin_edges(density: np.ndarray, bins: int) -> np.ndarray:
+    """Start offsets (into the band) of ``bins`` frequency bins of equal template power ``density``
+    (``|h~|^2 / S`` over the band); the first is 0."""
+    c = np.cumsum(density)
+    edges = np.searchsorted(c, c[-1] * np.arange(1, bins) / bins, side="right")
+    return np.concatenate([[0], edges]).astype(np.int64)
+
+
+def power_chisq(q_band: np.ndarray, n: int, kmin: int, nfft: int, edges: np.ndarray,
+                snr_scale: float) -> tuple[float, float]:
+    """Allen's power chi-squared of one trigger.
+
+    ``q_band`` is the filter's integrand over the band (``d~ h~* / S`` at bins
+    ``kmin ..``), ``n`` the trigger's sample in the segment, ``edges`` the bins'
+    starts (:func:`_chisq_bin_edges`), and ``snr_scale`` turns ``ifft(q)`` into
+    the complex SNR. Returns ``(chisq, snr)``: ``p sum_l |z_l - z / p|^2`` over the
+    ``p`` bins' complex SNRs ``z_l`` (which sum to the SNR ``z``), and ``|z|``.
+    """
+    k = np.arange(kmin, kmin + q_band.size, dtype=np.float64)
+    terms = q_band.astype(np.complex128) * np.exp(2j * np.pi * (k * n % nfft) / nfft)
+    z_l = np.add.reduceat(terms, edges) * (snr_scale / nfft)
+    z = z_l.sum()
+    p = edges.size
+    return float(p * np.sum(np.abs(z_l - z / p) ** 2)), float(abs(z))
+
+
 def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: list[_Segment], *, nfft: int,
                  kmin: int, kmax: int, rate: int, f_lower_hz: float, snr_threshold: float, width: int,
-                 coinc_n: int, n_slides: int = 0, slide_n: int = 0):
+                 coinc_n: int, n_slides: int = 0, slide_n: int = 0, chisq_bins: int = 0):
     """Coincident triggers of the templates ``rows`` (bank row numbers).
 
     Per template and detector, the SNR^2 samples ``>= snr_threshold^2`` of
     all segments are clustered over each span (:func:`_cluster`); an H1 and
     an L1 trigger of the same template within ``coinc_n`` samples are a
-    coincidence (the loudest L1 one when several are).
+    coincidence (the loudest L1 one when several are). With ``chisq_bins``,
+    the triggers that meet one of the other detector get their power
+    chi-squared (:func:`power_chisq`, once each) and are ranked on their
+    re-weighted SNR (:func:`reweighted_snr`).
 
     Returns
     -------
@@ -318,7 +366,10 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
         ``span``, ``h1``, ``l1`` (sample numbers in the span), ``snr2_h1``,
         ``snr2_l1``, ``template`` (bank row), ``slide`` of each coincidence:
         slide ``k`` pairs H1's trigger at sample ``s`` with L1's at
-        ``s - k * slide_n`` (0: zero lag), as gwstream's slides do.
+        ``s - k * slide_n`` (0: zero lag), as gwstream's slides do; ``rank2_h1``,
+        ``rank2_l1``, the squared re-weighted SNRs (the SNRs squared without
+        chi-squared), and ``chisq_h1``, ``chisq_l1``, the reduced chi-squared
+        (0 without).
     n_single : numpy.ndarray
         int ``(2,)``: single-detector triggers (all templates) of H1, L1.
     templates_s, filter_s : float
@@ -331,7 +382,10 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
     q = np.zeros(nfft, np.complex64)  # the negative frequencies stay zero: analytic (complex) SNR
     r = np.empty(max(g.keep.stop - g.keep.start for g in segments), np.float32)
     spans = sorted({g.span for g in segments})
-    out = {k: [] for k in ("span", "h1", "l1", "snr2_h1", "snr2_l1", "template", "slide")}
+    keys = ("span", "h1", "l1", "snr2_h1", "snr2_l1", "rank2_h1", "rank2_l1", "chisq_h1", "chisq_l1", "template",
+            "slide")
+    out = {k: [] for k in keys}
+    dof = 2 * chisq_bins - 2
     n_single = np.zeros(2, np.int64)
     templates_s = filter_s = 0.0
     ifft = _inverse_fft()[1]
@@ -342,8 +396,8 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
         power = h.real[kmin:kmax] ** 2 + h.imag[kmin:kmax] ** 2
         h_scale = float(np.sqrt(power.max())) or 1.0
         hc = (np.conj(h) / h_scale).astype(np.complex64)
-        hits = {(sp, i): ([], []) for sp in spans for i in range(2)}  # sample numbers, SNR^2
-        for seg in segments:
+        hits = {(sp, i): ([], [], []) for sp in spans for i in range(2)}  # sample numbers, SNR^2, segment
+        for g, seg in enumerate(segments):
             rs = r[:seg.keep.stop - seg.keep.start]
             for i in range(2):
                 sigma2 = 4.0 * delta_f * float(power @ seg.inv_psd[i])
@@ -358,33 +412,55 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
                 if above.size:
                     hits[seg.span, i][0].append(seg.start + seg.keep.start + above)
                     hits[seg.span, i][1].append(rs[above].astype(np.float64))
+                    hits[seg.span, i][2].append(np.full(above.size, g, np.int64))
         for sp in spans:
             trig = []
             for i in range(2):
-                samples, snr2 = hits[sp, i]
+                samples, snr2, seg_of = hits[sp, i]
                 idx = np.concatenate(samples) if samples else np.zeros(0, np.int64)
                 val = np.concatenate(snr2) if snr2 else np.zeros(0)
+                where = np.concatenate(seg_of) if seg_of else np.zeros(0, np.int64)
                 k = _cluster(idx, val, width)
-                trig.append((idx[k], val[k]))
+                # rank^2 and reduced chi^2 of each trigger, filled in (NaN: not yet) when it first meets one
+                rank = np.full(k.size, np.nan) if chisq_bins else val[k].copy()
+                trig.append((idx[k], val[k], where[k], rank, np.zeros(k.size)))
                 n_single[i] += k.size
-            (h_idx, h_val), (l_idx, l_val) = trig
-            if not (h_idx.size and l_idx.size):
+            if not (trig[0][0].size and trig[1][0].size):
                 continue
+
+            def ranked(i: int, t: np.ndarray) -> np.ndarray:
+                """rank^2 of detector ``i``'s triggers ``t``, their chi-squared computed where not yet."""
+                idx_i, val_i, where_i, rank_i, chi_i = trig[i]
+                for m in t[np.isnan(rank_i[t])]:
+                    seg = segments[where_i[m]]
+                    density = power * seg.inv_psd[i]
+                    sigma2 = 4.0 * delta_f * float(density.sum())
+                    scale = 4.0 * seg.w_scale[i] * h_scale / np.sqrt(sigma2)
+                    q_band = hc[kmin:kmax] * seg.w[i][kmin:kmax]
+                    chisq, _ = power_chisq(q_band, int(idx_i[m] - seg.start), kmin, nfft,
+                                           _chisq_bin_edges(density, chisq_bins), scale)
+                    chi_i[m] = chisq / dof
+                    rank_i[m] = reweighted_snr(np.sqrt(val_i[m]), chi_i[m]) ** 2
+                return rank_i[t]
+
+            (h_idx, h_val, _, h_rank, h_chi), (l_idx, l_val, _, l_rank, l_chi) = trig
             for k in range(n_slides + 1):
                 moved = l_idx + k * slide_n  # L1's trigger at s lands on H1's s + k * slide_n
                 lo = np.searchsorted(moved, h_idx - coinc_n, "left")
                 hi = np.searchsorted(moved, h_idx + coinc_n, "right")
                 for a in np.flatnonzero(hi > lo):
-                    b = lo[a] + int(np.argmax(l_val[lo[a]:hi[a]]))
+                    ranked(0, np.array([a]))
+                    b = lo[a] + int(np.argmax(ranked(1, np.arange(lo[a], hi[a]))))
                     for key, value in (("span", sp), ("h1", h_idx[a]), ("l1", l_idx[b]), ("snr2_h1", h_val[a]),
-                                       ("snr2_l1", l_val[b]), ("template", rows[j]), ("slide", k)):
+                                       ("snr2_l1", l_val[b]), ("rank2_h1", h_rank[a]), ("rank2_l1", l_rank[b]),
+                                       ("chisq_h1", h_chi[a]), ("chisq_l1", l_chi[b]), ("template", rows[j]),
+                                       ("slide", k)):
                         out[key].append(value)
         t0 = time.perf_counter()
         filter_s += t0 - t1
         if (j + 1) % max(1, rows.size // 5) == 0:
             log.info("worker of rows %d...: templates %d/%d", rows[0], j + 1, rows.size)
-    dtypes = {"span": np.int64, "h1": np.int64, "l1": np.int64, "snr2_h1": np.float64, "snr2_l1": np.float64,
-              "template": np.int64, "slide": np.int64}
+    dtypes = {k: np.int64 if k in ("span", "h1", "l1", "template", "slide") else np.float64 for k in keys}
     coinc = {k: np.asarray(v, dtype=dtypes[k]) for k, v in out.items()}
     return coinc, n_single, templates_s, filter_s
 
@@ -452,7 +528,8 @@ def _gate(spans: list[_Span], gates: list, half_s: float, taper_s: float) -> int
 def mf_to_archive(triggers: str | Path, out_triggers: str | Path, out_background: str | Path,
                   var_s: float = 0.25) -> dict:
     """Turn a :func:`run_mf_search` file into what ``gwstream evaluate`` reads: a trigger archive (statistic:
-    network SNR; FAR from the file's own time slides, ``(n_louder + 1) / T``) and a background file.
+    the file's ``statistic``, network SNR or re-weighted SNR; FAR from the file's own time slides,
+    ``(n_louder + 1) / T``) and a background file.
 
     The background is a :class:`~gwstream.daemon.stream.background.Background` with a 1-ms stride, so the
     slides' live time is counted to the millisecond.
@@ -462,8 +539,9 @@ def mf_to_archive(triggers: str | Path, out_triggers: str | Path, out_background
     from gwstream.daemon.stream.background import Background, far_to_ifar_years
 
     with h5py.File(triggers, "r") as fh:
-        gps, snr = fh["gps"][()], fh["network_snr"][()]
-        bg_snr = fh["background"]["network_snr"][()] if "background" in fh else np.zeros(0)
+        key = "statistic" if "statistic" in fh else "network_snr"  # files written before chi-squared
+        gps, snr = fh["gps"][()], fh[key][()]
+        bg_snr = fh["background"][key][()] if "background" in fh else np.zeros(0)
         segments = fh["segments"][()] if "segments" in fh else None
         live_s = float(fh.attrs.get("background_livetime_s", 0.0))
     stride_ns = 1_000_000
@@ -484,7 +562,8 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
                   segment_s: float = 256.0, psd_segment_s: float = 4.0, psd_inverse_s: float = 4.0,
                   f_lower_hz: float = 20.0, snr_threshold: float = 5.5, cluster_s: float = 1.0,
                   coinc_s: float = 0.015, gates: list | None = None, gate_half_width_s: float = 0.25,
-                  gate_taper_s: float = 0.25, n_slides: int = 0, slide_step_s: float = 1.0) -> dict:
+                  gate_taper_s: float = 0.25, n_slides: int = 0, slide_step_s: float = 1.0,
+                  chisq_bins: int = 0) -> dict:
     """Matched-filter search of the H1/L1 strain in ``path`` with ``bank``; coincident triggers to ``out``.
 
     Parameters
@@ -497,9 +576,11 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
         ``approximant`` are used; templates are generated in the frequency domain.
     out : path-like
         HDF5 file written: datasets ``gps`` (H1 trigger GPS, s), ``gps_l1``,
-        ``snr_h1``, ``snr_l1``, ``network_snr``, ``template`` (bank row) of
-        the coincident triggers; group ``bank`` (the parameters); the summary
-        as root attributes.
+        ``snr_h1``, ``snr_l1``, ``network_snr``, ``chisq_h1``, ``chisq_l1``
+        (reduced; 0 without chi-squared), ``statistic`` (what they are ranked
+        on: the network re-weighted SNR with chi-squared, ``network_snr``
+        without), ``template`` (bank row) of the coincident triggers; group
+        ``bank`` (the parameters); the summary as root attributes.
     threads : int
         Cores: the bank is split over this many forked worker processes
         (single-threaded each; run in-process when 1).
@@ -527,8 +608,10 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
         Time slides of the single-detector triggers, gwstream's convention (slide
         ``k``: H1 at ``t`` with L1 at ``t - k * slide_step_s``), coincident and
         clustered over the bank like zero lag; written to the group ``background``
-        (``network_snr``, ``slide``; attribute ``livetime_s``, the analysed merger
-        time both detectors share at each slide, summed).
+        (``network_snr``, ``statistic``, ``slide``; attribute ``livetime_s``, the
+        analysed merger time both detectors share at each slide, summed).
+    chisq_bins : int
+        Bins of the power chi-squared test (0: none); see the module's notes.
 
     Returns
     -------
@@ -551,6 +634,8 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
         raise ValueError("bank of 0 templates: expected at least one")
     if threads < 1:
         raise ValueError(f"threads = {threads!r}: expected >= 1")
+    if chisq_bins < 0 or chisq_bins == 1:
+        raise ValueError(f"chisq_bins = {chisq_bins!r}: expected 0 (no chi-squared) or at least 2")
     if not (segment_s > 0 and psd_segment_s > 0 and psd_inverse_s > 0 and cluster_s > 0 and coinc_s >= 0):
         raise ValueError(f"segment_s = {segment_s!r}, psd_segment_s = {psd_segment_s!r}, psd_inverse_s = "
                          f"{psd_inverse_s!r}, cluster_s = {cluster_s!r}, coinc_s = {coinc_s!r}: expected > 0 "
@@ -600,7 +685,8 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
     parts = [np.arange(w, len(bank), threads, dtype=np.int64) for w in range(min(threads, len(bank)))]
     slide_n = int(round(slide_step_s * rate))
     kw = dict(nfft=nfft, kmin=kmin, kmax=kmax, rate=rate, f_lower_hz=f_lower_hz, snr_threshold=snr_threshold,
-              width=width, coinc_n=int(math.floor(coinc_s * rate)), n_slides=int(n_slides), slide_n=slide_n)
+              width=width, coinc_n=int(math.floor(coinc_s * rate)), n_slides=int(n_slides), slide_n=slide_n,
+              chisq_bins=int(chisq_bins))
     if len(parts) == 1:
         results = [_filter_bank(parts[0], bank.params, bank.approximant, segments, **kw)]
     else:
@@ -615,12 +701,12 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
 
     # the coincidences of all templates, clustered over the bank: the loudest within +-cluster_s / 2
     c = {k: np.concatenate([r[0][k] for r in results]) for k in results[0][0]}
-    network2 = c["snr2_h1"] + c["snr2_l1"]
+    network2, rank2 = c["snr2_h1"] + c["snr2_l1"], c["rank2_h1"] + c["rank2_l1"]
     clustered = []
     for sp, k in sorted(set(zip(c["span"].tolist(), c["slide"].tolist()))):
         mine = np.flatnonzero((c["span"] == sp) & (c["slide"] == k))
         mine = mine[np.argsort(c["h1"][mine], kind="stable")]
-        clustered.append(mine[_cluster(c["h1"][mine], network2[mine], width)])
+        clustered.append(mine[_cluster(c["h1"][mine], rank2[mine], width)])
     clustered = np.concatenate(clustered) if clustered else np.zeros(0, np.int64)
     kept = clustered[c["slide"][clustered] == 0]
     slid = clustered[c["slide"][clustered] > 0]
@@ -635,8 +721,10 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
     gps0 = np.array([s.gps_start_ns / NS for s in spans])[c["span"][kept]]
     coinc = {"gps": gps0 + c["h1"][kept] / rate, "gps_l1": gps0 + c["l1"][kept] / rate,
              "snr_h1": np.sqrt(c["snr2_h1"][kept]), "snr_l1": np.sqrt(c["snr2_l1"][kept]),
-             "network_snr": np.sqrt(network2[kept]), "template": c["template"][kept]}
-    background = {"network_snr": np.sqrt(network2[slid]), "slide": c["slide"][slid]}
+             "network_snr": np.sqrt(network2[kept]), "chisq_h1": c["chisq_h1"][kept],
+             "chisq_l1": c["chisq_l1"][kept], "statistic": np.sqrt(rank2[kept]), "template": c["template"][kept]}
+    background = {"network_snr": np.sqrt(network2[slid]), "statistic": np.sqrt(rank2[slid]),
+                  "slide": c["slide"][slid]}
     segs = np.array([[spans[i].gps_start_ns / NS + a / rate, spans[i].gps_start_ns / NS + b / rate]
                      for i, (a, b) in sorted(searched.items())]).reshape(-1, 2)
     n_single = sum(r[1] for r in results)
@@ -652,7 +740,8 @@ def run_mf_search(path: str | Path, *, bank: TemplateBank, out: str | Path, thre
         "pad_s": [pad0 / rate, pad1 / rate], "longest_template_s": max_dur, "f_lower_hz": f_lower_hz,
         "psd": f"welch median {psd_segment_s:g} s, inverse truncated to {psd_inverse_s:g} s",
         "snr_threshold": snr_threshold, "cluster_s": cluster_s, "coinc_s": coinc_s,
-        "n_gates": n_gates, "n_slides": int(n_slides), "slide_step_s": slide_step_s,
+        "n_gates": n_gates, "n_slides": int(n_slides), "slide_step_s": slide_step_s, "chisq_bins": int(chisq_bins),
+        "statistic": "network re-weighted SNR (power chi-squared)" if chisq_bins else "network SNR",
         "background_livetime_s": live_slides, "n_background": int(slid.size),
     }
     _write(Path(out), coinc, bank, {k: json.dumps(v) if isinstance(v, dict) else v for k, v in summary.items()},
@@ -680,6 +769,8 @@ def main() -> None:
     ap.add_argument("--snr-threshold", type=float, default=5.5)
     ap.add_argument("--slides", type=int, default=0, help="time slides (gwstream's convention), for FARs")
     ap.add_argument("--slide-step-s", type=float, default=1.0)
+    ap.add_argument("--chisq-bins", type=int, default=0, help="bins of the power chi-squared test; triggers are "
+                    "ranked on the re-weighted SNR (0: no test, network SNR, for Gaussian noise)")
     ap.add_argument("--gates-from", default=None, help="a gwstream trigger archive: apply its gates to the strain")
     ap.add_argument("--archive-out", nargs=2, metavar=("TRIGGERS", "BACKGROUND"), default=None,
                     help="also write a gwstream trigger archive (FARs from the slides) and background, for "
@@ -709,7 +800,7 @@ def main() -> None:
         gates = [(g["ifo"], g["gps"]) for g in attrs.get("gates") or []]
     summary = run_mf_search(args.data, bank=bank, out=args.out, threads=args.threads, segment_s=args.segment_s,
                             snr_threshold=args.snr_threshold, gates=gates, n_slides=args.slides,
-                            slide_step_s=args.slide_step_s)
+                            slide_step_s=args.slide_step_s, chisq_bins=args.chisq_bins)
     summary.update(bank=source, bank_templates_full=n_full, bank_s=round(bank_s, 2))
     if args.archive_out:
         summary["archive"] = mf_to_archive(args.out, *args.archive_out)

@@ -9,7 +9,8 @@ data from ``benchmarks/mlgwsc_data.py``):
    ``--gate`` sigma (0: off) and hierarchical removal as configured;
 3. ``benchmarks/bench_mf.py``'s matched filter of the same copy with the same
    slides and, when gating, the gates gwstream opened (so both analyse the same
-   gated strain), turned into an archive and a background;
+   gated strain), with ``--chisq-bins`` its power chi-squared test, turned into
+   an archive and a background;
 4. ``gwstream evaluate`` of both against their own backgrounds.
 
     .venv/bin/python benchmarks/mf_side_by_side.py DATA.hdf INJ.hdf --hours 6 --slides 100 --gate 25 \\
@@ -78,6 +79,8 @@ def main() -> None:
     ap.add_argument("--slides", type=int, default=100)
     ap.add_argument("--gate", type=float, default=0.0, help="whiten.gate_threshold for gwstream (0: off)")
     ap.add_argument("--threads", type=int, default=2, help="matched-filter worker processes")
+    ap.add_argument("--chisq-bins", type=int, default=0, help="the matched filter's power chi-squared bins (0: "
+                    "none; it then ranks on network SNR, which glitches defeat)")
     ap.add_argument("--work", default="out/mf_side_by_side")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mf-side-by-side.json"))
     ap.add_argument("--model", help="gwstream's checkpoint (default: the shipped model)")
@@ -90,7 +93,7 @@ def main() -> None:
     seconds = cut(args.data, args.injections, args.hours, data, inj)
     gw = [sys.executable, "-m", "gwstream.daemon.cli"]
     res = {"benchmark": "mf_side_by_side", "data": args.data, "hours": seconds / 3600, "n_slides": args.slides,
-           "gate_threshold": args.gate, "model": args.model or "default"}
+           "gate_threshold": args.gate, "model": args.model or "default", "chisq_bins": args.chisq_bins}
     cfg = work / "search.toml"
     from glitch_study import with_gate
 
@@ -113,7 +116,7 @@ def main() -> None:
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_mf.py"), str(data), "--out", str(mf),
                           "--bank", str(bank), "--slides", str(args.slides), "--threads", str(args.threads),
-                          "--archive-out", str(mf_trig),
+                          "--chisq-bins", str(args.chisq_bins), "--archive-out", str(mf_trig),
                           str(mf_bg), *gates], check=True, capture_output=True, text=True, cwd=ROOT)
     res["mf_s"] = round(time.perf_counter() - t0, 1)
     res["mf_summary"] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -138,7 +141,9 @@ def write(res: dict, out: Path) -> None:
              (" (off)" if not res["gate_threshold"] else ""), "", f"gwstream's model: {res.get('model', 'default')}",
              "",
              f"gwstream search {res['gwstream_s']} s; matched filter {res['mf_s']} s "
-             f"({res['mf_summary'].get('n_templates')} templates, {res['mf_summary'].get('n_gates', 0)} gates applied).",
+             f"({res['mf_summary'].get('n_templates')} templates, {res['mf_summary'].get('n_gates', 0)} gates applied, "
+             + (f"ranked on re-weighted SNR with a {res['chisq_bins']}-bin power chi-squared)."
+                if res.get("chisq_bins") else "ranked on network SNR, no chi-squared)."),
              "", "| FAR | gwstream (Mpc) | matched filter (Mpc) | gwstream / matched filter |", "|---|---|---|---|"]
     for f in FARS:
         g, gs = dist(res["gwstream"], f)

@@ -171,3 +171,75 @@ def test_gates_from_the_search_zero_the_strain_where_it_gated(data, bank, tmp_pa
     assert s["n_gates"] == 2
     trig = _triggers(out)
     assert not (np.abs(trig["gps"] - tc) < 0.04).any() or trig["network_snr"].max() < 8
+
+
+def _with_blips(src: Path, out: Path, t_s: float, snr: float) -> float:
+    """``src`` with a sine-Gaussian blip (150 Hz, Q 6) of optimal SNR ``snr`` at ``t_s`` in both detectors:
+    a coincident glitch pair, as a time slide would line up. Returns the blips' GPS time."""
+    from gwstream.daemon.sim.glitches import Glitch, optimal_snr, unit_waveform
+    from pycbc.psd import aLIGOZeroDetHighPower
+
+    g = Glitch("H1", "blip", t_s, snr, 150.0, 6.0, 0.0, 0.3, 0.1, (0, 0, 0, 0))
+    t = np.arange(-0.1, 0.1, 1.0 / FS)
+    h = unit_waveform(g, t)
+
+    def psd_fn(delta_f):
+        p = aLIGOZeroDetHighPower(FS // 2 * int(round(1 / delta_f)) + 1, delta_f, 10.0).numpy()
+        return np.arange(p.size) * delta_f, p
+
+    h *= snr / optimal_snr(h, FS, psd_fn, 20.0)
+    with h5py.File(src, "r") as fi, h5py.File(out, "w") as fo:
+        for ifo in ("H1", "L1"):
+            for name, d in fi[ifo].items():
+                x = d[()].copy()
+                i0 = int(round(t_s * FS)) - t.size // 2
+                x[i0:i0 + t.size] += h
+                fo.require_group(ifo).create_dataset(name, data=x).attrs.update(dict(d.attrs))
+                gps = float(d.attrs["start_time"]) + t_s
+    return gps
+
+
+def test_chisq_ranks_a_blip_pair_down_and_a_signal_as_it_is(data, bank, tmp_path):
+    """PyCBC's power chi-squared: a loud coincident blip pair, the louder coincidence without the test, is
+    ranked far below its SNR with it; the injection, matched by its own template, keeps its SNR."""
+    glitchy = tmp_path / "blips.hdf"
+    gps = _with_blips(data / "noise.hdf", glitchy, 40.0, 40.0)
+    near = {}
+    for bins in (0, 16):
+        s = bench_mf.run_mf_search(glitchy, bank=bank, out=tmp_path / f"b{bins}.h5", threads=1, chisq_bins=bins)
+        assert s["chisq_bins"] == bins
+        with h5py.File(tmp_path / f"b{bins}.h5", "r") as fh:
+            trig = {k: fh[k][()] for k in ("gps", "network_snr", "statistic", "chisq_h1", "chisq_l1")}
+        i = np.flatnonzero(np.abs(trig["gps"] - gps) < 0.5)
+        assert i.size == 1, trig
+        near[bins] = {k: v[i[0]] for k, v in trig.items()}
+    assert near[0]["network_snr"] > 15 and near[0]["statistic"] == near[0]["network_snr"]
+    assert near[0]["chisq_h1"] == 0 and near[0]["chisq_l1"] == 0
+    blip = near[16]
+    assert blip["network_snr"] == pytest.approx(near[0]["network_snr"])
+    assert blip["chisq_h1"] > 10 and blip["chisq_l1"] > 10 and blip["statistic"] < 0.5 * blip["network_snr"], blip
+
+    bench_mf.run_mf_search(data / "inj.hdf", bank=bank, out=tmp_path / "inj.h5", threads=1, chisq_bins=16)
+    row = read_injection_file(data / "inj-table.hdf")
+    with h5py.File(tmp_path / "inj.h5", "r") as fh:
+        trig = {k: fh[k][()] for k in ("gps", "network_snr", "statistic", "chisq_h1", "chisq_l1")}
+    k = int(np.argmax(trig["statistic"]))
+    assert abs(trig["gps"][k] - float(row["tc"][0])) < 0.04
+    assert trig["chisq_h1"][k] < 2.5 and trig["chisq_l1"][k] < 2.5, trig
+    assert trig["statistic"][k] >= 0.9 * trig["network_snr"][k]
+
+
+def test_power_chisq_of_a_matching_template_is_zero_and_bins_hold_equal_power():
+    rng = np.random.default_rng(1)
+    density = rng.random(1000) + 0.5
+    edges = bench_mf._chisq_bin_edges(density, 8)
+    power = np.add.reduceat(density, edges)
+    assert edges[0] == 0 and np.all(np.diff(edges) > 0) and power == pytest.approx(density.sum() / 8, rel=0.01)
+    # data equal to the template (a pure, real-valued filter output at n = 0): every bin holds z / p exactly
+    chisq, z = bench_mf.power_chisq(density.astype(np.complex64), 0, 20, 4096, edges, 1.0)
+    assert chisq < 1e-3 * z ** 2
+    np.testing.assert_allclose(bench_mf.reweighted_snr([10.0, 10.0, 10.0], [0.5, 1.0, 8.0]),
+                               [10.0, 10.0, 10.0 / ((1 + 512) / 2) ** (1 / 6)])
+    with pytest.raises(ValueError, match="chisq_bins"):
+        bench_mf.run_mf_search("unused.hdf", bank=TemplateBank.from_params([30.0], [25.0], sample_rate_hz=FS),
+                               out="unused.h5", chisq_bins=1)
