@@ -332,6 +332,10 @@ class Background:
                 raise BackgroundError(f"{where}: dataset {key!r} missing")
         try:
             meta = json.loads(need("meta_json"))
+            if isinstance(meta, dict) and isinstance(meta.get("whiten"), dict):
+                # written before the gate threshold was part of the identity: made without gating (as the
+                # shipped backgrounds were), so a gated search does not count it as its own
+                meta["whiten"].setdefault("gate_threshold", 0.0)
             bg = cls(int(need("stride_ns")), meta, int(need("n_exact")),
                      tuple(float(v) for v in need("hist_range")), float(need("bin_width")))
         except (ValueError, TypeError) as exc:

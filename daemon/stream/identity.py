@@ -28,9 +28,14 @@ def setting_name(meta_key: str) -> str:
 
 
 def conditioning_meta(cfg: Config) -> dict:
-    """The conditioning settings a background's statistics depend on (part of its identity)."""
+    """The conditioning settings a background's statistics depend on (part of its identity).
+
+    The autogating threshold is one of them: gating changes which glitches reach the slides, so a
+    background made without gates is too loud for a gated search, and one made with gates too quiet
+    for a search without (FARs below the truth). Backgrounds written before the threshold was
+    recorded are read as ungated (:meth:`Background.read_group`)."""
     return {"whiten": {"fduration_s": float(cfg.whiten.fduration_s), "highpass_hz": float(cfg.whiten.highpass_hz),
-                       "phase": cfg.whiten.phase},
+                       "phase": cfg.whiten.phase, "gate_threshold": float(cfg.whiten.gate_threshold)},
             "psd": {"fftlength_s": float(cfg.psd.fftlength_s), "overlap": float(cfg.psd.overlap),
                     "average": cfg.psd.average, "psd_length_s": float(cfg.psd.psd_length_s)}}
 

@@ -45,7 +45,11 @@ def removal_stat(cfg: Config, stride_ns: int, meta: dict, n_slides: int) -> floa
     """The statistic above which a zero-lag trigger is removed from the slid background (hierarchical removal),
     or None when removal is off: ``ranking.removal_ifar_days`` turned into a statistic by
     ``ranking.removal_background``, a fixed background, so that the threshold never moves with the background
-    it protects (and every span of a distributed search removes the same triggers)."""
+    it protects (and every span of a distributed search removes the same triggers).
+
+    The reference may be made with another autogating threshold than the search's (a noise background
+    made without gates serves a gated search): it only sets how loud a trigger must be to be taken for a
+    signal, and its FARs are never reported."""
     r = cfg.ranking
     if not r.removal_ifar_days > 0 or n_slides <= 0:
         return None
@@ -54,7 +58,8 @@ def removal_stat(cfg: Config, stride_ns: int, meta: dict, n_slides: int) -> floa
         return None
     try:
         ref = Background.load(path)
-        Background(stride_ns, meta).check_compatible(ref, f"ranking.removal_background ({path})")
+        ungated = {**meta, "whiten": {k: v for k, v in (meta.get("whiten") or {}).items() if k != "gate_threshold"}}
+        Background(stride_ns, ungated).check_compatible(ref, f"ranking.removal_background ({path})")
     except BackgroundMismatch as exc:
         if r.removal_background.strip().lower() != "default":
             raise

@@ -100,6 +100,7 @@ def test_run_starts_from_the_shipped_background_and_says_so(tmp_path, shipped, c
 @pytest.mark.parametrize("sections, setting", [
     ({"psd": {"psd_length_s": 32.0}}, "psd.psd_length_s = 32.0, the shipped background was made with 64.0"),
     ({"whiten": {"highpass_hz": 15.0}}, "whiten.highpass_hz = 15.0, the shipped background was made with 20.0"),
+    ({"whiten": {"gate_threshold": 10.0}}, "whiten.gate_threshold = 10.0, the shipped background was made with 0.0"),
     ({"ranking": {"slide_step_s": 2.0}}, "ranking.slide_step_s = 2.0, the shipped background was made with 1.0"),
     ({"windows": {"stride_s": 0.125}}, "windows.stride_s = 0.125 (the window stride), the shipped background was "
                                         "made with 0.0625"),

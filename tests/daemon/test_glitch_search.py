@@ -87,3 +87,39 @@ def test_a_gate_is_recorded_and_its_windows_are_not_live(noise, scorer):
     lost = plain.ranking.foreground_live_windows - gated.ranking.foreground_live_windows
     assert lost == round((0.5 + 0.5 + 1.0 + gated.cfg.windows.window_s) / stride) + round(0.5 / stride)
     assert not any(abs(tr.gps_ns / NS - GPS0 - BLIP_S) < 1.0 for tr in triggers)
+
+
+def test_gate_threshold_is_part_of_a_backgrounds_identity(tmp_path):
+    """A gated search does not count an ungated background as its own (nor the reverse); a background written
+    before the threshold was recorded reads as ungated; hierarchical removal still takes an ungated reference."""
+    import json
+
+    import h5py
+    from gwstream.daemon.stream.background import Background, BackgroundMismatch
+    from gwstream.daemon.stream.identity import search_meta
+    from gwstream.daemon.stream.pipeline import removal_stat
+
+    def cfg(gate, **ranking):
+        return config_from_dict({"whiten": {"gate_threshold": gate}, "ranking": ranking})
+
+    ungated = Background(NS // 16, search_meta(cfg(0.0), "abc"))
+    ungated.add(np.linspace(0.0, 8.0, 50), live_windows=10 ** 7, n_slides=1)
+    with pytest.raises(BackgroundMismatch, match="whiten.gate_threshold = 10.0") as err:
+        Background(NS // 16, search_meta(cfg(10.0), "abc")).check_compatible(ungated)
+    assert err.value.setting == "whiten.gate_threshold"
+    Background(NS // 16, search_meta(cfg(0.0), "abc")).check_compatible(ungated)
+
+    old = tmp_path / "old.h5"  # as written before: no gate_threshold in its whiten table
+    ungated.save(old)
+    with h5py.File(old, "r+") as fh:
+        meta = json.loads(fh["background"].attrs["meta_json"])
+        del meta["whiten"]["gate_threshold"]
+        fh["background"].attrs["meta_json"] = json.dumps(meta)
+    assert Background.load(old).meta["whiten"]["gate_threshold"] == 0.0
+    with pytest.raises(BackgroundMismatch, match="gate_threshold"):
+        Background(NS // 16, search_meta(cfg(10.0), "abc")).check_compatible(Background.load(old))
+
+    gated = cfg(10.0, removal_background=str(old))
+    meta = search_meta(gated, "abc")
+    assert removal_stat(gated, NS // 16, meta, n_slides=10) == pytest.approx(Background.load(old).stat_at_far(
+        1.0 / (gated.ranking.removal_ifar_days * 86400.0)))
