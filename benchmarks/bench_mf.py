@@ -397,12 +397,14 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
         h_scale = float(np.sqrt(power.max())) or 1.0
         hc = (np.conj(h) / h_scale).astype(np.complex64)
         hits = {(sp, i): ([], [], []) for sp in spans for i in range(2)}  # sample numbers, SNR^2, segment
+        factors = np.empty((len(segments), 2))  # |z|^2 / |ifft(q)|^2 of each segment and detector
         for g, seg in enumerate(segments):
             rs = r[:seg.keep.stop - seg.keep.start]
             for i in range(2):
                 sigma2 = 4.0 * delta_f * float(power @ seg.inv_psd[i])
                 # |z|^2 = 16 |ifft(rfft(d) h~* / S)|^2 / sigma^2, with the scalings of w and hc undone
-                factor = np.float32(16.0 * (seg.w_scale[i] * h_scale) ** 2 / sigma2)
+                factors[g, i] = 16.0 * (seg.w_scale[i] * h_scale) ** 2 / sigma2
+                factor = np.float32(factors[g, i])
                 np.multiply(hc, seg.w[i], out=q[:n_bins])
                 z = ifft(q)[seg.keep]
                 np.multiply(z.real, z.real, out=rs)
@@ -413,6 +415,7 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
                     hits[seg.span, i][0].append(seg.start + seg.keep.start + above)
                     hits[seg.span, i][1].append(rs[above].astype(np.float64))
                     hits[seg.span, i][2].append(np.full(above.size, g, np.int64))
+        edges = {}
         for sp in spans:
             trig = []
             for i in range(2):
@@ -432,13 +435,12 @@ def _filter_bank(rows: np.ndarray, params: dict, approximant: str, segments: lis
                 """rank^2 of detector ``i``'s triggers ``t``, their chi-squared computed where not yet."""
                 idx_i, val_i, where_i, rank_i, chi_i = trig[i]
                 for m in t[np.isnan(rank_i[t])]:
-                    seg = segments[where_i[m]]
-                    density = power * seg.inv_psd[i]
-                    sigma2 = 4.0 * delta_f * float(density.sum())
-                    scale = 4.0 * seg.w_scale[i] * h_scale / np.sqrt(sigma2)
-                    q_band = hc[kmin:kmax] * seg.w[i][kmin:kmax]
-                    chisq, _ = power_chisq(q_band, int(idx_i[m] - seg.start), kmin, nfft,
-                                           _chisq_bin_edges(density, chisq_bins), scale)
+                    g = int(where_i[m])
+                    seg = segments[g]
+                    if (g, i) not in edges:  # the bins, per segment and detector (its PSD) of this template
+                        edges[g, i] = _chisq_bin_edges(power * seg.inv_psd[i], chisq_bins)
+                    chisq, _ = power_chisq(hc[kmin:kmax] * seg.w[i][kmin:kmax], int(idx_i[m] - seg.start), kmin,
+                                           nfft, edges[g, i], math.sqrt(factors[g, i]))
                     chi_i[m] = chisq / dof
                     rank_i[m] = reweighted_snr(np.sqrt(val_i[m]), chi_i[m]) ** 2
                 return rank_i[t]

@@ -188,11 +188,11 @@ def _with_blips(src: Path, out: Path, t_s: float, snr: float) -> float:
         return np.arange(p.size) * delta_f, p
 
     h *= snr / optimal_snr(h, FS, psd_fn, 20.0)
+    i0 = int(round(t_s * FS)) - t.size // 2
     with h5py.File(src, "r") as fi, h5py.File(out, "w") as fo:
         for ifo in ("H1", "L1"):
             for name, d in fi[ifo].items():
                 x = d[()].copy()
-                i0 = int(round(t_s * FS)) - t.size // 2
                 x[i0:i0 + t.size] += h
                 fo.require_group(ifo).create_dataset(name, data=x).attrs.update(dict(d.attrs))
                 gps = float(d.attrs["start_time"]) + t_s
