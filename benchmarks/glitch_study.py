@@ -107,15 +107,8 @@ def main() -> None:
                 Path(args.out).write_text(json.dumps(res, indent=1))
             continue
         tag = run_tag(args, noise, gate)
-        trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
-        search_s = run([*gw, "search", data[noise]["data"], str(trig), "--slides", str(args.slides),
-                        "--background-out", str(bg), "--no-progress", "--log-level", "warning",
-                        *search_config(args, work, tag, gate)])
-        ev = work / f"{tag}-evaluate"
-        glitches = ["--glitches", data[noise]["glitches"]] if noise == "glitchy" else []
-        run([*gw, "evaluate", "--injections", data[noise]["injections"], "--foreground", str(trig), "--background",
-             str(bg), "--out", str(ev), "--far-per-day", *[str(f) for f in FARS], *glitches])
-        summary = json.loads((ev / "summary.json").read_text())
+        trig, bg, search_s = search(args, gw, work, tag, gate, data[noise]["data"])
+        summary = evaluate(gw, work, tag, data[noise], noise, trig, bg)
         from gwstream.daemon.io.archive import read_triggers
 
         _, attrs = read_triggers(trig)
@@ -147,19 +140,32 @@ def search_config(args, work: Path, tag: str, gate: float | None) -> list[str]:
     return cfg + (["--model", args.model] if args.model else [])
 
 
+def search(args, gw: list[str], work: Path, tag: str, gate: float | None, data: str) -> tuple[Path, Path, float]:
+    """``gwstream search`` of ``data`` with ``--slides``, as run ``tag`` is configured: its trigger archive,
+    its background and the seconds it took."""
+    trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
+    seconds = run([*gw, "search", data, str(trig), "--slides", str(args.slides), "--background-out", str(bg),
+                   "--no-progress", "--log-level", "warning", *search_config(args, work, tag, gate)])
+    return trig, bg, seconds
+
+
+def evaluate(gw: list[str], work: Path, tag: str, data: dict, noise: str, foreground: Path, background: Path) -> dict:
+    """``gwstream evaluate`` of ``foreground`` against ``background`` with ``data``'s injections (and its glitch
+    file for glitchy noise), into ``<tag>-evaluate``; its summary."""
+    ev = work / f"{tag}-evaluate"
+    glitches = ["--glitches", data["glitches"]] if noise == "glitchy" else []
+    run([*gw, "evaluate", "--injections", data["injections"], "--foreground", str(foreground), "--background",
+         str(background), "--out", str(ev), "--far-per-day", *[str(f) for f in FARS], *glitches])
+    return json.loads((ev / "summary.json").read_text())
+
+
 def noise_background(args, gw: list[str], work: Path, noise: str, gate: float | None, data: dict) -> dict:
     """The run's foreground ranked against the slides of injection-free noise searched the same way."""
     tag = run_tag(args, noise, gate) + f"-noinj{args.noise_seed}"
     fg = work / f"{run_tag(args, noise, gate)}-triggers.hdf"
-    trig, bg = work / f"{tag}-triggers.hdf", work / f"{tag}-background.h5"
-    search_s = run([*gw, "search", data[noise]["noise"], str(trig), "--slides", str(args.slides), "--background-out",
-                    str(bg), "--no-progress", "--log-level", "warning", *search_config(args, work, tag, gate)])
-    ev = work / f"{tag}-evaluate"
-    glitches = ["--glitches", data[noise]["glitches"]] if noise == "glitchy" else []
-    run([*gw, "evaluate", "--injections", data[noise]["injections"], "--foreground", str(fg), "--background",
-         str(bg), "--out", str(ev), "--far-per-day", *[str(f) for f in FARS], *glitches])
+    _, bg, search_s = search(args, gw, work, tag, gate, data[noise]["noise"])
     return {"noise_background_search_s": round(search_s, 1),
-            "evaluate_noise_background": json.loads((ev / "summary.json").read_text())}
+            "evaluate_noise_background": evaluate(gw, work, tag, data[noise], noise, fg, bg)}
 
 
 def with_gate(text: str, gate: float | None) -> str:
