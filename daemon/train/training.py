@@ -245,6 +245,7 @@ def _epoch_maker(maker: WindowMaker, st, picker: HardNegativePicker | None):
                           hard_fraction=st.hard_negative_fraction, hard_picker=picker,
                           glitch_fraction=st.glitch_fraction, glitches=st.glitches,
                           glitch_both_fraction=st.glitch_both_fraction,
+                          glitch_coincident_fraction=st.glitch_coincident_fraction,
                           glitch_signal_fraction=st.glitch_signal_fraction)
         if picker is not None:
             log.info("epoch=%d hard negatives: %s", epoch + 1, picker.summary())
@@ -384,11 +385,13 @@ def _glitch_sentence(t: dict) -> str:
     rates = {k: g.get(f"{k}_rate_per_hour", 0) for k in ("blip", "scatter", "loud")}
     total = sum(rates.values()) or 1.0
     mix = ", ".join(f"{k} {v / total:.0%}" for k, v in rates.items() if v)
+    lined = (f", {t['glitch_coincident_fraction']:.0%} of those pairs lined up within 20 ms"
+             if t.get("glitch_coincident_fraction") else "")
     return (f" A {t.get('glitch_fraction', 0):.0%} share of the windows hold simulated glitches (`gwstream "
             f"simulate`'s shapes: {mix}; blips and arches at SNR log-uniform in {g.get('snr')}, loud transients in "
             f"{g.get('loud_snr')}), whitened like the signals, in one detector ({t.get('glitch_both_fraction', 0):.0%} "
-            f"of them an independent one in each), labelled noise; {t.get('glitch_signal_fraction', 0):.0%} of the "
-            f"signals also hold a glitch in one detector.")
+            f"of them an independent one in each{lined}), labelled noise; {t.get('glitch_signal_fraction', 0):.0%} of "
+            f"the signals also hold a glitch in one detector.")
 
 
 def model_card(weights: Path, meta: dict, history: list[dict], model) -> str:

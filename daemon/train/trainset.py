@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 
 _SKY_GPS = 1_000_000_000.0  # antenna patterns vary with GMST: a uniform ra covers it
 
+#: Largest offset (s) between the centres of a lined-up glitch pair: the H1-L1 light travel time (10 ms)
+#: and a margin, so the pair could be one signal's two arrivals.
+COINCIDENT_DT_S = 0.02
+
 
 @dataclass
 class WaveformBank:
@@ -257,14 +261,17 @@ class WindowMaker:
             out[:, i] = scipy.fft.irfft(spec, nfft, axis=1)[:, la:la + length]
         return out
 
-    def whitened_glitch(self, cfg: GlitchConfig, taps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def whitened_glitch(self, cfg: GlitchConfig, taps: np.ndarray, rng: np.random.Generator,
+                        near_s: float | None = None) -> tuple[np.ndarray, float]:
         """One glitch drawn from ``cfg``'s populations, whitened with ``taps`` (one detector's FIR), cut to the
-        window: float64 ``(window,)``.
+        window: float64 ``(window,)``, and its centre (seconds from the window's start).
 
         The population is drawn with probability proportional to its rate; the shape
         (:func:`~gwstream.daemon.sim.glitches.glitch_parameters`) and the SNR as ``gwstream simulate``
         draws them, the SNR being the whole whitened glitch's (its energy, as a signal's). The centre is
-        uniform over the times where part of the glitch lies in the window.
+        uniform over the times where part of the glitch lies in the window, or, with ``near_s``, within
+        :data:`COINCIDENT_DT_S` of that time (a second glitch lined up with a first, as a signal's
+        arrivals are).
         """
         rates = np.array([cfg.blip_rate_per_hour, cfg.scatter_rate_per_hour, cfg.loud_rate_per_hour])
         kind = GLITCH_KINDS[int(rng.choice(len(GLITCH_KINDS), p=rates / rates.sum()))]
@@ -273,7 +280,10 @@ class WindowMaker:
         g = Glitch(ifo=self.pool.ifos[0], kind=kind, time_s=0.0, snr=snr, f0_hz=f0, q=q, duration_s=duration,
                    phase=float(2.0 * np.pi * u[0, 3]), half_span_s=half, key=(0, 0, 0, 0))
         reach = min(half, 0.5 * duration + 0.05)  # most of the energy lies within duration/2 of the centre
-        centre = rng.uniform(-reach, self.window / self.rate + reach)
+        if near_s is None:
+            centre = rng.uniform(-reach, self.window / self.rate + reach)
+        else:
+            centre = near_s + rng.uniform(-COINCIDENT_DT_S, COINCIDENT_DT_S)
         n_taps = taps.size
         first = math.floor((centre - half) * self.rate) - n_taps
         h = unit_waveform(g, np.arange(first, math.ceil((centre + half) * self.rate) + n_taps + 1) / self.rate
@@ -287,14 +297,15 @@ class WindowMaker:
             a, b = max(0, first), min(self.window, first + h.size)
             if b > a:
                 out[a:b] = w[a - first:b - first] * (snr / energy)
-        return out
+        return out, centre
 
     def from_stretch(self, white: np.ndarray, taps: np.ndarray, rng: np.random.Generator, n_windows: int,
                      n_signals: int, snr_range: tuple[float, float] | None = None, snrs: np.ndarray | None = None,
                      n_single: int = 0, single_snr_range: tuple[float, float] = (5.0, 40.0),
                      loud_fraction: float = 0.0, loud_snr_range: tuple[float, float] = (16.0, 64.0),
                      info: dict | None = None, n_glitch: int = 0, glitches: GlitchConfig | None = None,
-                     glitch_both_fraction: float = 0.25, glitch_signal_fraction: float = 0.0):
+                     glitch_both_fraction: float = 0.25, glitch_signal_fraction: float = 0.0,
+                     glitch_coincident_fraction: float = 0.0):
         """``n_windows`` windows from one whitened stretch, the first ``n_signals`` with signals.
 
         A ``loud_fraction`` of the signals (when their SNR is drawn from
@@ -309,10 +320,14 @@ class WindowMaker:
 
         The next ``n_glitch`` windows (label 0) hold a glitch drawn from ``glitches``
         (:meth:`whitened_glitch`) in one detector, and with probability
-        ``glitch_both_fraction`` an independent one in the other. A
+        ``glitch_both_fraction`` an independent one in the other; a
+        ``glitch_coincident_fraction`` of those pairs are lined up within
+        :data:`COINCIDENT_DT_S`, as a signal's arrivals are (the pairs a slide makes
+        that look most like a signal; at random times, about 2 % are). A
         ``glitch_signal_fraction`` of the signal windows also get a glitch in one
         detector. Without glitches the random draws are those of a window set
-        without them.
+        without them, and without coincident pairs those of a set made before they
+        existed.
 
         Returns ``(x float32 (n, n_ifo, window), label float32 (n,), snr float32 (n,))``.
         When a dict ``info`` is given, it receives per-window arrays (NaN or -1 where
@@ -382,8 +397,12 @@ class WindowMaker:
                 hit = [first]
                 if may_pair and n_ifo > 1 and rng.random() < glitch_both_fraction:
                     hit.append(int((first + 1 + rng.integers(n_ifo - 1)) % n_ifo))
+                lined_up = len(hit) > 1 and glitch_coincident_fraction > 0 and rng.random() < glitch_coincident_fraction
+                centre = None
                 for i in hit:
-                    x[row, i] += self.whitened_glitch(glitches, taps[i], rng).astype(np.float32)
+                    g, c = self.whitened_glitch(glitches, taps[i], rng, near_s=centre)
+                    x[row, i] += g.astype(np.float32)
+                    centre = c if lined_up else None
         return x, label, snr
 
     def epoch(self, seed_words: tuple[int, ...], n: int, snr_range: tuple[float, float],
@@ -391,7 +410,8 @@ class WindowMaker:
               single_snr_range: tuple[float, float] = (5.0, 40.0), loud_fraction: float = 0.0,
               loud_snr_range: tuple[float, float] = (16.0, 64.0), hard_fraction: float = 0.0,
               hard_picker=None, glitch_fraction: float = 0.0, glitches: GlitchConfig | None = None,
-              glitch_both_fraction: float = 0.25, glitch_signal_fraction: float = 0.0):
+              glitch_both_fraction: float = 0.25, glitch_signal_fraction: float = 0.0,
+              glitch_coincident_fraction: float = 0.0):
         """``n`` shuffled training windows for one epoch, deterministic for ``seed_words``.
 
         ``signal_fraction`` of them hold a signal (label 1); ``single_fraction``
@@ -419,6 +439,7 @@ class WindowMaker:
                                           single_snr_range=single_snr_range, loud_fraction=loud_fraction,
                                           loud_snr_range=loud_snr_range, n_glitch=n_gl, glitches=glitches,
                                           glitch_both_fraction=glitch_both_fraction,
+                                          glitch_coincident_fraction=glitch_coincident_fraction,
                                           glitch_signal_fraction=glitch_signal_fraction)
             n_hard = (min(m - n_sig - n_one - n_gl, int(round(m * hard_fraction)))
                       if hard_picker is not None else 0)

@@ -383,6 +383,29 @@ def test_glitch_windows_are_labelled_noise_at_the_snr_drawn(maker):
     assert 0 < (extra.min(axis=1) > 10).sum() < 8  # both detectors in some windows, not all
 
 
+def test_lined_up_glitch_pairs_arrive_within_the_coincidence_window(maker):
+    """glitch_coincident_fraction = 1 puts each pair's second glitch within COINCIDENT_DT_S of the first (a slide's
+    most signal-like pairs); at 0 the pairs are independent, most of them far apart."""
+    from gwstream.daemon.config import GlitchConfig
+    from gwstream.daemon.train.trainset import COINCIDENT_DT_S
+
+    blips = GlitchConfig(blip_rate_per_hour=1.0, snr=(80.0, 90.0), blip_q=(3.0, 4.0), blip_f0_hz=(100.0, 150.0))
+    white, taps = maker.pool.stretch((12,), 32, np.random.default_rng(4))
+    quiet = np.zeros_like(white)
+
+    def offsets(fraction: float) -> np.ndarray:
+        x, _, _ = maker.from_stretch(quiet, taps, np.random.default_rng(6), 24, 0, n_glitch=24, glitches=blips,
+                                     glitch_both_fraction=1.0, glitch_coincident_fraction=fraction)
+        a = np.abs(x.astype(np.float64))
+        inside = (a.max(axis=2) > 1.0).all(axis=1)  # both peaks in the window (a centre may lie outside it)
+        return np.abs(np.diff(a.argmax(axis=2), axis=1)[:, 0])[inside] / maker.rate
+
+    lined, free = offsets(1.0), offsets(0.0)
+    assert lined.size >= 12 and free.size >= 6
+    assert np.all(lined <= COINCIDENT_DT_S + 0.005)
+    assert np.mean(free > 0.1) > 0.5
+
+
 def test_epoch_with_glitches_keeps_every_label_and_the_plain_draws_without_them(maker):
     from gwstream.daemon.config import GlitchConfig
 
