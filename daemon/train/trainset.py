@@ -323,7 +323,7 @@ class WindowMaker:
         ``glitch_both_fraction`` an independent one in the other; a
         ``glitch_coincident_fraction`` of those pairs are lined up within
         :data:`COINCIDENT_DT_S`, as a signal's arrivals are (the pairs a slide makes
-        that look most like a signal; at random times, about 2 % are). A
+        that look most like a signal; at random times, 1-4 % are). A
         ``glitch_signal_fraction`` of the signal windows also get a glitch in one
         detector. Without glitches the random draws are those of a window set
         without them, and without coincident pairs those of a set made before they
