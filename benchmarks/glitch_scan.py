@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gwstream.daemon.config import GlitchConfig, load_config
-from gwstream.daemon.train.trainset import WaveformBank, WindowMaker
+from gwstream.daemon.train.trainset import COINCIDENT_DT_S, WaveformBank, WindowMaker
 from gwstream.models.scorer import load_checkpoint
 from gwstream.models.train import score_windows
 
@@ -55,8 +55,8 @@ def main() -> None:
     ap.add_argument("--n-per-row", type=int, default=250)
     ap.add_argument("--seed", type=int, default=778)
     ap.add_argument("--lined-up", action="store_true",
-                    help="also pairs lined up within 20 ms, as a signal's arrivals are (the rows of older records "
-                         "keep their windows either way)")
+                    help=f"also pairs lined up within {COINCIDENT_DT_S * 1e3:g} ms, as a signal's arrivals are (the "
+                         "rows of older records keep their windows either way)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "glitch_scan.json"))
     args = ap.parse_args()
@@ -140,7 +140,7 @@ def main() -> None:
              + (" --lined-up" if args.lined_up else "") + "`", "",
              "Fraction of windows above each model's per-window noise threshold at FPR 1e-3 / 1e-4 (median "
              "statistic in brackets). Glitch rows: one detector (or a `pair`, one in each at independent times; a "
-             "`lined-up pair` within 20 ms of each other); SNR of each glitch "
+             f"`lined-up pair` within {COINCIDENT_DT_S * 1e3:g} ms of each other); SNR of each glitch "
              "in its detector. Signal rows: coincident signals, with a blip in one detector's window.", "",
              "| windows | " + " | ".join(f"`{Path(p).name}`" for p in results) + " |",
              "|---|" + "---|" * len(results)]

@@ -444,7 +444,8 @@ class TrainConfig:
     glitch_signal_fraction: float = setting(0.0, ge=0, le=1, doc="signal windows that also hold a glitch in one "
                                             "detector (a glitch must not veto a real signal)")
     glitch_coincident_fraction: float = setting(0.0, ge=0, le=1, doc="of the glitch pairs, those lined up within "
-                                                "20 ms, as a signal's arrivals are (at random times 1-4 % are, fewer for long arches)")
+                                                "20 ms, as a signal's arrivals are (at random times 1-4 % are, "
+                                                "fewer for long arches)")
     snr_start: tuple[float, float] = setting((12.0, 30.0), gt=0, doc="network SNR range, first epoch")
     snr_end: tuple[float, float] = setting((5.0, 20.0), gt=0, doc="network SNR range after the curriculum")
     curriculum_epochs: int = setting(8, ge=0, doc="epochs to move from snr_start to snr_end")

@@ -19,7 +19,7 @@ from gwstream.daemon.bank import load_template_params
 from gwstream.daemon.config import Config, TrainConfig
 from gwstream.daemon.settings import section_to_dict
 
-from .trainset import WaveformBank, WindowMaker, make_validation_set
+from .trainset import COINCIDENT_DT_S, WaveformBank, WindowMaker, make_validation_set
 
 __all__ = ["run_train", "curriculum", "model_card", "HardNegativePicker"]
 
@@ -385,7 +385,8 @@ def _glitch_sentence(t: dict) -> str:
     rates = {k: g.get(f"{k}_rate_per_hour", 0) for k in ("blip", "scatter", "loud")}
     total = sum(rates.values()) or 1.0
     mix = ", ".join(f"{k} {v / total:.0%}" for k, v in rates.items() if v)
-    lined = (f", {t['glitch_coincident_fraction']:.0%} of those pairs lined up within 20 ms"
+    lined = (f", {t['glitch_coincident_fraction']:.0%} of those pairs lined up within "
+             f"{COINCIDENT_DT_S * 1e3:g} ms"
              if t.get("glitch_coincident_fraction") else "")
     return (f" A {t.get('glitch_fraction', 0):.0%} share of the windows hold simulated glitches (`gwstream "
             f"simulate`'s shapes: {mix}; blips and arches at SNR log-uniform in {g.get('snr')}, loud transients in "
