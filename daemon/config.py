@@ -612,6 +612,14 @@ class RankingConfig:
                                            "reference shorter than this uses its loudest entry; 0 = off")
     removal_window_s: float = setting(2.0, ge=0, unit="s", doc="half-width of the windows kept out around such a "
                                       "trigger's peak window")
+    consistency_weight: float = setting(0.0, ge=0, doc="per-detector consistency test (needs a template branch): the "
+                                        "statistic loses this much per unit of each detector's residual z (the "
+                                        "window's power its best template leaves unexplained, in noise sigmas) "
+                                        "above consistency_threshold; part of a background's identity; 0 = off")
+    consistency_threshold: float = setting(3.0, ge=0, doc="residual z below which the consistency test costs "
+                                           "nothing (Gaussian noise: z is about a standard normal)")
+    consistency_slope: float = setting(0.1, ge=0, doc="share of the best template's SNR^2 added to the residual's "
+                                       "unit (a cut template misses a few per cent of a loud signal's power)")
     removal_background: str = setting("default", doc="the background that turns removal_ifar_days into a statistic "
                                       "(fixed, so every process and span removes the same triggers): 'default' = "
                                       "the shipped one when made with this model and conditioning (else removal "

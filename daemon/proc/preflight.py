@@ -27,7 +27,7 @@ from pathlib import Path
 from gwstream.daemon.config import Config, state_path
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.stream.background import Background, BackgroundError, initial_background_path
-from gwstream.daemon.stream.identity import check_whitening, search_meta
+from gwstream.daemon.stream.identity import check_consistency, check_whitening, search_meta
 from gwstream.models import default_background_path, default_model_path
 
 __all__ = ["default_model_path", "check_initial_background", "preflight", "resolve_background_init", "load_scorer"]
@@ -105,8 +105,8 @@ def preflight(cfg: Config, *, load_weights: bool = True, shipped_background: boo
     Raises
     ------
     ConfigError
-        For an unreadable checkpoint or background file, or a whitening phase
-        other than the model's.
+        For an unreadable checkpoint or background file, a whitening phase
+        other than the model's, or a consistency test the model cannot make.
     BackgroundError
         For an initial background of another model or conditioning.
     """
@@ -117,13 +117,16 @@ def preflight(cfg: Config, *, load_weights: bool = True, shipped_background: boo
         if load_weights:
             from gwstream.models.scorer import load_checkpoint
 
-            _, meta, sha = load_checkpoint(path)
+            model, meta, sha = load_checkpoint(path)
+            templates = int(getattr(model, "template_pairs", 0))
         else:
             info = read_checkpoint_info(path)
             meta, sha = info.meta, info.sha256
+            templates = int(info.hparams.get("template_pairs", 0)) if info.name == "factorized" else 0
     except (OSError, ValueError) as exc:
         raise ConfigError("model.path", str(path), f"a readable checkpoint ({exc})") from None
     check_whitening(cfg, meta)
+    check_consistency(cfg, templates, path)
     if shipped_background:
         cfg = resolve_background_init(cfg, sha)
     init = initial_background_path(cfg.ranking.background_init)

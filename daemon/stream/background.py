@@ -336,6 +336,9 @@ class Background:
                 # written before the gate threshold was part of the identity: made without gating (as the
                 # shipped backgrounds were), so a gated search does not count it as its own
                 meta["whiten"].setdefault("gate_threshold", 0.0)
+            if isinstance(meta, dict) and "model_sha256" in meta:
+                # written before the consistency test existed: made without it
+                meta.setdefault("consistency", {"weight": 0.0})
             bg = cls(int(need("stride_ns")), meta, int(need("n_exact")),
                      tuple(float(v) for v in need("hist_range")), float(need("bin_width")))
         except (ValueError, TypeError) as exc:

@@ -13,10 +13,16 @@ from gwstream.daemon.config import Config
 from gwstream.daemon.errors import ConfigError
 from gwstream.daemon.units import samples_to_ns
 
-__all__ = ["conditioning_meta", "search_meta", "check_whitening", "setting_name"]
+from .consistency import Consistency
+
+__all__ = ["conditioning_meta", "search_meta", "check_whitening", "check_consistency", "setting_name",
+           "consistency"]
 
 #: the configuration setting of each top-level key of a background's meta that is not a section of its own
 _SETTING_OF_META = {"slide_step_s": "ranking.slide_step_s", "cluster_window_s": "ranking.cluster_window_s",
+                    "consistency.weight": "ranking.consistency_weight",
+                    "consistency.threshold": "ranking.consistency_threshold",
+                    "consistency.slope": "ranking.consistency_slope",
                     "window_s": "windows.window_s", "analysis_rate_hz": "data.analysis_rate_hz",
                     "model_sha256": "model.path (sha256)", "model": "model.path (network)"}
 
@@ -48,7 +54,22 @@ def search_meta(cfg: Config, model_sha256: str) -> dict:
     return {"model_sha256": model_sha256, "slide_step_s": float(cfg.ranking.slide_step_s),
             "window_s": float(cfg.windows.window_s), "analysis_rate_hz": rate,
             "stride_ns": samples_to_ns(int(round(cfg.windows.stride_s * rate)), rate),
-            "cluster_window_s": float(cfg.ranking.cluster_window_s), **conditioning_meta(cfg)}
+            "cluster_window_s": float(cfg.ranking.cluster_window_s), "consistency": consistency(cfg).meta(),
+            **conditioning_meta(cfg)}
+
+
+def consistency(cfg: Config) -> Consistency:
+    """The per-detector consistency test ``cfg.ranking`` sets (off at weight 0)."""
+    r = cfg.ranking
+    return Consistency(float(r.consistency_weight), float(r.consistency_threshold), float(r.consistency_slope))
+
+
+def check_consistency(cfg: Config, template_pairs: int, model_path="the model") -> None:
+    """Raise :class:`ConfigError` when ``ranking.consistency_weight`` is on for a model without a template branch
+    (the test reads the branch's best template)."""
+    if cfg.ranking.consistency_weight > 0 and template_pairs <= 0:
+        raise ConfigError("ranking.consistency_weight", cfg.ranking.consistency_weight,
+                          f"0: {model_path} has no template branch, which the consistency test needs")
 
 
 def check_whitening(cfg: Config, model_meta: dict) -> None:

@@ -21,7 +21,7 @@ from gwstream.daemon.units import NS, sample_time_ns, samples_to_ns, seconds_to_
 
 from .background import Background, BackgroundMismatch, initial_background_path
 from .conditioning import Conditioned, Conditioner, Status
-from .identity import check_whitening, conditioning_meta
+from .identity import check_consistency, check_whitening, conditioning_meta, consistency
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .snapshot import SnapshotQueue, TriggerSnapshot, WhitenedHistory
@@ -47,9 +47,10 @@ def removal_stat(cfg: Config, stride_ns: int, meta: dict, n_slides: int) -> floa
     ``ranking.removal_background``, a fixed background, so that the threshold never moves with the background
     it protects (and every span of a distributed search removes the same triggers).
 
-    The reference may be made with another autogating threshold than the search's (a noise background
-    made without gates serves a gated search): it only sets how loud a trigger must be to be taken for a
-    signal, and its FARs are never reported."""
+    The reference may be made with another autogating threshold or consistency test than the search's (a noise
+    background made without gates serves a gated search): it only sets how loud a trigger must be to be taken
+    for a signal, and its FARs are never reported. One made without the consistency test is the louder, so it
+    removes fewer triggers, not more."""
     r = cfg.ranking
     if not r.removal_ifar_days > 0 or n_slides <= 0:
         return None
@@ -59,6 +60,7 @@ def removal_stat(cfg: Config, stride_ns: int, meta: dict, n_slides: int) -> floa
     try:
         ref = Background.load(path)
         ungated = {**meta, "whiten": {k: v for k, v in (meta.get("whiten") or {}).items() if k != "gate_threshold"}}
+        ungated.pop("consistency", None)
         Background(stride_ns, ungated).check_compatible(ref, f"ranking.removal_background ({path})")
     except BackgroundMismatch as exc:
         if r.removal_background.strip().lower() != "default":
@@ -104,6 +106,7 @@ class SearchStage:
             n_slides = r.n_slides_joint if model.joint else r.n_slides
         self.n_slides = int(n_slides)
         check_whitening(cfg, scorer.meta)
+        check_consistency(cfg, 0 if model.joint else int(getattr(model, "template_pairs", 0)))
         rate = cfg.data.analysis_rate_hz
         self.stride_samples = int(round(cfg.windows.stride_s * rate))
         stride_ns = samples_to_ns(self.stride_samples, rate)
@@ -118,9 +121,10 @@ class SearchStage:
                      background.livetime_s, background.livetime_s / 86400, background.n_slides_max)
         meta = {"model_sha256": scorer.sha256 or "in-memory", "model": model.name,
                 "slide_step_s": float(r.slide_step_s), "window_s": float(cfg.windows.window_s),
-                "analysis_rate_hz": int(rate), **conditioning_meta(cfg)}
+                "analysis_rate_hz": int(rate), "consistency": consistency(cfg).meta(), **conditioning_meta(cfg)}
         self.slides = SlideScorer(scorer, sample_rate_hz=rate, stride_samples=self.stride_samples,
-                                  slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides)
+                                  slide_step_samples=int(round(r.slide_step_s * rate)), n_slides=self.n_slides,
+                                  consistency=consistency(cfg))
         templates = getattr(model, "template_pairs", 0) and r.template_time_snr > 0
         self.ranking = RankingStage(stride_ns=stride_ns, cluster_window_s=r.cluster_window_s,
                                     merger_offset_ns=seconds_to_ns(self.merger_offset_s), var_s=var_s,

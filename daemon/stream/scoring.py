@@ -36,6 +36,7 @@ from gwstream.daemon.units import NS
 from gwstream.models.encoder import StreamEncoder
 
 from .conditioning import Conditioned
+from .consistency import Consistency, window_residual
 
 __all__ = ["SlideScorer", "FactorizedSlideScorer", "JointSlideScorer"]
 
@@ -94,6 +95,9 @@ class SlideScorer:
         L1 shift per slide (samples), a multiple of the stride.
     n_slides : int
         ``K``; 0 scores the zero lag only.
+    consistency : Consistency, optional
+        The per-detector consistency test (:mod:`~gwstream.daemon.stream.consistency`), applied to every
+        row alike; needs a factorized model with a template branch. None or weight 0: off.
     """
 
     def __new__(cls, scorer, **settings):
@@ -102,8 +106,12 @@ class SlideScorer:
         return super().__new__(cls)
 
     def __init__(self, scorer, *, sample_rate_hz: int, stride_samples: int, slide_step_samples: int,
-                 n_slides: int):
+                 n_slides: int, consistency: Consistency | None = None):
         model = scorer.model
+        self.consistency = consistency if consistency is not None and consistency.on else None
+        if self.consistency is not None and (model.joint or not getattr(model, "template_pairs", 0)):
+            raise ValueError(f"ranking.consistency_weight = {consistency.weight!r} needs a factorized model with a "
+                             f"template branch; {model.name!r} has none (set it to 0)")
         self.scorer = scorer
         self.rate = int(sample_rate_hz)
         self.window = int(model.window_samples)
@@ -298,6 +306,13 @@ class FactorizedSlideScorer(SlideScorer):
         self._track = np.full(self._cap, np.nan)
         self._track_step = np.full(self._cap, -1, dtype=np.int64)
         self._track_arg = np.zeros(self._cap, dtype=np.int32)  # which template gives _track
+        # the consistency test's per-step best-template SNR^2 and data energy per detector, tagged with the step
+        self._c_rho2 = np.full((2, self._cap), np.nan)
+        self._c_e = np.full((2, self._cap), np.nan)
+        self._c_step = np.full(self._cap, -1, dtype=np.int64)
+        # and each detector's window residuals once complete, by window (tagged with its first step): the slides
+        # read an L1 window's a thousand times over
+        self._new_window_cache()
         self.reset()
 
     @property
@@ -337,7 +352,14 @@ class FactorizedSlideScorer(SlideScorer):
             self._track_arg, args = np.zeros(new_cap, dtype=np.int32), self._track_arg
             slot = tags[keep] % new_cap
             self._track[slot], self._track_step[slot], self._track_arg[slot] = track[keep], tags[keep], args[keep]
+            keep = self._c_step >= 0
+            slot = self._c_step[keep] % new_cap
+            self._c_rho2, rho2 = np.full((2, new_cap), np.nan), self._c_rho2
+            self._c_e, e = np.full((2, new_cap), np.nan), self._c_e
+            self._c_step, tags = np.full(new_cap, -1, dtype=np.int64), self._c_step
+            self._c_rho2[:, slot], self._c_e[:, slot], self._c_step[slot] = rho2[:, keep], e[:, keep], tags[keep]
             self._cap = new_cap
+            self._new_window_cache()
 
     @staticmethod
     def _grown_ring(ring: torch.Tensor, cap: int, newest: int | None) -> torch.Tensor:
@@ -355,6 +377,13 @@ class FactorizedSlideScorer(SlideScorer):
         self._encoder.reset()
         self._p_tail = None  # last 2k L1 projections (H, <= 2k) and their first step
         self._p_tail_step = None
+        self._x_tail = None  # (consistency test) whitened samples the next steps' spans still read, float64
+        self._x_tail_start = None  # and the absolute sample of their first
+        self._new_window_cache()
+
+    def _new_window_cache(self) -> None:
+        n = self._cap // self._wsteps + 2
+        self._cw, self._cw_tag = np.full((2, n), np.nan), np.full((2, n), -1, dtype=np.int64)
 
     # -------------------------------------------------------------- features
     def feed(self, conds: list[Conditioned]) -> None:
@@ -393,16 +422,27 @@ class FactorizedSlideScorer(SlideScorer):
             self._encoder.reset(first - (start + n_new))
             self._feat_next = first // fs
             self._p_tail, self._p_tail_step = None, None
+            self._x_tail, self._x_tail_start = None, first
         self._next_sample = start + n_new
         if x.shape[1] == 0:
             return
+        if self.consistency is not None:  # the samples the steps' template spans read
+            xs = x.astype(np.float64)
+            if self._x_tail is not None:
+                xs = np.concatenate([self._x_tail, xs], axis=1)
+            xs_start = self._x_tail_start
         with self.scorer.session():
             f = self._encoder(torch.from_numpy(np.ascontiguousarray(x)).to(self.scorer.device))  # (2, C, nf)
             nf = f.shape[-1]
+            if self.consistency is not None:  # keep what the next steps' spans read (from the next step's start)
+                cut = max(0, (self._feat_next + nf) * fs - xs_start)
+                self._x_tail, self._x_tail_start = xs[:, cut:], xs_start + cut
             if nf == 0:
                 return
             j0 = self._feat_next
             self._feat_next += nf
+            if self.consistency is not None:
+                self._put_consistency(j0, f, xs, xs_start)
             a, p = model.project(f[0], f[1])
             self._put(self._a, j0, a)
             h = p.shape[0]
@@ -438,6 +478,52 @@ class FactorizedSlideScorer(SlideScorer):
             else:
                 self._p_tail = torch.cat([self._p_tail, torch.cat(parts, dim=0)], dim=-1)[:, -keep:].clone()
             self._p_tail_step = j0 + nf - keep
+
+    def _put_consistency(self, j0: int, f: torch.Tensor, xs: np.ndarray, xs_start: int) -> None:
+        """The consistency test's per-step values of the new steps ``j0 ..`` (features ``f`` (2, C, nf)) from the
+        whitened samples ``xs`` (2, n) that start at absolute sample ``xs_start``."""
+        model = self.scorer.model
+        nf, taps = f.shape[-1], model.template_taps
+        rho2 = f[:, -self._n_tp:].max(dim=1).values.double().cpu().numpy()  # (2, nf)
+        end = (j0 + np.arange(nf)) * self._fs + model.receptive_field_samples - xs_start  # span [end - taps, end)
+        if end[0] - taps < 0 or end[-1] > xs.shape[1]:
+            raise RuntimeError(f"consistency test: template spans [{end[0] - taps}, {end[-1]}) outside the "
+                               f"{xs.shape[1]} samples kept")
+        c = np.zeros((2, xs.shape[1] + 1))
+        np.cumsum(xs * xs, axis=1, out=c[:, 1:])
+        e = c[:, end] - c[:, end - taps]
+        if nf > self._cap:
+            j0, rho2, e, nf = j0 + nf - self._cap, rho2[:, -self._cap:], e[:, -self._cap:], self._cap
+        slot = np.arange(j0, j0 + nf) % self._cap
+        self._c_rho2[:, slot], self._c_e[:, slot], self._c_step[slot] = rho2, e, np.arange(j0, j0 + nf)
+
+    def window_residuals(self, ifo: int, first_steps: np.ndarray) -> np.ndarray:
+        """The consistency residual of detector ``ifo``'s windows whose first feature steps are ``first_steps``,
+        over the centre steps the head reads (NaN where the ring holds none of them)."""
+        first_steps = np.asarray(first_steps, dtype=np.int64)
+        cap = self._cw.shape[1]
+        slot = (first_steps // self._wsteps) % cap
+        hit = self._cw_tag[ifo, slot] == first_steps
+        z = np.where(hit, self._cw[ifo, slot], np.nan)
+        miss = np.flatnonzero(~hit)
+        if miss.size:
+            steps = first_steps[miss, None] + self._k + np.arange(self._tp)
+            ring = steps % self._cap
+            known = self._c_step[ring] == steps
+            z[miss] = window_residual(self._c_e[ifo][ring], self._c_rho2[ifo][ring], known,
+                                      self.scorer.model.template_taps, self.consistency.slope)
+            done = miss[known.all(axis=1)]  # kept once every step was known (a window's steps never change)
+            self._cw[ifo, slot[done]], self._cw_tag[ifo, slot[done]] = z[done], first_steps[done]
+        return z
+
+    def _consistency_penalty(self, s_first: int, rel: np.ndarray) -> np.ndarray:
+        """``(K+1, n)``: what the test takes off each row's statistic (H1's window, L1's slid one)."""
+        cons = self.consistency
+        h1 = s_first + rel
+        shifts = np.arange(self.n_slides + 1) * (self.slide_windows * self._wsteps)
+        l1 = h1[None, :] - shifts[:, None]
+        pen_l1 = cons.penalty(self.window_residuals(1, l1.ravel())).reshape(l1.shape)
+        return cons.penalty(self.window_residuals(0, h1))[None, :] + pen_l1
 
     def _put(self, ring: torch.Tensor, step0: int, values: torch.Tensor) -> None:
         n, cap = values.shape[1], ring.shape[1]
@@ -565,4 +651,7 @@ class FactorizedSlideScorer(SlideScorer):
                                       dtype=torch.long, device=dev)
             out = model.head_projected(a_span, self._b, torch.as_tensor(rel, device=dev), offsets, wrap=True,
                                        grid=ws, b_top=self._top)
-        return out.double().cpu().numpy()
+        out = out.double().cpu().numpy()
+        if self.consistency is not None:
+            out -= self._consistency_penalty(s_first, rel)
+        return out
