@@ -15,6 +15,11 @@ disjoint from training's), for each model:
   window of one detector: the fraction found at the same thresholds (a glitch should not hide a
   signal).
 
+With ``--consistency W Z0 SLOPE``, each model with a template branch gets a second column: its
+statistic less the per-detector consistency test's penalty (``ranking.consistency_weight``,
+``_threshold``, ``_slope``; :mod:`gwstream.daemon.stream.consistency`), each detector's residual
+taken from the window alone, over the steps the head reads, as the search's scorer does.
+
 The windows are the same for every model trained with the same whitening phase. Writes ``--out``
 (JSON) and a markdown table beside it.
 """
@@ -28,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gwstream.daemon.config import GlitchConfig, load_config
+from gwstream.daemon.stream.consistency import Consistency, window_residual
 from gwstream.daemon.train.trainset import COINCIDENT_DT_S, WaveformBank, WindowMaker
 from gwstream.models.scorer import load_checkpoint
 from gwstream.models.train import score_windows
@@ -47,6 +53,27 @@ def population(kind: str, snr: float) -> GlitchConfig:
     return GlitchConfig(**rates, snr=(snr, snr))
 
 
+def window_residuals(model, x: np.ndarray, slope: float, batch_size: int = 256) -> np.ndarray:
+    """``(2, B)``: each detector's consistency residual of windows ``x`` ``(B, 2, N)``, from the window alone."""
+    k, fs, rf, p, taps = (model.lag_steps, model.stride_samples, model.receptive_field_samples,
+                          model.template_pairs, model.template_taps)
+    out = np.empty((2, x.shape[0]))
+    model.eval()
+    for d in range(2):
+        for i in range(0, x.shape[0], batch_size):
+            w = np.ascontiguousarray(x[i:i + batch_size, d])
+            with torch.inference_mode():
+                rho2 = model.encode(torch.from_numpy(w))[:, -p:].max(dim=1).values.double().numpy()
+            c = np.zeros((w.shape[0], w.shape[1] + 1))
+            np.cumsum(w.astype(np.float64) ** 2, axis=1, out=c[:, 1:])
+            end = np.arange(rho2.shape[1]) * fs + rf
+            e = c[:, end] - c[:, end - taps]
+            centre = slice(k, rho2.shape[1] - k)
+            out[d, i:i + w.shape[0]] = window_residual(e[:, centre], rho2[:, centre],
+                                                       np.ones_like(e[:, centre], bool), taps, slope)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["models/weights/default.pt"])
@@ -57,6 +84,8 @@ def main() -> None:
     ap.add_argument("--lined-up", action="store_true",
                     help=f"also pairs lined up within {COINCIDENT_DT_S * 1e3:g} ms, as a signal's arrivals are (the "
                          "rows of older records keep their windows either way)")
+    ap.add_argument("--consistency", nargs=3, type=float, metavar=("WEIGHT", "THRESHOLD", "SLOPE"),
+                    help="also each template model's statistic less this consistency test's penalty")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "glitch_scan.json"))
     args = ap.parse_args()
@@ -113,22 +142,29 @@ def main() -> None:
         data[phase] = rows
         return rows
 
+    cons = Consistency(*args.consistency) if args.consistency else None
     results = {}
     for path in args.models:
         model, meta, sha = load_checkpoint(path)
         phase = (meta.get("whiten") or {}).get("phase", cfg.whiten.phase)
         rows = windows(phase)
-        noise = np.sort(score_windows(model, rows["noise"]))
-        thr = {f"{f:g}": float(noise[int(len(noise) * (1 - f))]) for f in FPRS}
-        res = {"sha256": sha, "whiten_phase": phase, "thresholds": thr, "rows": {}}
-        for name, x in rows.items():
-            if name == "noise":
-                continue
-            s = score_windows(model, x)
-            res["rows"][name] = {"median": float(np.median(s)),
-                                 "above": {f: float(np.mean(s > v)) for f, v in thr.items()}}
-        results[path] = res
-        print(path, json.dumps(res["thresholds"]), flush=True)
+        stats = {name: score_windows(model, x) for name, x in rows.items()}
+        variants = [(path, stats)]
+        if cons is not None and getattr(model, "template_pairs", 0):
+            pen = {name: cons.penalty(window_residuals(model, x, cons.slope)).sum(axis=0) for name, x in rows.items()}
+            variants.append((f"{path} + consistency {cons.weight:g}/{cons.threshold:g}/{cons.slope:g}",
+                             {name: s - pen[name] for name, s in stats.items()}))
+        for label, st in variants:
+            noise = np.sort(st["noise"])
+            thr = {f"{f:g}": float(noise[int(len(noise) * (1 - f))]) for f in FPRS}
+            res = {"sha256": sha, "whiten_phase": phase, "thresholds": thr, "rows": {}}
+            for name, s in st.items():
+                if name == "noise":
+                    continue
+                res["rows"][name] = {"median": float(np.median(s)),
+                                     "above": {f: float(np.mean(s > v)) for f, v in thr.items()}}
+            results[label] = res
+            print(label, json.dumps(res["thresholds"]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "glitch_scan", "n_noise": args.n_noise, "n_per_row": per,
@@ -137,12 +173,15 @@ def main() -> None:
     lines = [f"# Glitch scan ({args.n_noise} noise windows, {per} windows per row, seed {args.seed})", "",
              "Command: `.venv/bin/python benchmarks/glitch_scan.py --models "
              + " ".join(args.models) + f" --n-noise {args.n_noise} --n-per-row {per}"
-             + (" --lined-up" if args.lined_up else "") + "`", "",
+             + (" --lined-up" if args.lined_up else "")
+             + (" --consistency " + " ".join(f"{v:g}" for v in args.consistency) if args.consistency else "") + "`",
+             "",
              "Fraction of windows above each model's per-window noise threshold at FPR 1e-3 / 1e-4 (median "
              "statistic in brackets). Glitch rows: one detector (or a `pair`, one in each at independent times; a "
              f"`lined-up pair` within {COINCIDENT_DT_S * 1e3:g} ms of each other); SNR of each glitch "
              "in its detector. Signal rows: coincident signals, with a blip in one detector's window.", "",
-             "| windows | " + " | ".join(f"`{Path(p).name}`" for p in results) + " |",
+             "| windows | " + " | ".join(f"`{Path(p.split(' + ')[0]).name}`" + (" + consistency" if " + " in p else "")
+                                        for p in results) + " |",
              "|---|" + "---|" * len(results)]
     for name in names:
         cells = []
