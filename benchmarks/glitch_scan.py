@@ -13,7 +13,7 @@ disjoint from training's), for each model:
   should keep them near zero: every one above the threshold is a background entry;
 * coincident signals at network SNR 8 and 12 with and without a blip (SNR 16 or 64) somewhere in the
   window of one detector: the fraction found at the same thresholds (a glitch should not hide a
-  signal).
+  signal); with ``--loud-signals``, coincident signals at those network SNRs too.
 
 With ``--consistency W Z0 SLOPE``, each model with a template branch gets a second column: its
 statistic less the per-detector consistency test's penalty (``ranking.consistency_weight``,
@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--lined-up", action="store_true",
                     help=f"also pairs lined up within {COINCIDENT_DT_S * 1e3:g} ms, as a signal's arrivals are (the "
                          "rows of older records keep their windows either way)")
+    ap.add_argument("--loud-signals", nargs="*", type=float, default=[], metavar="SNR",
+                    help="also coincident signals at these network SNRs (drawn after every other row)")
     ap.add_argument("--consistency", nargs=3, type=float, metavar=("WEIGHT", "THRESHOLD", "SLOPE"),
                     help="also each template model's statistic less this consistency test's penalty")
     ap.add_argument("--threads", type=int, default=2)
@@ -139,6 +141,9 @@ def main() -> None:
             for kind, snrs in GLITCHES:
                 for snr in snrs:
                     rows[f"lined-up pair {kind} {snr:g}"] = glitch_row(kind, snr, 1.0, 1.0)
+        for snr in args.loud_signals:  # last too, for the same reason
+            rows[f"signal {snr:g}"] = row(lambda white, taps, k: maker.from_stretch(
+                white, taps, rng, k, k, snrs=np.full(k, snr))[0], per)
         data[phase] = rows
         return rows
 
@@ -174,6 +179,7 @@ def main() -> None:
              "Command: `.venv/bin/python benchmarks/glitch_scan.py --models "
              + " ".join(args.models) + f" --n-noise {args.n_noise} --n-per-row {per}"
              + (" --lined-up" if args.lined_up else "")
+             + (" --loud-signals " + " ".join(f"{v:g}" for v in args.loud_signals) if args.loud_signals else "")
              + (" --consistency " + " ".join(f"{v:g}" for v in args.consistency) if args.consistency else "") + "`",
              "",
              "Fraction of windows above each model's per-window noise threshold at FPR 1e-3 / 1e-4 (median "
