@@ -310,8 +310,8 @@ class FactorizedSlideScorer(SlideScorer):
         self._c_rho2 = np.full((2, self._cap), np.nan)
         self._c_e = np.full((2, self._cap), np.nan)
         self._c_step = np.full(self._cap, -1, dtype=np.int64)
-        # and each detector's window residuals once complete, by window (tagged with its first step): the slides
-        # read an L1 window's a thousand times over
+        # and each detector's window residuals, by window (tagged with its first step): the slides read an L1
+        # window's a thousand times over
         self._new_window_cache()
         self.reset()
 
@@ -512,8 +512,9 @@ class FactorizedSlideScorer(SlideScorer):
             known = self._c_step[ring] == steps
             z[miss] = window_residual(self._c_e[ifo][ring], self._c_rho2[ifo][ring], known,
                                       self.scorer.model.template_taps, self.consistency.slope)
-            done = miss[known.all(axis=1)]  # kept once every step was known (a window's steps never change)
-            self._cw[ifo, slot[done]], self._cw_tag[ifo, slot[done]] = z[done], first_steps[done]
+            # kept: a window is scored after its steps are fed, and a past step never comes back, so a window's
+            # residual (NaN for one before the stream's start) never changes
+            self._cw[ifo, slot[miss]], self._cw_tag[ifo, slot[miss]] = z[miss], first_steps[miss]
         return z
 
     def _consistency_penalty(self, s_first: int, rel: np.ndarray) -> np.ndarray:
