@@ -617,7 +617,7 @@ class RankingConfig:
                                         "window's power its best template leaves unexplained, in noise sigmas) "
                                         "above consistency_threshold; part of a background's identity; 0 = off")
     consistency_threshold: float = setting(3.0, ge=0, doc="residual z below which the consistency test costs "
-                                           "nothing (Gaussian noise: z is about a standard normal)")
+                                           "nothing (in Gaussian noise a window's z is about 1)")
     consistency_slope: float = setting(0.1, ge=0, doc="share of the best template's SNR^2 added to the residual's "
                                        "unit (a cut template misses a few per cent of a loud signal's power)")
     removal_background: str = setting("default", doc="the background that turns removal_ifar_days into a statistic "
