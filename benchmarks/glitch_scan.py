@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gwstream.daemon.config import GlitchConfig, load_config
-from gwstream.daemon.stream.consistency import Consistency, window_residual
+from gwstream.daemon.stream.consistency import Consistency, span_energies, window_residual
 from gwstream.daemon.train.trainset import COINCIDENT_DT_S, WaveformBank, WindowMaker
 from gwstream.models.scorer import load_checkpoint
 from gwstream.models.train import score_windows
@@ -64,10 +64,7 @@ def window_residuals(model, x: np.ndarray, slope: float, batch_size: int = 256) 
             w = np.ascontiguousarray(x[i:i + batch_size, d])
             with torch.inference_mode():
                 rho2 = model.encode(torch.from_numpy(w))[:, -p:].max(dim=1).values.double().numpy()
-            c = np.zeros((w.shape[0], w.shape[1] + 1))
-            np.cumsum(w.astype(np.float64) ** 2, axis=1, out=c[:, 1:])
-            end = np.arange(rho2.shape[1]) * fs + rf
-            e = c[:, end] - c[:, end - taps]
+            e = span_energies(w, np.arange(rho2.shape[1]) * fs + rf, taps)
             centre = slice(k, rho2.shape[1] - k)
             out[d, i:i + w.shape[0]] = window_residual(e[:, centre], rho2[:, centre],
                                                        np.ones_like(e[:, centre], bool), taps, slope)

@@ -126,7 +126,7 @@ def preflight(cfg: Config, *, load_weights: bool = True, shipped_background: boo
     except (OSError, ValueError) as exc:
         raise ConfigError("model.path", str(path), f"a readable checkpoint ({exc})") from None
     check_whitening(cfg, meta)
-    check_consistency(cfg, templates, path)
+    check_consistency(cfg.ranking.consistency_weight, templates, path)
     if shipped_background:
         cfg = resolve_background_init(cfg, sha)
     init = initial_background_path(cfg.ranking.background_init)

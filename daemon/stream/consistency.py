@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Consistency", "residual_z", "window_residual"]
+__all__ = ["Consistency", "residual_z", "span_energies", "window_residual"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,14 @@ class Consistency:
     def penalty(self, z: np.ndarray) -> np.ndarray:
         """What a detector's window residual ``z`` takes off the statistic (NaN stays NaN)."""
         return self.weight * np.maximum(np.asarray(z, dtype=np.float64) - self.threshold, 0.0)
+
+
+def span_energies(x: np.ndarray, ends: np.ndarray, taps: int) -> np.ndarray:
+    """``E``: the energy of each row of ``x`` ``(rows, n)`` over the ``taps`` samples before each of ``ends``
+    (``[end - taps, end)``, every one inside the row), in float64."""
+    c = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(np.square(x, dtype=np.float64), axis=1, out=c[:, 1:])
+    return c[:, ends] - c[:, ends - taps]
 
 
 def residual_z(energy: np.ndarray, rho2: np.ndarray, taps: int, slope: float) -> np.ndarray:

@@ -64,11 +64,11 @@ def consistency(cfg: Config) -> Consistency:
     return Consistency(float(r.consistency_weight), float(r.consistency_threshold), float(r.consistency_slope))
 
 
-def check_consistency(cfg: Config, template_pairs: int, model_path="the model") -> None:
-    """Raise :class:`ConfigError` when ``ranking.consistency_weight`` is on for a model without a template branch
-    (the test reads the branch's best template)."""
-    if cfg.ranking.consistency_weight > 0 and template_pairs <= 0:
-        raise ConfigError("ranking.consistency_weight", cfg.ranking.consistency_weight,
+def check_consistency(weight: float, template_pairs: int, model_path="the model") -> None:
+    """Raise :class:`ConfigError` when ``ranking.consistency_weight`` (``weight``) is on for a model without a
+    template branch (the test reads the branch's best template)."""
+    if weight > 0 and template_pairs <= 0:
+        raise ConfigError("ranking.consistency_weight", weight,
                           f"0: {model_path} has no template branch, which the consistency test needs")
 
 

@@ -21,7 +21,7 @@ from gwstream.daemon.units import NS, sample_time_ns, samples_to_ns, seconds_to_
 
 from .background import Background, BackgroundMismatch, initial_background_path
 from .conditioning import Conditioned, Conditioner, Status
-from .identity import check_consistency, check_whitening, conditioning_meta, consistency
+from .identity import check_whitening, conditioning_meta, consistency
 from .ranking import RankingStage, Trigger
 from .scoring import SlideScorer
 from .snapshot import SnapshotQueue, TriggerSnapshot, WhitenedHistory
@@ -106,7 +106,6 @@ class SearchStage:
             n_slides = r.n_slides_joint if model.joint else r.n_slides
         self.n_slides = int(n_slides)
         check_whitening(cfg, scorer.meta)
-        check_consistency(cfg, 0 if model.joint else int(getattr(model, "template_pairs", 0)))
         rate = cfg.data.analysis_rate_hz
         self.stride_samples = int(round(cfg.windows.stride_s * rate))
         stride_ns = samples_to_ns(self.stride_samples, rate)

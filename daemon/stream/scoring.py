@@ -36,7 +36,8 @@ from gwstream.daemon.units import NS
 from gwstream.models.encoder import StreamEncoder
 
 from .conditioning import Conditioned
-from .consistency import Consistency, window_residual
+from .consistency import Consistency, span_energies, window_residual
+from .identity import check_consistency
 
 __all__ = ["SlideScorer", "FactorizedSlideScorer", "JointSlideScorer"]
 
@@ -109,9 +110,9 @@ class SlideScorer:
                  n_slides: int, consistency: Consistency | None = None):
         model = scorer.model
         self.consistency = consistency if consistency is not None and consistency.on else None
-        if self.consistency is not None and (model.joint or not getattr(model, "template_pairs", 0)):
-            raise ValueError(f"ranking.consistency_weight = {consistency.weight!r} needs a factorized model with a "
-                             f"template branch; {model.name!r} has none (set it to 0)")
+        if self.consistency is not None:
+            check_consistency(consistency.weight, 0 if model.joint else int(getattr(model, "template_pairs", 0)),
+                              f"the {model.name!r} network")
         self.scorer = scorer
         self.rate = int(sample_rate_hz)
         self.window = int(model.window_samples)
@@ -310,9 +311,7 @@ class FactorizedSlideScorer(SlideScorer):
         self._c_rho2 = np.full((2, self._cap), np.nan)
         self._c_e = np.full((2, self._cap), np.nan)
         self._c_step = np.full(self._cap, -1, dtype=np.int64)
-        # and each detector's window residuals, by window (tagged with its first step): the slides read an L1
-        # window's a thousand times over
-        self._new_window_cache()
+        # (reset() makes the cache of each detector's window residuals: _new_window_cache)
         self.reset()
 
     @property
@@ -382,6 +381,8 @@ class FactorizedSlideScorer(SlideScorer):
         self._new_window_cache()
 
     def _new_window_cache(self) -> None:
+        """Each detector's window residuals, by window (tagged with its first step): the slides read an L1
+        window's a thousand times over."""
         n = self._cap // self._wsteps + 2
         self._cw, self._cw_tag = np.full((2, n), np.nan), np.full((2, n), -1, dtype=np.int64)
 
@@ -489,9 +490,7 @@ class FactorizedSlideScorer(SlideScorer):
         if end[0] - taps < 0 or end[-1] > xs.shape[1]:
             raise RuntimeError(f"consistency test: template spans [{end[0] - taps}, {end[-1]}) outside the "
                                f"{xs.shape[1]} samples kept")
-        c = np.zeros((2, xs.shape[1] + 1))
-        np.cumsum(xs * xs, axis=1, out=c[:, 1:])
-        e = c[:, end] - c[:, end - taps]
+        e = span_energies(xs, end, taps)
         if nf > self._cap:
             j0, rho2, e, nf = j0 + nf - self._cap, rho2[:, -self._cap:], e[:, -self._cap:], self._cap
         slot = np.arange(j0, j0 + nf) % self._cap
