@@ -316,8 +316,10 @@ def main() -> None:
     # the windows' PSD is one Welch estimate per stretch: the streaming-only keys do not touch them
     # (and leaving them out keeps the keys of sets made before they existed)
     psd_keys = {k: v for k, v in cfg.to_dict()["psd"].items() if k not in ("min_change",)}
+    # nor are the windows gated: the streaming search's autogating keys stay out too
+    whiten_keys = {k: v for k, v in cfg.to_dict()["whiten"].items() if not k.startswith("gate_")}
     key = hashlib.sha256(json.dumps([seed, args.n_noise, args.n_per_snr, list(snrs), args.n_waveforms,
-                                     res["bank"], psd_keys, {**cfg.to_dict()["whiten"], "phase": MF_PHASE},
+                                     res["bank"], psd_keys, {**whiten_keys, "phase": MF_PHASE},
                                      {k: tcfg[k] for k in data_keys}], sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     cache_path = Path(args.mf_cache) / f"mf-{key}.npz"
