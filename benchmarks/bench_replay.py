@@ -59,10 +59,14 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     from gwstream.models import default_model_path
+    from gwstream.models.checkpoint import read_checkpoint_info
     from gwstream.models.scorer import load_checkpoint
 
     model_path = Path(args.model) if args.model else default_model_path()
-    phase = (load_checkpoint(model_path)[1].get("whiten") or {}).get("phase", "linear")
+    meta = load_checkpoint(model_path)[1]
+    phase = (meta.get("whiten") or {}).get("phase", "linear")
+    # the consistency test needs a template branch (on by default)
+    templates = int(read_checkpoint_info(model_path).hparams.get("template_pairs", 0))
     cfg = _toml(work / "bench.toml", f"""
 [simulate]
 sample_rate_hz = 2048
@@ -78,7 +82,7 @@ threads = {args.threads}
 path = "{model_path.resolve()}"{"" if args.group_blocks is None else f"{chr(10)}group_blocks = {args.group_blocks}"}
 [whiten]
 phase = "{phase}"
-[output]
+{"" if templates else f"[ranking]{chr(10)}consistency_weight = 0.0{chr(10)}"}[output]
 far_threshold_hz = 0.01
 """)
     res: dict = {"benchmark": "replay", "minutes": args.minutes, "threads": args.threads, "model": str(model_path),
