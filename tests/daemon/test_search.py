@@ -338,11 +338,12 @@ def test_search_finds_loud_injections_and_gwf_equals_hdf5(simulated):
     np.testing.assert_allclose(gcols["stat"], cols["stat"], rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["default", "baseline"])
+@pytest.mark.parametrize("model", ["default", "default+consistency", "baseline"])
 def test_grouped_blocks_give_the_same_triggers_bit_for_bit(simulated, model):
     """A backlog analysed many blocks at a time (one encoder pass per group: replay at full speed) gives the
-    statistics, triggers and FARs of block-by-block analysis exactly, whatever the grouping. A joint
-    model (baseline) scores the conditioner's window buffer, which each block overwrites."""
+    statistics, triggers and FARs of block-by-block analysis exactly, whatever the grouping, also with the
+    consistency test (its span energies are exact sums). A joint model (baseline) scores the conditioner's
+    window buffer, which each block overwrites."""
     from gwstream.daemon.config import load_config
     from gwstream.daemon.proc.offline import file_blocks
     from gwstream.daemon.proc.preflight import load_scorer
@@ -350,9 +351,10 @@ def test_grouped_blocks_give_the_same_triggers_bit_for_bit(simulated, model):
     from gwstream.models import default_model_path
 
     d, cfg_path, _ = simulated
-    joint = {} if model == "default" else {"model.path": str(default_model_path().with_name("baseline.pt")),
-                                           "whiten.phase": "linear", "ranking.n_slides_joint": 2}
-    cfg = load_config(cfg_path, joint)
+    overrides = {"default": {}, "default+consistency": {"ranking.consistency_weight": 1.0},
+                 "baseline": {"model.path": str(default_model_path().with_name("baseline.pt")),
+                              "whiten.phase": "linear", "ranking.n_slides_joint": 2}}[model]
+    cfg = load_config(cfg_path, overrides)
     blocks = list(file_blocks(d / "fg.hdf", cfg))
 
     def recording(stage):
