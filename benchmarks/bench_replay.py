@@ -65,7 +65,7 @@ def main() -> None:
     model_path = Path(args.model) if args.model else default_model_path()
     meta = load_checkpoint(model_path)[1]
     phase = (meta.get("whiten") or {}).get("phase", "linear")
-    # the consistency test needs a template branch (on by default)
+    # the consistency test needs a template branch: off for a model without one, whatever the default
     templates = int(read_checkpoint_info(model_path).hparams.get("template_pairs", 0))
     cfg = _toml(work / "bench.toml", f"""
 [simulate]
