@@ -345,20 +345,27 @@ class FactorizedSlideScorer(SlideScorer):
                     steps = np.arange(max(0, newest - self._cap), newest)
                     for new_ring, old_ring in zip(self._top, old_top):
                         new_ring[steps % new_cap] = old_ring[steps % self._cap]
-            keep = self._track_step >= 0
-            self._track, track = np.full(new_cap, np.nan), self._track
-            self._track_step, tags = np.full(new_cap, -1, dtype=np.int64), self._track_step
-            self._track_arg, args = np.zeros(new_cap, dtype=np.int32), self._track_arg
-            slot = tags[keep] % new_cap
-            self._track[slot], self._track_step[slot], self._track_arg[slot] = track[keep], tags[keep], args[keep]
-            keep = self._c_step >= 0
-            slot = self._c_step[keep] % new_cap
-            self._c_rho2, rho2 = np.full((2, new_cap), np.nan), self._c_rho2
-            self._c_e, e = np.full((2, new_cap), np.nan), self._c_e
-            self._c_step, tags = np.full(new_cap, -1, dtype=np.int64), self._c_step
-            self._c_rho2[:, slot], self._c_e[:, slot], self._c_step[slot] = rho2[:, keep], e[:, keep], tags[keep]
+            self._track_step, (self._track, self._track_arg) = self._regrown_tagged(
+                self._track_step, ((self._track, np.nan), (self._track_arg, 0)), new_cap)
+            self._c_step, (self._c_rho2, self._c_e) = self._regrown_tagged(
+                self._c_step, ((self._c_rho2, np.nan), (self._c_e, np.nan)), new_cap)
             self._cap = new_cap
             self._new_window_cache()
+
+    @staticmethod
+    def _regrown_tagged(tags: np.ndarray, arrays, cap: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A ring whose slots are tagged with their step (``tags``, -1 = empty) and the ``(array, empty value)``
+        pairs it tags (the ring on each array's last axis), as rings of ``cap`` slots, every tagged step kept."""
+        keep = tags >= 0
+        slot = tags[keep] % cap
+        new_tags = np.full(cap, -1, dtype=np.int64)
+        new_tags[slot] = tags[keep]
+        grown = []
+        for a, empty in arrays:
+            b = np.full(a.shape[:-1] + (cap,), empty, dtype=a.dtype)
+            b[..., slot] = a[..., keep]
+            grown.append(b)
+        return new_tags, grown
 
     @staticmethod
     def _grown_ring(ring: torch.Tensor, cap: int, newest: int | None) -> torch.Tensor:
