@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse a run's trigger file when it exists")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "loud-signal-scores.json"))
     args = ap.parse_args()
+    from gwstream.daemon.eval.evaluate import match_injections
     from gwstream.daemon.io.archive import read_triggers
     from gwstream.daemon.io.framefiles import read_injection_file
 
@@ -65,11 +66,9 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "gwstream.daemon.cli", "search", str(data), str(trig), "--slides",
                             "0", "--config", str(cfg), "--no-progress", "--log-level", "warning"], check=True)
         cols, attrs = read_triggers(trig)
-        t, stat, var = (np.asarray(cols[k], dtype=float) for k in ("time", "stat", "var"))
-        per = []
-        for x in tc:
-            near = np.nonzero(np.abs(t - x) <= var)[0]
-            per.append(float(stat[near].max()) if near.size else None)
+        stat = np.asarray(cols["stat"], dtype=float)
+        idx = match_injections(tc, np.asarray(cols["time"], dtype=float), stat, np.asarray(cols["var"], dtype=float))
+        per = [float(stat[i]) if i >= 0 else None for i in idx]
         res["runs"][label] = {"model": model, "consistency_weight": float(weight),
                               "model_sha256": attrs.get("model_sha256"), "stat": per}
     write(res, Path(args.out))
